@@ -1,0 +1,638 @@
+/*
+ * auth/users.c — the user table (`users_file`) and its atomic edits.
+ *
+ * Owns: parsing "address hash [quota=SIZE]" lines (errors as FILE:LINE),
+ * the in-memory hash table (open addressing on lower-cased addresses, so a
+ * lookup costs O(1) for 100k users), and `hatoctl user add|del`: read the
+ * file, change only the line(s) of one address, keep every other byte,
+ * write tmp + fsync + rename + fsync of the directory, keep the file mode.
+ *
+ * Never checks passwords (that is auth/ password code) and never logs.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "auth/users.h"
+
+#define USERS_ADDR_MAX    320                 /* octets of an address */
+#define USERS_FILE_MAX    (256L * 1024 * 1024) /* refuse bigger files */
+#define USERS_NEW_MODE    0640
+#define USERS_MIN_SLOTS   16
+#define USERS_PATH_MAX    4096
+
+struct usertab {
+    struct user *v;
+    size_t n, cap;
+    size_t *slot;       /* index + 1 into v; 0 = empty */
+    size_t nslot;       /* power of two, > 2 * n */
+};
+
+/* ---- helpers --------------------------------------------------------- */
+
+static void err_fmt(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void err_fmt(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static uint64_t hash_lower(const char *s, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        h ^= (unsigned char)tolower((unsigned char)s[i]);
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r';
+}
+
+/* "100", "512K", "10M", "1G" (1024-based, either case). */
+static int parse_size(const char *s, size_t len, long long *out)
+{
+    long long v = 0, mul = 1;
+    size_t i;
+
+    if (len > 0) {
+        switch (s[len - 1]) {
+        case 'k': case 'K': mul = 1024LL; len--; break;
+        case 'm': case 'M': mul = 1024LL * 1024; len--; break;
+        case 'g': case 'G': mul = 1024LL * 1024 * 1024; len--; break;
+        default: break;
+        }
+    }
+    if (len == 0)
+        return -1;
+    for (i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9' || v > (INT64_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v > INT64_MAX / mul)
+        return -1;
+    *out = v * mul;
+    return 0;
+}
+
+/* Exactly one '@', something on each side, no blanks, <= 320 octets. */
+static const char *check_address(const char *a, size_t len)
+{
+    const char *at;
+    size_t i;
+
+    if (len == 0 || len > USERS_ADDR_MAX)
+        return "bad address length";
+    for (i = 0; i < len; i++) {
+        if ((unsigned char)a[i] <= ' ' || a[i] == 0x7f)
+            return "bad character in address";
+    }
+    at = memchr(a, '@', len);
+    if (at == NULL || memchr(at + 1, '@', len - (size_t)(at - a) - 1) != NULL)
+        return "address needs exactly one '@'";
+    if (at == a || at == a + len - 1)
+        return "address needs a local part and a domain";
+    return NULL;
+}
+
+static char *dup_lower(const char *s, size_t len)
+{
+    char *d = malloc(len + 1);
+    size_t i;
+
+    if (d == NULL)
+        return NULL;
+    for (i = 0; i < len; i++)
+        d[i] = (char)tolower((unsigned char)s[i]);
+    d[len] = '\0';
+    return d;
+}
+
+/* ---- whole-file read and atomic write --------------------------------- */
+
+/* Read path; missing = empty (*exists = 0, *st untouched). */
+static int file_read(const char *path, char **out, size_t *outlen,
+                     struct stat *st, int *exists)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    *exists = 0;
+    if (fd < 0) {
+        if (errno != ENOENT)
+            return -1;
+        *out = calloc(1, 1);
+        *outlen = 0;
+        return *out ? 0 : -1;
+    }
+    if (fstat(fd, st) != 0)
+        goto fail;
+    if (st->st_size > USERS_FILE_MAX) {
+        errno = EFBIG;
+        goto fail;
+    }
+    buf = malloc((size_t)st->st_size + 1);
+    if (buf == NULL)
+        goto fail;
+    while (len < (size_t)st->st_size) {
+        ssize_t r = read(fd, buf + len, (size_t)st->st_size - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            goto fail;
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        goto fail;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    *outlen = len;
+    *exists = 1;
+    return 0;
+fail:
+    {
+        int saved = errno;
+        free(buf);
+        if (fd >= 0)
+            (void)close(fd);
+        errno = saved;
+    }
+    return -1;
+}
+
+static int write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+static int fsync_parent(const char *path)
+{
+    char dir[USERS_PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    int fd, r;
+
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == path)
+        snprintf(dir, sizeof(dir), "/");
+    else
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    r = fsync(fd);
+    if (close(fd) != 0)
+        r = -1;
+    return r;
+}
+
+/* Replace path with data: tmp in the same directory, fsync, rename,
+ * fsync the directory; keep mode (and owner, when allowed). */
+static int file_replace(const char *path, const char *data, size_t len,
+                        const struct stat *st, int exists)
+{
+    char tmp[USERS_PATH_MAX];
+    mode_t mode = exists ? (st->st_mode & 07777) : USERS_NEW_MODE;
+    int fd, n, saved;
+
+    n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+    if (n < 0 || (size_t)n >= sizeof(tmp)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    if (unlink(tmp) != 0 && errno != ENOENT)
+        return -1;
+    fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    if (exists && fchown(fd, st->st_uid, st->st_gid) != 0 && errno != EPERM)
+        goto fail;
+    if (fchmod(fd, mode) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0)
+        goto fail;
+    n = close(fd);
+    fd = -1;
+    if (n != 0 || rename(tmp, path) != 0)
+        goto fail;
+    return fsync_parent(path);
+fail:
+    saved = errno;
+    if (fd >= 0)
+        (void)close(fd);
+    (void)unlink(tmp);
+    errno = saved;
+    return -1;
+}
+
+/* ---- the table ------------------------------------------------------- */
+
+static size_t *slot_find(const struct usertab *t, const char *addr, size_t len)
+{
+    size_t mask = t->nslot - 1;
+    size_t i = (size_t)hash_lower(addr, len) & mask;
+
+    for (;; i = (i + 1) & mask) {
+        const struct user *u;
+        if (t->slot[i] == 0)
+            return &t->slot[i];
+        u = &t->v[t->slot[i] - 1];
+        if (strlen(u->address) == len && strncasecmp(u->address, addr, len) == 0)
+            return &t->slot[i];
+    }
+}
+
+static int table_grow(struct usertab *t)
+{
+    size_t i, nslot = t->nslot ? t->nslot * 2 : USERS_MIN_SLOTS;
+    size_t *slot = calloc(nslot, sizeof(*slot));
+    size_t *old = t->slot;
+
+    if (slot == NULL)
+        return -1;
+    t->slot = slot;
+    t->nslot = nslot;
+    for (i = 0; i < t->n; i++) {
+        const char *a = t->v[i].address;
+        *slot_find(t, a, strlen(a)) = i + 1;
+    }
+    free(old);
+    return 0;
+}
+
+/* Add a user (address already lower-case); 1 if it exists, -1 on ENOMEM.
+ * Takes ownership of address and hash on success. */
+static int table_add(struct usertab *t, char *address, char *hash, long long quota)
+{
+    size_t *s;
+
+    if ((t->n + 1) * 2 >= t->nslot && table_grow(t) != 0)
+        return -1;
+    s = slot_find(t, address, strlen(address));
+    if (*s != 0)
+        return 1;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : USERS_MIN_SLOTS;
+        struct user *v = realloc(t->v, cap * sizeof(*v));
+        if (v == NULL)
+            return -1;
+        t->v = v;
+        t->cap = cap;
+    }
+    t->v[t->n].address = address;
+    t->v[t->n].hash = hash;
+    t->v[t->n].quota = quota;
+    *s = ++t->n;
+    return 0;
+}
+
+/* ---- parsing --------------------------------------------------------- */
+
+struct field {
+    const char *p;
+    size_t len;
+};
+
+/* Split a line into at most `max` blank-separated fields; returns the
+ * count, or max + 1 when there are more. */
+static size_t split_fields(const char *line, size_t len, struct field *f, size_t max)
+{
+    size_t i = 0, n = 0;
+
+    while (i < len) {
+        size_t start;
+        while (i < len && is_space(line[i]))
+            i++;
+        if (i >= len)
+            break;
+        if (n == max)
+            return max + 1;
+        start = i;
+        while (i < len && !is_space(line[i]))
+            i++;
+        f[n].p = line + start;
+        f[n].len = i - start;
+        n++;
+    }
+    return n;
+}
+
+/* Blank, or first non-blank octet is '#'. */
+static int is_comment_or_blank(const char *line, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len && is_space(line[i]))
+        i++;
+    return i == len || line[i] == '#';
+}
+
+static const char *parse_quota_opt(const struct field *f, long long *quota)
+{
+    *quota = 0;
+    if (f->len < 6 || strncmp(f->p, "quota=", 6) != 0)
+        return "unknown option (want quota=SIZE)";
+    if (parse_size(f->p + 6, f->len - 6, quota) != 0)
+        return "bad quota size";
+    return NULL;
+}
+
+/* One non-comment line into t.  NULL or the reason. */
+static const char *parse_line(struct usertab *t, const struct field *f, size_t nf)
+{
+    const char *why;
+    char *address, *hash;
+    long long quota = 0;
+    int r;
+
+    if (nf > 3)
+        return "too many fields";
+    why = check_address(f[0].p, f[0].len);
+    if (why != NULL)
+        return why;
+    if (nf < 2)
+        return "missing password hash";
+    if (nf == 3 && (why = parse_quota_opt(&f[2], &quota)) != NULL)
+        return why;
+    address = dup_lower(f[0].p, f[0].len);
+    hash = strndup(f[1].p, f[1].len);
+    if (address == NULL || hash == NULL || (r = table_add(t, address, hash, quota)) < 0) {
+        free(address);
+        free(hash);
+        return "out of memory";
+    }
+    if (r > 0) {
+        free(address);
+        free(hash);
+        return "duplicate address";
+    }
+    return NULL;
+}
+
+static struct usertab *table_new(void)
+{
+    struct usertab *t = calloc(1, sizeof(*t));
+
+    if (t != NULL && table_grow(t) != 0) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+struct usertab *users_load(const char *path, char *err, size_t errlen)
+{
+    struct usertab *t;
+    struct stat st = { 0 };
+    char *text;
+    size_t len, lineno = 0;
+    const char *p, *end;
+    int exists;
+
+    if (file_read(path, &text, &len, &st, &exists) != 0) {
+        err_fmt(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    t = table_new();
+    if (t == NULL) {
+        err_fmt(err, errlen, "%s: out of memory", path);
+        free(text);
+        return NULL;
+    }
+    for (p = text, end = text + len; p < end; ) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        struct field f[3];
+        const char *why = NULL;
+        lineno++;
+        if (memchr(p, '\0', l) != NULL)
+            why = "NUL byte in line";
+        else if (!is_comment_or_blank(p, l))
+            why = parse_line(t, f, split_fields(p, l, f, 3));
+        if (why != NULL) {
+            err_fmt(err, errlen, "%s:%zu: %s", path, lineno, why);
+            users_free(t);
+            free(text);
+            return NULL;
+        }
+        p = nl ? nl + 1 : end;
+    }
+    free(text);
+    return t;
+}
+
+const struct user *users_find(const struct usertab *t, const char *address)
+{
+    size_t len, s;
+
+    if (t == NULL || address == NULL)
+        return NULL;
+    len = strlen(address);
+    if (len > USERS_ADDR_MAX)
+        return NULL;
+    s = *slot_find(t, address, len);
+    return s ? &t->v[s - 1] : NULL;
+}
+
+size_t users_count(const struct usertab *t)
+{
+    return t ? t->n : 0;
+}
+
+const struct user *users_at(const struct usertab *t, size_t i)
+{
+    return t && i < t->n ? &t->v[i] : NULL;
+}
+
+void users_free(struct usertab *t)
+{
+    size_t i;
+
+    if (t == NULL)
+        return;
+    for (i = 0; i < t->n; i++) {
+        free(t->v[i].address);
+        free(t->v[i].hash);
+    }
+    free(t->v);
+    free(t->slot);
+    free(t);
+}
+
+/* ---- edits ------------------------------------------------------------ */
+
+/* Does this line define `address` (case-insensitive)? */
+static int line_is(const char *line, size_t len, const char *address)
+{
+    struct field f[1];
+
+    if (is_comment_or_blank(line, len) || split_fields(line, len, f, 1) == 0)
+        return 0;
+    return f[0].len == strlen(address) && strncasecmp(f[0].p, address, f[0].len) == 0;
+}
+
+/* Copy text without the lines defining address into out; count removed. */
+static size_t drop_lines(const char *text, size_t len, const char *address,
+                         char *out, size_t *outlen)
+{
+    const char *p = text, *end = text + len;
+    size_t removed = 0, o = 0;
+
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        size_t full = nl ? l + 1 : l;
+        if (line_is(p, l, address)) {
+            removed++;
+        } else {
+            memcpy(out + o, p, full);
+            o += full;
+        }
+        p += full;
+    }
+    *outlen = o;
+    return removed;
+}
+
+static void format_size(char *buf, size_t len, long long v)
+{
+    static const char sfx[] = "GMK";
+    long long unit = 1024LL * 1024 * 1024;
+    int i;
+
+    for (i = 0; i < 3; i++, unit /= 1024) {
+        if (v >= unit && v % unit == 0) {
+            snprintf(buf, len, "%lld%c", v / unit, sfx[i]);
+            return;
+        }
+    }
+    snprintf(buf, len, "%lld", v);
+}
+
+static const char *check_hash(const char *hash)
+{
+    const char *p;
+
+    if (hash == NULL || hash[0] == '\0')
+        return "empty password hash";
+    if (hash[0] == '#')
+        return "password hash may not start with '#'";
+    for (p = hash; *p; p++) {
+        if ((unsigned char)*p <= ' ' || *p == 0x7f)
+            return "bad character in password hash";
+    }
+    return NULL;
+}
+
+int users_file_add(const char *path, const char *address, const char *hash,
+                   long long quota, char *err, size_t errlen)
+{
+    char qbuf[32], *text, *addr, *out;
+    const char *why;
+    size_t len, o;
+    struct stat st = { 0 };
+    int exists, r;
+
+    why = address ? check_address(address, strlen(address)) : "no address";
+    if (why == NULL)
+        why = check_hash(hash);
+    if (why == NULL && quota < 0)
+        why = "negative quota";
+    if (why != NULL) {
+        err_fmt(err, errlen, "%s: %s", address ? address : "", why);
+        return -1;
+    }
+    if (file_read(path, &text, &len, &st, &exists) != 0) {
+        err_fmt(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    addr = dup_lower(address, strlen(address));
+    out = malloc(len + strlen(address) + strlen(hash) + 64);
+    if (addr == NULL || out == NULL) {
+        err_fmt(err, errlen, "%s: out of memory", path);
+        free(text); free(addr); free(out);
+        return -1;
+    }
+    if (drop_lines(text, len, addr, out, &o) > 0) {
+        err_fmt(err, errlen, "%s: user %s already exists", path, addr);
+        free(text); free(addr); free(out);
+        return -1;
+    }
+    if (o > 0 && out[o - 1] != '\n')
+        out[o++] = '\n';
+    qbuf[0] = '\0';
+    if (quota > 0) {
+        memcpy(qbuf, " quota=", 8);
+        format_size(qbuf + 7, sizeof(qbuf) - 7, quota);
+    }
+    o += (size_t)sprintf(out + o, "%s %s%s\n", addr, hash, qbuf);
+    r = file_replace(path, out, o, &st, exists);
+    if (r != 0)
+        err_fmt(err, errlen, "%s: %s", path, strerror(errno));
+    free(text); free(addr); free(out);
+    return r;
+}
+
+int users_file_del(const char *path, const char *address, char *err, size_t errlen)
+{
+    char *text, *out;
+    size_t len, o;
+    struct stat st = { 0 };
+    int exists, r;
+
+    if (address == NULL || address[0] == '\0') {
+        err_fmt(err, errlen, "%s: no address", path);
+        return -1;
+    }
+    if (file_read(path, &text, &len, &st, &exists) != 0) {
+        err_fmt(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    out = malloc(len + 1);
+    if (out == NULL) {
+        err_fmt(err, errlen, "%s: out of memory", path);
+        free(text);
+        return -1;
+    }
+    if (drop_lines(text, len, address, out, &o) == 0) {
+        err_fmt(err, errlen, "%s: no such user %s", path, address);
+        free(text); free(out);
+        return -1;
+    }
+    r = file_replace(path, out, o, &st, exists);
+    if (r != 0)
+        err_fmt(err, errlen, "%s: %s", path, strerror(errno));
+    free(text); free(out);
+    return r;
+}

@@ -1,0 +1,26 @@
+/*
+ * lib/fsutil.h — small, checked file-system helpers: whole writes, fsync of
+ * a directory, mkdir -p, atomic file replacement, whole-file reads.
+ */
+#ifndef HATO_FSUTIL_H
+#define HATO_FSUTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* write() until done; retries EINTR.  0 or -1 (errno). */
+int fs_write_all(int fd, const void *buf, size_t len);
+/* fsync a directory by path.  0 or -1. */
+int fs_fsync_dir(const char *path);
+/* mkdir -p with mode for created components.  0 or -1. */
+int fs_mkdirs(const char *path, mode_t mode);
+/* Replace `path` atomically with `data`: write path.tmp.PID, fsync, rename,
+ * fsync the directory.  Keeps `mode`.  0 or -1 (errno). */
+int fs_replace(const char *path, const void *data, size_t len, mode_t mode);
+/* Read a whole file (at most `max` bytes; larger → -1/EFBIG) into a
+ * malloc'd NUL-terminated buffer.  0 or -1. */
+int fs_read_file(const char *path, size_t max, char **out, size_t *outlen);
+/* Directory part of path into buf. */
+void fs_dirname(const char *path, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,317 @@
+/*
+ * mta/config.c — hato.conf's schema (names, types, defaults), the typed
+ * view of it (struct hato_config) and the checks that span keys.  The file
+ * syntax itself is lib/conf.c.  Used by hatod and by the tools.
+ */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "lib/conf.h"
+#include "lib/iplist.h"
+#include "mta/config.h"
+
+#define HOSTNAME_MAX 256
+
+/* Every key hatod knows.  Postfix names keep Postfix meanings and units. */
+static const struct conf_def schema[] = {
+    { "myhostname", CT_STR, NULL, NULL },          /* default: gethostname() */
+    { "mydomain", CT_STR, NULL, NULL },            /* default: myhostname minus its first label */
+    { "mail_name", CT_STR, "hato", NULL },
+    { "smtpd_banner", CT_STR, "$myhostname ESMTP $mail_name", NULL },
+    { "config_directory", CT_STR, NULL, NULL },    /* default: the config file's directory */
+    { "state_directory", CT_STR, "/var/lib/hato", NULL },
+    { "run_user", CT_STR, "hato", NULL },
+    { "log_file", CT_STR, "", NULL },
+    { "local_domains", CT_LIST, "$mydomain", NULL },
+    { "smtp_listen", CT_LIST, "0.0.0.0:25, [::]:25", NULL },
+    { "submission_listen", CT_LIST, "0.0.0.0:587, [::]:587", NULL },
+    { "smtps_listen", CT_LIST, "", NULL },
+    { "pop3_listen", CT_LIST, "", NULL },
+    { "pop3s_listen", CT_LIST, "", NULL },
+    { "imap_listen", CT_LIST, "", NULL },
+    { "imaps_listen", CT_LIST, "", NULL },
+    { "smtp_tls", CT_CHOICE, "none", "none,may,encrypt" },
+    { "submission_tls", CT_CHOICE, "none", "none,may,encrypt" },
+    { "pop3_tls", CT_CHOICE, "none", "none,may,encrypt" },
+    { "imap_tls", CT_CHOICE, "none", "none,may,encrypt" },
+    { "tls_cert_file", CT_STR, "", NULL },
+    { "tls_key_file", CT_STR, "", NULL },
+    { "users_file", CT_STR, "$config_directory/users", NULL },
+    { "alias_maps", CT_LIST, "$config_directory/aliases", NULL },
+    { "relay_clients", CT_LIST, "127.0.0.0/8, ::1", NULL },
+    { "resolver_config", CT_STR, "", NULL },
+    { "relayhost", CT_STR, "", NULL },
+    { "transport_maps", CT_LIST, "", NULL },
+    { "recipient_delimiter", CT_STR, "+", NULL },
+    { "defer_transports", CT_LIST, "", NULL },
+    { "message_size_limit", CT_SIZE, "10240000", NULL },
+    { "header_size_limit", CT_SIZE, "102400", NULL },
+    { "smtpd_recipient_limit", CT_INT, "1000", NULL },
+    { "smtpd_hard_error_limit", CT_INT, "20", NULL },
+    { "smtpd_client_connection_count_limit", CT_INT, "50", NULL },
+    { "smtpd_client_connection_rate_limit", CT_INT, "0", NULL },
+    { "anvil_rate_time_unit", CT_TIME, "60s", NULL },
+    { "smtpd_timeout", CT_TIME, "300s", NULL },
+    { "smtpd_pipelining_limit", CT_INT, "100", NULL },
+    { "smtpd_forbid_bare_newline", CT_CHOICE, "normalize", "normalize,yes" },
+    { "smtp_client_port", CT_INT, "25", NULL },
+    { "minimal_backoff_time", CT_TIME, "300s", NULL },
+    { "maximal_backoff_time", CT_TIME, "4000s", NULL },
+    { "maximal_queue_lifetime", CT_TIME, "5d", NULL },
+    { "bounce_queue_lifetime", CT_TIME, "5d", NULL },
+    { "delay_warning_time", CT_TIME, "0h", NULL },
+    { "retry_schedule", CT_LIST, "", NULL },
+    { "queue_run_delay", CT_TIME, "300s", NULL },
+    { "worker_threads", CT_INT, "4", NULL },
+    { "queue_group_commit", CT_BOOL, "yes", NULL },
+    { "local_delivery_batch", CT_BOOL, "yes", NULL },
+    { "shutdown_timeout", CT_TIME, "30s", NULL },
+};
+#define NSCHEMA (sizeof schema / sizeof schema[0])
+
+const char *config_default_path(const char *given)
+{
+    if (given && *given)
+        return given;
+    const char *env = getenv("HATO_CONFIG");
+    if (env && *env)
+        return env;
+    return HATO_DEFAULT_CONFIG;
+}
+
+void config_path(const struct hato_config *cfg, const char *sub, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/%s", cfg->state_directory, sub);
+}
+
+/* Defaults that depend on the machine or on the file's location. */
+struct dyn_defaults {
+    char host[HOSTNAME_MAX];
+    char domain[HOSTNAME_MAX];
+    char confdir[4096];
+};
+
+static void compute_defaults(const char *path, struct dyn_defaults *dd)
+{
+    if (gethostname(dd->host, sizeof dd->host) < 0 || !dd->host[0])
+        snprintf(dd->host, sizeof dd->host, "localhost");
+    dd->host[sizeof dd->host - 1] = '\0';
+    const char *dot = strchr(dd->host, '.');
+    snprintf(dd->domain, sizeof dd->domain, "%s", dot && dot[1] ? dot + 1 : dd->host);
+    snprintf(dd->confdir, sizeof dd->confdir, "%s", path ? path : HATO_DEFAULT_CONFIG);
+    char *slash = strrchr(dd->confdir, '/');
+    if (slash == dd->confdir)
+        slash[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(dd->confdir, sizeof dd->confdir, ".");
+}
+
+static const struct conf_value *val(const struct hato_config *c, const char *name)
+{
+    const struct conf_value *v = conf_get(c->conf, name);
+    if (!v)
+        abort();                    /* a name missing from schema[]: a bug */
+    return v;
+}
+
+static const char *str(const struct hato_config *c, const char *name)
+{
+    return val(c, name)->str;
+}
+
+static long long num(const struct hato_config *c, const char *name)
+{
+    return val(c, name)->num;
+}
+
+static char **list(const struct hato_config *c, const char *name, size_t *n)
+{
+    const struct conf_value *v = val(c, name);
+    *n = v->nlist;
+    return v->list;
+}
+
+static void fill(struct hato_config *c)
+{
+    c->myhostname = str(c, "myhostname");
+    c->mydomain = str(c, "mydomain");
+    c->mail_name = str(c, "mail_name");
+    c->smtpd_banner = str(c, "smtpd_banner");
+    c->config_directory = str(c, "config_directory");
+    c->state_directory = str(c, "state_directory");
+    c->run_user = str(c, "run_user");
+    c->log_file = str(c, "log_file");
+    c->local_domains = list(c, "local_domains", &c->nlocal_domains);
+    c->smtp_listen = list(c, "smtp_listen", &c->nsmtp_listen);
+    c->submission_listen = list(c, "submission_listen", &c->nsubmission_listen);
+    c->smtps_listen = list(c, "smtps_listen", &c->nsmtps_listen);
+    c->pop3_listen = list(c, "pop3_listen", &c->npop3_listen);
+    c->pop3s_listen = list(c, "pop3s_listen", &c->npop3s_listen);
+    c->imap_listen = list(c, "imap_listen", &c->nimap_listen);
+    c->imaps_listen = list(c, "imaps_listen", &c->nimaps_listen);
+    c->smtp_tls = (enum tls_policy)num(c, "smtp_tls");
+    c->submission_tls = (enum tls_policy)num(c, "submission_tls");
+    c->pop3_tls = (enum tls_policy)num(c, "pop3_tls");
+    c->imap_tls = (enum tls_policy)num(c, "imap_tls");
+    c->tls_cert_file = str(c, "tls_cert_file");
+    c->tls_key_file = str(c, "tls_key_file");
+    c->users_file = str(c, "users_file");
+    c->alias_maps = list(c, "alias_maps", &c->nalias_maps);
+    c->relay_clients = list(c, "relay_clients", &c->nrelay_clients);
+    c->resolver_config = str(c, "resolver_config");
+    c->relayhost = str(c, "relayhost");
+    c->transport_maps = list(c, "transport_maps", &c->ntransport_maps);
+    c->recipient_delimiter = str(c, "recipient_delimiter");
+    c->defer_transports = list(c, "defer_transports", &c->ndefer_transports);
+    c->message_size_limit = num(c, "message_size_limit");
+    c->header_size_limit = num(c, "header_size_limit");
+    c->smtpd_recipient_limit = num(c, "smtpd_recipient_limit");
+    c->smtpd_hard_error_limit = num(c, "smtpd_hard_error_limit");
+    c->smtpd_client_connection_count_limit = num(c, "smtpd_client_connection_count_limit");
+    c->smtpd_client_connection_rate_limit = num(c, "smtpd_client_connection_rate_limit");
+    c->anvil_rate_time_unit = num(c, "anvil_rate_time_unit");
+    c->smtpd_timeout = num(c, "smtpd_timeout");
+    c->smtpd_pipelining_limit = num(c, "smtpd_pipelining_limit");
+    c->smtpd_forbid_bare_newline = (enum bare_lf_policy)num(c, "smtpd_forbid_bare_newline");
+    c->smtp_client_port = num(c, "smtp_client_port");
+    c->minimal_backoff_time = num(c, "minimal_backoff_time");
+    c->maximal_backoff_time = num(c, "maximal_backoff_time");
+    c->maximal_queue_lifetime = num(c, "maximal_queue_lifetime");
+    c->bounce_queue_lifetime = num(c, "bounce_queue_lifetime");
+    c->delay_warning_time = num(c, "delay_warning_time");
+    c->retry_schedule = list(c, "retry_schedule", &c->nretry_schedule);
+    c->queue_run_delay = num(c, "queue_run_delay");
+    c->worker_threads = num(c, "worker_threads");
+    c->queue_group_commit = num(c, "queue_group_commit");
+    c->local_delivery_batch = num(c, "local_delivery_batch");
+    c->shutdown_timeout = num(c, "shutdown_timeout");
+}
+
+/* "FILE:LINE: key: reason" for a value that failed a cross-key check. */
+static int bad(const struct hato_config *c, const char *key, char *err, size_t errlen,
+               const char *fmt, const char *what)
+{
+    int line = val(c, key)->line;
+    char msg[512];
+    snprintf(msg, sizeof msg, fmt, what);
+    if (line > 0)
+        snprintf(err, errlen, "%s:%d: %s: %s", c->path, line, key, msg);
+    else
+        snprintf(err, errlen, "%s: %s (default): %s", c->path, key, msg);
+    return -1;
+}
+
+/* "host:port" or "[v6]:port" with a numeric port. */
+static int listen_item_ok(const char *item)
+{
+    const char *colon = strrchr(item, ':');
+    if (!colon || colon == item || !colon[1])
+        return 0;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 1 || port > 65535)
+        return 0;
+    if (item[0] == '[') {
+        if (colon[-1] != ']')
+            return 0;
+        char a[64];
+        size_t n = (size_t)(colon - 1 - (item + 1));
+        if (n >= sizeof a)
+            return 0;
+        memcpy(a, item + 1, n);
+        a[n] = '\0';
+        struct in6_addr in6;
+        return inet_pton(AF_INET6, a, &in6) == 1;
+    }
+    return 1;   /* a host name or IPv4: resolved when binding */
+}
+
+static int check_listen(const struct hato_config *c, const char *key, char *err, size_t errlen)
+{
+    size_t n;
+    char **l = list(c, key, &n);
+    for (size_t i = 0; i < n; i++)
+        if (!listen_item_ok(l[i]))
+            return bad(c, key, err, errlen, "bad listen address '%s' (want address:port)", l[i]);
+    return 0;
+}
+
+static int check(struct hato_config *c, char *err, size_t errlen)
+{
+    static const char *const listens[] = { "smtp_listen", "submission_listen", "smtps_listen",
+        "pop3_listen", "pop3s_listen", "imap_listen", "imaps_listen" };
+    for (size_t i = 0; i < sizeof listens / sizeof listens[0]; i++)
+        if (check_listen(c, listens[i], err, errlen) < 0)
+            return -1;
+    if (c->nlocal_domains == 0)
+        return bad(c, "local_domains", err, errlen, "%s", "at least one domain is required");
+    for (size_t i = 0; i < c->nlocal_domains; i++)
+        for (char *p = c->local_domains[i]; *p; p++)
+            if (*p >= 'A' && *p <= 'Z')
+                *p = (char)(*p - 'A' + 'a');
+    if (c->state_directory[0] != '/')
+        return bad(c, "state_directory", err, errlen, "'%s' is not an absolute path", c->state_directory);
+    char ipe[256];
+    struct iplist *il = iplist_new(c->relay_clients, c->nrelay_clients, ipe, sizeof ipe);
+    if (!il)
+        return bad(c, "relay_clients", err, errlen, "%s", ipe);
+    iplist_free(il);
+    for (size_t i = 0; i < c->nretry_schedule; i++) {
+        long long t;
+        if (conf_parse_time(c->retry_schedule[i], &t) < 0 || t <= 0)
+            return bad(c, "retry_schedule", err, errlen, "bad time '%s'", c->retry_schedule[i]);
+    }
+    if (c->minimal_backoff_time <= 0 || c->maximal_backoff_time < c->minimal_backoff_time)
+        return bad(c, "maximal_backoff_time", err, errlen, "%s",
+                   "must be at least minimal_backoff_time (> 0)");
+    if (c->smtpd_timeout <= 0)
+        return bad(c, "smtpd_timeout", err, errlen, "%s", "must be > 0");
+    if (c->worker_threads < 1 || c->worker_threads > 64)
+        return bad(c, "worker_threads", err, errlen, "%s", "must be 1..64");
+    if (c->smtp_client_port < 1 || c->smtp_client_port > 65535)
+        return bad(c, "smtp_client_port", err, errlen, "%s", "must be 1..65535");
+    if (c->smtpd_pipelining_limit < 1)
+        return bad(c, "smtpd_pipelining_limit", err, errlen, "%s", "must be >= 1");
+    return 0;
+}
+
+int config_load(const char *path, struct hato_config *cfg, char *err, size_t errlen)
+{
+    struct dyn_defaults dd;
+    struct conf_def defs[NSCHEMA];
+
+    memset(cfg, 0, sizeof *cfg);
+    compute_defaults(path, &dd);
+    memcpy(defs, schema, sizeof defs);
+    for (size_t i = 0; i < NSCHEMA; i++) {
+        if (!strcmp(defs[i].name, "myhostname"))
+            defs[i].defval = dd.host;
+        else if (!strcmp(defs[i].name, "mydomain"))
+            defs[i].defval = dd.domain;
+        else if (!strcmp(defs[i].name, "config_directory"))
+            defs[i].defval = dd.confdir;
+    }
+    cfg->conf = conf_load(path, defs, NSCHEMA, err, errlen);
+    if (!cfg->conf)
+        return -1;
+    cfg->path = conf_path(cfg->conf);
+    fill(cfg);
+    if (check(cfg, err, errlen) < 0) {
+        config_free(cfg);
+        return -1;
+    }
+    return 0;
+}
+
+void config_free(struct hato_config *cfg)
+{
+    if (cfg->conf)
+        conf_free(cfg->conf);
+    memset(cfg, 0, sizeof *cfg);
+}

@@ -1,0 +1,75 @@
+/*
+ * mta/config.h — hato.conf: the schema of every key (DESIGN.md's contract
+ * plus the Postfix parameters hato honours), and the typed view the daemon
+ * and the tools use.  Parsing is lib/conf.c; this file owns names,
+ * defaults and cross-key checks.
+ */
+#ifndef HATO_CONFIG_H
+#define HATO_CONFIG_H
+
+#include <stddef.h>
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/usr/local/etc"
+#endif
+#define HATO_DEFAULT_CONFIG SYSCONFDIR "/hato/hato.conf"
+
+enum tls_policy { TLS_NONE = 0, TLS_MAY, TLS_ENCRYPT };
+enum bare_lf_policy { BARE_LF_NORMALIZE = 0, BARE_LF_REJECT };
+
+struct hato_config {
+    struct conf *conf;              /* owns every string below */
+    const char *path;
+
+    const char *myhostname, *mydomain, *mail_name, *smtpd_banner;
+    const char *config_directory, *state_directory, *run_user, *log_file;
+    char **local_domains; size_t nlocal_domains;   /* lower-cased */
+    char **smtp_listen; size_t nsmtp_listen;
+    char **submission_listen; size_t nsubmission_listen;
+    char **smtps_listen; size_t nsmtps_listen;
+    char **pop3_listen; size_t npop3_listen;
+    char **pop3s_listen; size_t npop3s_listen;
+    char **imap_listen; size_t nimap_listen;
+    char **imaps_listen; size_t nimaps_listen;
+    enum tls_policy smtp_tls, submission_tls, pop3_tls, imap_tls;
+    const char *tls_cert_file, *tls_key_file;
+    const char *users_file;
+    char **alias_maps; size_t nalias_maps;
+    char **relay_clients; size_t nrelay_clients;
+    const char *resolver_config;
+    const char *relayhost;
+    char **transport_maps; size_t ntransport_maps;
+    const char *recipient_delimiter;
+    char **defer_transports; size_t ndefer_transports;
+
+    long long message_size_limit;        /* bytes; 0 = none */
+    long long header_size_limit;         /* bytes */
+    long long smtpd_recipient_limit;
+    long long smtpd_hard_error_limit;
+    long long smtpd_client_connection_count_limit;  /* 0 = none */
+    long long smtpd_client_connection_rate_limit;   /* per anvil_rate_time_unit; 0 = none */
+    long long anvil_rate_time_unit;      /* seconds */
+    long long smtpd_timeout;             /* seconds */
+    long long smtpd_pipelining_limit;    /* queued commands before reading stops */
+    enum bare_lf_policy smtpd_forbid_bare_newline;
+    long long smtp_client_port;
+    long long minimal_backoff_time, maximal_backoff_time;
+    long long maximal_queue_lifetime, bounce_queue_lifetime;
+    long long delay_warning_time;        /* 0 = no notices */
+    char **retry_schedule; size_t nretry_schedule;  /* times, optional */
+    long long queue_run_delay;           /* seconds between deferred-queue scans */
+    long long worker_threads;
+    long long queue_group_commit;        /* bool */
+    long long local_delivery_batch;      /* bool: share one flush across deliveries */
+    long long shutdown_timeout;          /* seconds to finish in-flight work on SIGTERM */
+};
+
+/* Load and check a config file.  0, or -1 with "FILE:LINE: key: reason". */
+int config_load(const char *path, struct hato_config *cfg, char *err, size_t errlen);
+void config_free(struct hato_config *cfg);
+/* Paths under state_directory. */
+void config_path(const struct hato_config *cfg, const char *sub, char *buf, size_t len);
+/* The config file to use: -f/-C argument, else $HATO_CONFIG, else the default. */
+const char *config_default_path(const char *given);
+
+#endif

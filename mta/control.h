@@ -1,0 +1,32 @@
+/*
+ * mta/control.h — the control socket, state_directory/hatod.sock (mode 0666),
+ * for hatoctl and hato-sendmail.  SO_PEERCRED tells who is calling.
+ *
+ * Protocol: the client sends one command line ending in LF:
+ *   SMTP              the server answers with an SMTP greeting ("220 ...")
+ *                     and the connection becomes an SMTP session for local
+ *                     submission (protocol "local", relaying allowed, the
+ *                     caller's uid in the Received: header).
+ *   RELOAD            re-read config and tables (uid 0 or run_user only)
+ *   QUEUE LIST        the mailq text; QUEUE LIST JSON for JSON lines
+ *   QUEUE FLUSH       deliver every deferred message now (sendmail -q)
+ * Replies to the last three: "OK\n" followed by the output (for QUEUE LIST),
+ * then the server closes the connection; or "ERR reason\n" and close.
+ */
+#ifndef HATO_CONTROL_H
+#define HATO_CONTROL_H
+
+#define CONTROL_SOCKET_NAME "hatod.sock"
+#define CONTROL_LINE_MAX 256
+
+struct hatod;
+struct control;
+
+/* Bind and listen (called before dropping privileges; the socket file is
+ * then chowned to run_user).  NULL after logging why. */
+struct control *control_open(struct hatod *d);
+/* Stop accepting (shutdown). */
+void control_disable(struct control *c);
+void control_free(struct control *c);
+
+#endif

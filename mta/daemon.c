@@ -1,0 +1,511 @@
+/*
+ * mta/daemon.c — wires hatod together: logging, limits, state directories,
+ * resolver, tables, listeners and control socket (bound as root), the
+ * privilege drop, worker pool, queue recovery, scheduler and its agents,
+ * the SMTP server and the maildrop pickup; then SIGHUP reloads and the
+ * bounded SIGTERM shutdown.  Also the recipient expansion the SMTP server
+ * and the pickup share.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "filters/acl.h"
+#include "lib/conf.h"
+#include "lib/dns.h"
+#include "lib/fsutil.h"
+#include "lib/iplist.h"
+#include "lib/log.h"
+#include "lib/timeutil.h"
+#include "lib/work.h"
+#include "mta/control.h"
+#include "mta/daemon.h"
+#include "mta/listen.h"
+#include "mta/local.h"
+#include "mta/pickup.h"
+#include "mta/remote.h"
+#include "mta/router.h"
+#include "mta/tables.h"
+#include "proto/smtp_server.h"
+#include "queue/queue.h"
+#include "queue/scheduler.h"
+
+#define AGENT_LOCAL 0
+#define AGENT_SMTP  1
+#define SHUTDOWN_POLL_MS 100
+
+/* ------------------------------------------------------------ recipients */
+
+static int env_has_rcpt(const struct envelope *env, const char *addr)
+{
+    for (size_t i = 0; i < env->nrcpt; i++)
+        if (!strcmp(env->rcpts[i].addr, addr))
+            return 1;
+    return 0;
+}
+
+static enum smtp_rcpt_verdict expand_into(struct hatod *d, struct envelope *env,
+                                          const char *address, const char *orcpt)
+{
+    struct route_target *t = NULL;
+    size_t n = 0;
+    switch (router_expand(&d->tables->rc, address, &t, &n)) {
+    case ROUTE_OK: break;
+    case ROUTE_UNKNOWN: return SMTP_RCPT_UNKNOWN;
+    case ROUTE_LOOP: return SMTP_RCPT_LOOP;
+    case ROUTE_TOO_MANY: return SMTP_RCPT_TOO_MANY;
+    default: return SMTP_RCPT_TEMP;
+    }
+    enum smtp_rcpt_verdict v = SMTP_RCPT_OK;
+    for (size_t i = 0; i < n && v == SMTP_RCPT_OK; i++)
+        if (!env_has_rcpt(env, t[i].addr) && env_add_rcpt(env, t[i].addr, orcpt) < 0)
+            v = SMTP_RCPT_TEMP;
+    router_free_targets(t, n);
+    return v;
+}
+
+static int ops_is_local(void *ctx, const char *domain)
+{
+    struct hatod *d = ctx;
+    return router_is_local(&d->tables->rc, domain);
+}
+
+static enum smtp_rcpt_verdict ops_add_rcpt(void *ctx, struct envelope *env,
+                                           const char *address, const char *orcpt)
+{
+    return expand_into(ctx, env, address, orcpt);
+}
+
+static void ops_queued(void *ctx, const struct envelope *env)
+{
+    struct hatod *d = ctx;
+    if (sched_add(d->sched, env) < 0)
+        log_err("%s: cannot schedule (will be delivered after a restart)", env->id);
+}
+
+int daemon_add_rcpt_or_bounce(struct hatod *d, struct envelope *env, const char *addr)
+{
+    const char *why = NULL;
+    switch (expand_into(d, env, addr, addr)) {
+    case SMTP_RCPT_OK: return 0;
+    case SMTP_RCPT_UNKNOWN: why = "user unknown"; break;
+    case SMTP_RCPT_LOOP: why = "alias expansion loop"; break;
+    case SMTP_RCPT_TOO_MANY: why = "alias expands to too many recipients"; break;
+    default: return -1;
+    }
+    if (env_add_rcpt(env, addr, addr) < 0)
+        return -1;
+    return env_rcpt_set(&env->rcpts[env->nrcpt - 1], RCPT_BOUNCED,
+                        !strcmp(why, "user unknown") ? "5.1.1" : "5.4.6", why);
+}
+
+/* ------------------------------------------------------------ config views */
+
+static int route_rcpt(void *ctx, const char *rcpt)
+{
+    struct hatod *d = ctx;
+    const char *at = strrchr(rcpt, '@');
+    return at && router_is_local(&d->tables->rc, at + 1) ? AGENT_LOCAL : AGENT_SMTP;
+}
+
+static void sched_cfg(struct hatod *d, struct sched_config *sc, long long *retry)
+{
+    const struct hato_config *c = &d->cfg;
+    memset(sc, 0, sizeof *sc);
+    sc->myhostname = c->myhostname;
+    sc->mail_name = c->mail_name;
+    sc->minimal_backoff = c->minimal_backoff_time;
+    sc->maximal_backoff = c->maximal_backoff_time;
+    for (size_t i = 0; i < c->nretry_schedule && i < 64; i++)
+        if (conf_parse_time(c->retry_schedule[i], &retry[sc->nretry]) == 0)
+            sc->nretry++;
+    sc->retry_schedule = retry;
+    sc->max_lifetime = c->maximal_queue_lifetime;
+    sc->bounce_lifetime = c->bounce_queue_lifetime;
+    sc->delay_warning = c->delay_warning_time;
+    sc->defer_transports = c->defer_transports;
+    sc->ndefer = c->ndefer_transports;
+    sc->route = route_rcpt;
+    sc->route_ctx = d;
+}
+
+static void smtp_params(const struct hato_config *c, struct smtp_server_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->myhostname = c->myhostname;
+    p->mail_name = c->mail_name;
+    p->banner = c->smtpd_banner;
+    p->default_domain = c->nlocal_domains ? c->local_domains[0] : "";
+    p->message_size_limit = c->message_size_limit;
+    p->header_size_limit = c->header_size_limit;
+    p->recipient_limit = c->smtpd_recipient_limit;
+    p->hard_error_limit = c->smtpd_hard_error_limit;
+    p->timeout = c->smtpd_timeout;
+    p->pipelining_limit = c->smtpd_pipelining_limit;
+    p->bare_lf_reject = c->smtpd_forbid_bare_newline == BARE_LF_REJECT;
+}
+
+static struct filter_chain *make_filters(const struct iplist *relay)
+{
+    struct filter_chain *fc = filter_chain_new();
+    struct filter acl;
+    if (!fc)
+        return NULL;
+    acl_filter(&acl, relay);
+    if (filter_chain_add(fc, &acl) < 0) {
+        filter_chain_free(fc);
+        return NULL;
+    }
+    return fc;
+}
+
+static struct iplist *make_relay(const struct hato_config *c, char *err, size_t errlen)
+{
+    return iplist_new(c->relay_clients, c->nrelay_clients, err, errlen);
+}
+
+/* ------------------------------------------------------------ start-up steps */
+
+static int open_log(struct hatod *d)
+{
+    int rc;
+    if (d->foreground)
+        rc = log_open(LOG_DEST_STDERR, NULL);
+    else if (d->cfg.log_file[0])
+        rc = log_open(LOG_DEST_FILE, d->cfg.log_file);
+    else
+        rc = log_open(LOG_DEST_SYSLOG, "hatod");
+    if (rc < 0)
+        fprintf(stderr, "hatod: cannot open the log: %s\n", strerror(errno));
+    return rc;
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            log_warn("cannot raise the descriptor limit: %s", strerror(errno));
+    }
+}
+
+static int find_run_user(struct hatod *d, gid_t *gid)
+{
+    d->run_uid = getuid();
+    *gid = getgid();
+    if (!d->cfg.run_user[0])
+        return 0;
+    struct passwd *pw = getpwnam(d->cfg.run_user);
+    if (!pw) {
+        log_err("%s: run_user: no such user '%s'", d->cfg.path, d->cfg.run_user);
+        return -1;
+    }
+    if (getuid() != 0) {
+        if (pw->pw_uid != getuid())
+            log_warn("not started as root: run_user %s ignored", d->cfg.run_user);
+        return 0;
+    }
+    d->run_uid = pw->pw_uid;
+    *gid = pw->pw_gid;
+    return 0;
+}
+
+static int make_dir(const char *path, mode_t mode, uid_t uid, gid_t gid)
+{
+    if (fs_mkdirs(path, mode) < 0) {
+        log_err("%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (chmod(path, mode) < 0 || (getuid() == 0 && chown(path, uid, gid) < 0)) {
+        log_err("%s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int make_state_dirs(struct hatod *d, gid_t gid)
+{
+    char path[4096];
+    if (make_dir(d->cfg.state_directory, 0755, d->run_uid, gid) < 0)
+        return -1;
+    config_path(&d->cfg, "mail", path, sizeof path);
+    if (make_dir(path, 0700, d->run_uid, gid) < 0)
+        return -1;
+    config_path(&d->cfg, "queue", path, sizeof path);
+    if (make_dir(path, 0700, d->run_uid, gid) < 0)
+        return -1;
+    config_path(&d->cfg, "maildrop", path, sizeof path);
+    return make_dir(path, 01733, d->run_uid, gid);
+}
+
+static int drop_privileges(struct hatod *d, gid_t gid)
+{
+    if (getuid() != 0 || !d->cfg.run_user[0])
+        return 0;
+    if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(d->run_uid) < 0) {
+        log_err("cannot drop privileges to %s: %s", d->cfg.run_user, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void found_envelope(void *arg, struct envelope *env)
+{
+    struct hatod *d = arg;
+    if (sched_add(d->sched, env) < 0)
+        log_err("%s: cannot schedule", env->id);
+}
+
+static int start_queue(struct hatod *d)
+{
+    char err[512];
+    long long retry[64];
+    struct sched_config sc;
+    d->pool = work_pool_new(d->base, (int)d->cfg.worker_threads);
+    if (!d->pool)
+        return -1;
+    d->queue = queue_open(d->cfg.state_directory, d->pool, (int)d->cfg.queue_group_commit,
+                          err, sizeof err);
+    if (!d->queue) {
+        log_err("queue: %s", err);
+        return -1;
+    }
+    sched_cfg(d, &sc, retry);
+    d->sched = sched_new(d->base, d->queue, d->pool, &sc);
+    d->local = local_agent_new(d->pool, d->cfg.state_directory, d->cfg.myhostname,
+                               (int)d->cfg.local_delivery_batch);
+    if (!d->sched || !d->local)
+        return -1;
+    local_agent_set_tables(d->local, d->tables);
+    struct sched_agent local = { "local", local_agent_deliver, d->local, 0 };
+    struct sched_agent smtp = { "smtp", remote_agent_deliver, NULL, 0 };
+    if (sched_add_agent(d->sched, &local) < 0 || sched_add_agent(d->sched, &smtp) < 0)
+        return -1;
+    int n = queue_recover(d->queue, found_envelope, d);
+    if (n < 0) {
+        log_err("queue: cannot read %s: %s", queue_dir(d->queue), strerror(errno));
+        return -1;
+    }
+    log_info("queue: %d message(s) recovered", n);
+    return 0;
+}
+
+static int start_smtp(struct hatod *d)
+{
+    struct smtp_server_params p;
+    struct smtp_server_ops ops = { ops_is_local, ops_add_rcpt, ops_queued, d };
+    d->filters = make_filters(d->relay);
+    if (!d->filters)
+        return -1;
+    smtp_params(&d->cfg, &p);
+    d->smtp = smtp_server_new(d->base, d->queue, d->filters, &ops, &p);
+    return d->smtp ? 0 : -1;
+}
+
+static void warn_unavailable(const struct hato_config *c)
+{
+    if (c->nsmtps_listen || c->npop3_listen || c->npop3s_listen || c->nimap_listen ||
+        c->nimaps_listen)
+        log_warn("smtps/pop3/pop3s/imap/imaps listeners are not available in this version; "
+                 "ignored");
+    if (c->relayhost[0] || c->ntransport_maps)
+        log_warn("relayhost/transport_maps: outbound delivery is not available yet; "
+                 "remote mail stays queued");
+}
+
+/* ------------------------------------------------------------ signals */
+
+static void on_shutdown_poll(evutil_socket_t fd, short what, void *arg)
+{
+    struct hatod *d = arg;
+    size_t busy = smtp_server_busy(d->smtp);
+    int pending = work_pending(d->pool);
+    if ((busy == 0 && pending == 0 && sched_active(d->sched) == 0) ||
+        time_mono_us() >= d->shutdown_deadline_us) {
+        if (busy || pending)
+            log_warn("shutdown timeout: %zu session(s) and %d job(s) cut short", busy, pending);
+        event_base_loopexit(d->base, NULL);
+        return;
+    }
+    struct timeval tv = { 0, SHUTDOWN_POLL_MS * 1000 };
+    evtimer_add(d->shutdown_timer, &tv);
+}
+
+static void on_term(evutil_socket_t sig, short what, void *arg)
+{
+    struct hatod *d = arg;
+    if (d->stopping)
+        return;
+    d->stopping = 1;
+    log_info("stopping (signal %d)", (int)sig);
+    listeners_disable(d->listeners);
+    control_disable(d->control);
+    smtp_server_shutdown(d->smtp);
+    sched_stop(d->sched);
+    d->shutdown_deadline_us = time_mono_us() + d->cfg.shutdown_timeout * 1000000LL;
+    on_shutdown_poll(-1, 0, d);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    char err[1024];
+    if (daemon_reload(arg, err, sizeof err) < 0)
+        log_err("reload failed, old configuration kept: %s", err);
+}
+
+static int start_signals(struct hatod *d)
+{
+    signal(SIGPIPE, SIG_IGN);
+    d->sig_hup = evsignal_new(d->base, SIGHUP, on_hup, d);
+    d->sig_term = evsignal_new(d->base, SIGTERM, on_term, d);
+    d->sig_int = evsignal_new(d->base, SIGINT, on_term, d);
+    d->shutdown_timer = evtimer_new(d->base, on_shutdown_poll, d);
+    if (!d->sig_hup || !d->sig_term || !d->sig_int || !d->shutdown_timer)
+        return -1;
+    if (evsignal_add(d->sig_hup, NULL) < 0 || evsignal_add(d->sig_term, NULL) < 0 ||
+        evsignal_add(d->sig_int, NULL) < 0)
+        return -1;
+    return 0;
+}
+
+int daemon_start(struct hatod *d)
+{
+    char err[1024];
+    gid_t gid;
+    if (open_log(d) < 0)
+        return -1;
+    raise_nofile();
+    if (find_run_user(d, &gid) < 0 || make_state_dirs(d, gid) < 0)
+        return -1;
+    d->base = event_base_new();
+    if (!d->base)
+        return -1;
+    d->dns = dns_new(d->base, d->cfg.resolver_config, err, sizeof err);
+    if (!d->dns) {
+        log_err("%s", err);
+        return -1;
+    }
+    d->tables = tables_load(&d->cfg, err, sizeof err);
+    d->relay = d->tables ? make_relay(&d->cfg, err, sizeof err) : NULL;
+    if (!d->tables || !d->relay) {
+        log_err("%s", err);
+        return -1;
+    }
+    warn_unavailable(&d->cfg);
+    d->listeners = listeners_open(d);
+    d->control = d->listeners ? control_open(d) : NULL;
+    if (!d->control || drop_privileges(d, gid) < 0)
+        return -1;
+    if (start_queue(d) < 0 || start_smtp(d) < 0 || start_signals(d) < 0)
+        return -1;
+    d->pickup = pickup_new(d);
+    if (!d->pickup)
+        return -1;
+    log_info("hatod started (%s), %zu message(s) queued", d->cfg.path, sched_count(d->sched));
+    return 0;
+}
+
+int daemon_run(struct hatod *d)
+{
+    if (event_base_dispatch(d->base) < 0)
+        return 1;
+    log_info("stopped");
+    return 0;
+}
+
+/* ------------------------------------------------------------ reload */
+
+static int same_list(char **a, size_t na, char **b, size_t nb)
+{
+    if (na != nb)
+        return 0;
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(a[i], b[i]))
+            return 0;
+    return 1;
+}
+
+int daemon_reload(struct hatod *d, char *err, size_t errlen)
+{
+    struct hato_config nc;
+    if (config_load(d->config_path, &nc, err, errlen) < 0)
+        return -1;
+    struct tables *nt = tables_load(&nc, err, errlen);
+    struct iplist *nr = nt ? make_relay(&nc, err, errlen) : NULL;
+    struct filter_chain *nf = nr ? make_filters(nr) : NULL;
+    if (!nf) {
+        iplist_free(nr);
+        tables_free(nt);
+        config_free(&nc);
+        if (!err[0])
+            snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (!same_list(nc.smtp_listen, nc.nsmtp_listen, d->cfg.smtp_listen, d->cfg.nsmtp_listen) ||
+        !same_list(nc.submission_listen, nc.nsubmission_listen, d->cfg.submission_listen,
+                   d->cfg.nsubmission_listen))
+        log_warn("listen addresses changed: restart hatod to apply them");
+    struct hato_config old = d->cfg;
+    struct tables *ot = d->tables;
+    struct iplist *orl = d->relay;
+    struct filter_chain *of = d->filters;
+    d->cfg = nc;
+    d->cfg.path = conf_path(d->cfg.conf);
+    d->tables = nt;
+    d->relay = nr;
+    d->filters = nf;
+    struct smtp_server_params p;
+    smtp_params(&d->cfg, &p);
+    smtp_server_set_params(d->smtp, &p);
+    smtp_server_set_filters(d->smtp, nf);
+    long long retry[64];
+    struct sched_config sc;
+    sched_cfg(d, &sc, retry);
+    sched_set_config(d->sched, &sc);
+    local_agent_set_tables(d->local, nt);
+    filter_chain_free(of);
+    iplist_free(orl);
+    tables_free(ot);
+    config_free(&old);
+    log_reopen();
+    log_info("reloaded %s", d->cfg.path);
+    return 0;
+}
+
+/* ------------------------------------------------------------ teardown */
+
+void daemon_free(struct hatod *d)
+{
+    /* Jobs first: their callbacks still need the server, queue and scheduler. */
+    if (d->pool)
+        work_pool_free(d->pool);
+    d->pool = NULL;
+    smtp_server_free(d->smtp);
+    listeners_free(d->listeners);
+    control_free(d->control);
+    pickup_free(d->pickup);
+    local_agent_free(d->local);
+    sched_free(d->sched);
+    queue_close(d->queue);
+    dns_free(d->dns);
+    filter_chain_free(d->filters);
+    iplist_free(d->relay);
+    tables_free(d->tables);
+    struct event *evs[] = { d->sig_hup, d->sig_term, d->sig_int, d->shutdown_timer };
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+        if (evs[i])
+            event_free(evs[i]);
+    if (d->base)
+        event_base_free(d->base);
+    config_free(&d->cfg);
+}

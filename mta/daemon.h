@@ -1,0 +1,65 @@
+/*
+ * mta/daemon.h — hatod as one object: the config, the event base and
+ * everything hung on it, start-up in the right order (bind and open as
+ * root, then drop privileges), reload on SIGHUP, and the bounded shutdown
+ * on SIGTERM.
+ */
+#ifndef HATO_DAEMON_H
+#define HATO_DAEMON_H
+
+#include <sys/types.h>
+#include "mta/config.h"
+#include "filters/filter.h"
+#include "queue/envelope.h"
+
+struct event;
+struct event_base;
+struct work_pool;
+struct dns;
+struct queue;
+struct scheduler;
+struct smtp_server;
+struct filter_chain;
+struct iplist;
+struct tables;
+struct local_agent;
+struct listeners;
+struct control;
+struct pickup;
+
+struct hatod {
+    struct hato_config cfg;
+    char *config_path;
+    int foreground;
+    struct event_base *base;
+    struct work_pool *pool;
+    struct dns *dns;
+    struct queue *queue;
+    struct scheduler *sched;
+    struct smtp_server *smtp;
+    struct filter_chain *filters;
+    struct iplist *relay;
+    struct tables *tables;
+    struct local_agent *local;
+    struct listeners *listeners;
+    struct control *control;
+    struct pickup *pickup;
+    struct event *sig_hup, *sig_term, *sig_int, *shutdown_timer;
+    long long shutdown_deadline_us;
+    uid_t run_uid;
+    int stopping;
+};
+
+/* Everything up to the loop.  0, or -1 after logging why. */
+int daemon_start(struct hatod *d);
+/* Run until SIGTERM has finished; returns the exit code. */
+int daemon_run(struct hatod *d);
+/* SIGHUP work, also called by the control socket's RELOAD.  0 or -1. */
+int daemon_reload(struct hatod *d, char *err, size_t errlen);
+void daemon_free(struct hatod *d);
+/* Expand a recipient through the router into env (local mail submitted
+ * through the maildrop): an unknown local user is added as already
+ * bounced (5.1.1), so the sender gets a DSN.  0, or -1 (out of memory). */
+int daemon_add_rcpt_or_bounce(struct hatod *d, struct envelope *env, const char *addr);
+
+#endif

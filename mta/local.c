@@ -1,0 +1,347 @@
+/*
+ * mta/local.c — local delivery.  On the loop: look each recipient's mailbox
+ * up (users, plus-addressing) and gather deliveries into a batch.  In the
+ * pool: write every Maildir file of the batch into tmp/, make them durable
+ * (one syncfs for the batch, or an fsync each), rename them into new/, make
+ * the renames durable, and report each recipient's result.  Never reports
+ * "sent" before the file and its directory entry are on stable storage.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/fsutil.h"
+#include "lib/log.h"
+#include "lib/work.h"
+#include "mta/local.h"
+#include "mta/router.h"
+#include "mta/tables.h"
+#include "queue/scheduler.h"
+#include "store/maildir.h"
+
+#define LOCAL_BATCH_MAX    256     /* deliveries per pool job */
+#define LOCAL_JOBS_MAX     2       /* batch jobs in flight at once */
+
+struct local_item {                /* one recipient of one delivery */
+    char mailbox[PATH_MAX];
+    long long quota;
+    char *prefix;
+    size_t prefix_len;
+    struct sched_result *res;
+    struct maildir_tmp tmp;
+    int begun;
+};
+
+struct local_dl {                  /* one sched_delivery */
+    struct sched_delivery *dl;
+    struct local_item *items;
+    size_t nitems;
+    struct local_dl *next;
+};
+
+struct local_job {
+    struct local_agent *la;
+    struct local_dl *dls;
+    int syncfs_fd;
+};
+
+struct local_agent {
+    struct work_pool *pool;
+    char maildirs[PATH_MAX];       /* state_directory/mail */
+    char *myhostname;
+    int batch;
+    const struct tables *tables;
+    struct local_dl *waiting, *waiting_tail;
+    size_t nwaiting;
+    int jobs;
+};
+
+static void set_result(struct sched_result *r, enum rcpt_state st, const char *dsn, const char *text)
+{
+    r->state = st;
+    snprintf(r->dsn, sizeof r->dsn, "%s", dsn);
+    snprintf(r->text, sizeof r->text, "%s", text);
+}
+
+/* ------------------------------------------------------------ worker side */
+
+static void item_begin(struct local_item *it, int fd, long long size)
+{
+    struct maildir_err e;
+    if (maildir_begin(it->mailbox, it->prefix, it->prefix_len, fd, size, it->quota,
+                      &it->tmp, &e) < 0) {
+        set_result(it->res, e.temporary ? RCPT_PENDING : RCPT_BOUNCED, e.dsn, e.text);
+        return;
+    }
+    it->begun = 1;
+}
+
+static void item_fail_io(struct local_item *it, const char *what)
+{
+    char text[256];
+    snprintf(text, sizeof text, "%s: %s", what, strerror(errno));
+    if (it->begun)
+        maildir_abort(&it->tmp);
+    it->begun = 0;
+    set_result(it->res, RCPT_PENDING, errno == ENOSPC || errno == EDQUOT ? "4.3.1" : "4.3.0", text);
+}
+
+static void write_all_tmp(struct local_job *j)
+{
+    for (struct local_dl *d = j->dls; d; d = d->next) {
+        int fd = open(d->dl->msg_path, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0) {
+            for (size_t i = 0; i < d->nitems; i++)
+                item_fail_io(&d->items[i], "cannot read the queue file");
+            if (fd >= 0)
+                close(fd);
+            continue;
+        }
+        for (size_t i = 0; i < d->nitems; i++) {
+            item_begin(&d->items[i], fd, (long long)st.st_size);
+            if (j->syncfs_fd < 0 && d->items[i].begun)
+                j->syncfs_fd = dup(d->items[i].tmp.fd);
+        }
+        close(fd);
+    }
+}
+
+static void sync_tmp(struct local_job *j)
+{
+    int batch = j->la->batch;
+    int ok = 1;
+    if (batch && j->syncfs_fd >= 0)
+        ok = syncfs(j->syncfs_fd) == 0;
+    for (struct local_dl *d = j->dls; d; d = d->next)
+        for (size_t i = 0; i < d->nitems; i++) {
+            struct local_item *it = &d->items[i];
+            struct maildir_err e;
+            if (!it->begun)
+                continue;
+            if (!ok || (!batch && maildir_sync_tmp(&it->tmp, &e) < 0))
+                item_fail_io(it, "cannot flush the mailbox file");
+        }
+}
+
+static void finish_all(struct local_job *j)
+{
+    for (struct local_dl *d = j->dls; d; d = d->next)
+        for (size_t i = 0; i < d->nitems; i++) {
+            struct local_item *it = &d->items[i];
+            struct maildir_err e;
+            if (!it->begun)
+                continue;
+            if (maildir_finish(&it->tmp, &e) < 0) {
+                it->begun = 0;
+                set_result(it->res, e.temporary ? RCPT_PENDING : RCPT_BOUNCED, e.dsn, e.text);
+                continue;
+            }
+            if (!j->la->batch) {
+                char newdir[PATH_MAX];
+                snprintf(newdir, sizeof newdir, "%s/new", it->mailbox);
+                if (fs_fsync_dir(newdir) < 0) {
+                    it->begun = 0;
+                    set_result(it->res, RCPT_PENDING, "4.3.0", "cannot flush the mailbox directory");
+                }
+            }
+        }
+}
+
+static void job_run(void *arg)
+{
+    struct local_job *j = arg;
+    j->syncfs_fd = -1;
+    write_all_tmp(j);
+    sync_tmp(j);
+    finish_all(j);
+    int dirs_ok = 1;
+    if (j->la->batch && j->syncfs_fd >= 0)
+        dirs_ok = syncfs(j->syncfs_fd) == 0;
+    for (struct local_dl *d = j->dls; d; d = d->next)
+        for (size_t i = 0; i < d->nitems; i++) {
+            struct local_item *it = &d->items[i];
+            if (!it->begun)
+                continue;
+            if (dirs_ok)
+                set_result(it->res, RCPT_SENT, "2.0.0", "delivered to maildir");
+            else
+                set_result(it->res, RCPT_PENDING, "4.3.0", "cannot flush the mailbox directory");
+        }
+    if (j->syncfs_fd >= 0)
+        close(j->syncfs_fd);
+}
+
+/* ------------------------------------------------------------ loop side */
+
+static void start_jobs(struct local_agent *la);
+
+static void dl_free(struct local_dl *d)
+{
+    for (size_t i = 0; i < d->nitems; i++)
+        free(d->items[i].prefix);
+    free(d->items);
+    free(d);
+}
+
+static void job_done(void *arg)
+{
+    struct local_job *j = arg;
+    struct local_agent *la = j->la;
+    struct local_dl *d = j->dls;
+    while (d) {
+        struct local_dl *next = d->next;
+        sched_delivery_done(d->dl);
+        dl_free(d);
+        d = next;
+    }
+    free(j);
+    la->jobs--;
+    start_jobs(la);
+}
+
+static void start_jobs(struct local_agent *la)
+{
+    while (la->waiting && la->jobs < LOCAL_JOBS_MAX) {
+        struct local_job *j = calloc(1, sizeof *j);
+        if (!j)
+            return;
+        j->la = la;
+        struct local_dl **tail = &j->dls;
+        size_t n = 0;
+        size_t max = la->batch ? LOCAL_BATCH_MAX : 1;
+        while (la->waiting && n < max) {
+            struct local_dl *d = la->waiting;
+            la->waiting = d->next;
+            d->next = NULL;
+            *tail = d;
+            tail = &d->next;
+            n++;
+            la->nwaiting--;
+        }
+        if (!la->waiting)
+            la->waiting_tail = NULL;
+        if (work_submit(la->pool, job_run, job_done, j) < 0) {
+            job_done(j);          /* results stay "deferred" */
+            return;
+        }
+        la->jobs++;
+    }
+}
+
+/* Mailbox of a final local recipient; 0, or -1 with res set. */
+static int find_mailbox(struct local_agent *la, const char *addr, struct local_item *it)
+{
+    struct route_target *t = NULL;
+    size_t n = 0;
+    enum route_result rr = la->tables ? router_expand(&la->tables->rc, addr, &t, &n) : ROUTE_ERROR;
+    int found = -1;
+    for (size_t i = 0; rr == ROUTE_OK && i < n; i++) {
+        if (t[i].kind == ROUTE_LOCAL) {
+            snprintf(it->mailbox, sizeof it->mailbox, "%s/%s", la->maildirs, t[i].mailbox);
+            it->quota = t[i].quota;
+            found = 0;
+            break;
+        }
+    }
+    if (rr == ROUTE_OK)
+        router_free_targets(t, n);
+    if (found < 0) {
+        if (rr == ROUTE_ERROR)
+            set_result(it->res, RCPT_PENDING, "4.3.0", "temporary lookup failure");
+        else
+            set_result(it->res, RCPT_BOUNCED, "5.1.1", "user unknown");
+    }
+    return found;
+}
+
+static int make_prefix(struct local_item *it, const char *sender, const char *addr)
+{
+    int n = asprintf(&it->prefix, "Return-Path: <%s>\r\nDelivered-To: %s\r\n", sender, addr);
+    if (n < 0) {
+        it->prefix = NULL;
+        return -1;
+    }
+    it->prefix_len = (size_t)n;
+    return 0;
+}
+
+void local_agent_deliver(void *ctx, struct sched_delivery *dl)
+{
+    struct local_agent *la = ctx;
+    struct local_dl *d = calloc(1, sizeof *d);
+    struct local_item *items = calloc(dl->n, sizeof *items);
+    if (!d || !items) {
+        free(d);
+        free(items);
+        sched_delivery_done(dl);      /* results stay "deferred" */
+        return;
+    }
+    d->dl = dl;
+    d->items = items;
+    for (size_t k = 0; k < dl->n; k++) {
+        struct local_item *it = &items[d->nitems];
+        const char *addr = dl->env->rcpts[dl->idx[k]].addr;
+        it->res = &dl->res[k];
+        it->tmp.fd = -1;
+        if (find_mailbox(la, addr, it) < 0)
+            continue;
+        if (make_prefix(it, dl->env->sender, addr) < 0) {
+            set_result(it->res, RCPT_PENDING, "4.3.0", "out of memory");
+            continue;
+        }
+        d->nitems++;
+    }
+    if (d->nitems == 0) {
+        dl_free(d);
+        sched_delivery_done(dl);
+        return;
+    }
+    if (la->waiting_tail)
+        la->waiting_tail->next = d;
+    else
+        la->waiting = d;
+    la->waiting_tail = d;
+    la->nwaiting++;
+    start_jobs(la);
+}
+
+struct local_agent *local_agent_new(struct work_pool *pool, const char *state_dir,
+                                    const char *myhostname, int batch)
+{
+    struct local_agent *la = calloc(1, sizeof *la);
+    if (!la)
+        return NULL;
+    la->pool = pool;
+    la->batch = batch;
+    snprintf(la->maildirs, sizeof la->maildirs, "%s/mail", state_dir);
+    la->myhostname = strdup(myhostname);
+    if (!la->myhostname) {
+        free(la);
+        return NULL;
+    }
+    return la;
+}
+
+void local_agent_set_tables(struct local_agent *la, const struct tables *t)
+{
+    la->tables = t;
+}
+
+void local_agent_free(struct local_agent *la)
+{
+    if (!la)
+        return;
+    while (la->waiting) {
+        struct local_dl *d = la->waiting;
+        la->waiting = d->next;
+        dl_free(d);
+    }
+    free(la->myhostname);
+    free(la);
+}

@@ -1,0 +1,939 @@
+/*
+ * proto/smtp_server.c — the SMTP server session (RFC 5321, with PIPELINING,
+ * SIZE, 8BITMIME, ENHANCEDSTATUSCODES).  Owns the session state machine,
+ * the command table, the reply writer, DATA streaming into the queue, and
+ * the one teardown path.  It must never block: filters may answer later,
+ * the queue commit runs in the worker pool, and while either is pending the
+ * session reads no input.  Async results find their session by id.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "filters/filter.h"
+#include "lib/addr.h"
+#include "lib/iplist.h"
+#include "lib/log.h"
+#include "lib/timeutil.h"
+#include "proto/lineio.h"
+#include "proto/smtp_cmd.h"
+#include "proto/smtp_data.h"
+#include "proto/smtp_server.h"
+#include "queue/envelope.h"
+#include "queue/queue.h"
+
+#define SMTP_LINE_MAX      512             /* RFC 5321 §4.5.3.1.4, CRLF included */
+#define SMTP_OUTPUT_MAX    (256 * 1024)    /* stop executing commands above this */
+#define SMTP_DATA_CHUNK    (64 * 1024)     /* DATA decoded per step */
+#define SMTP_BUCKETS       4096
+
+enum sess_state {
+    S_CMD,          /* reading and executing commands */
+    S_WAIT,         /* a filter is pending: reading nothing */
+    S_DATA,         /* receiving message content */
+    S_COMMITTING,   /* the queue commit runs in the pool: reading nothing */
+    S_CLOSING,      /* flushing the last reply, then close */
+};
+
+struct session {
+    unsigned long long id;
+    struct smtp_server *srv;
+    struct bufferevent *bev;
+    enum smtp_mode mode;
+    struct sockaddr_storage peer;
+    char peer_addr[64];
+    uid_t uid;
+    enum sess_state state;
+    struct line_reader lr;
+    char *helo;
+    int esmtp;
+    int errors;
+    int shutting;
+    int output_blocked;
+    int in_filter_call;         /* filter_run() has not returned yet */
+    /* transaction */
+    int have_mail;
+    struct envelope env;
+    long long nrcpt;            /* RCPT commands accepted */
+    char *rcpt_pending;         /* address of the RCPT a filter is deciding */
+    int rcpt_local;
+    struct queue_writer w;
+    int writing;
+    struct smtp_data data;
+    int data_overflow, header_overflow;
+    struct filter_run *frun;
+    struct filter_txn txn;
+    void (*on_close)(void *);
+    void *close_arg;
+    struct session *hnext;
+};
+
+struct smtp_server {
+    struct event_base *base;
+    struct queue *q;
+    struct filter_chain *filters;
+    struct smtp_server_ops ops;
+    struct smtp_server_params p;
+    char *strings[4];           /* owned copies of the params' strings */
+    struct session *buckets[SMTP_BUCKETS];
+    size_t nsessions;
+    unsigned long long next_id;
+    int shutting;
+    char databuf[2 * SMTP_DATA_CHUNK + 4];   /* decoder output, loop-only */
+};
+
+struct commit_ctx {
+    struct smtp_server *srv;
+    unsigned long long session_id;
+    struct envelope env;
+};
+
+static void process_input(struct session *s);
+static void session_free(struct session *s);
+
+/* ------------------------------------------------------------ session table */
+
+static struct session *session_find(struct smtp_server *srv, unsigned long long id)
+{
+    for (struct session *s = srv->buckets[id % SMTP_BUCKETS]; s; s = s->hnext)
+        if (s->id == id)
+            return s;
+    return NULL;
+}
+
+static void session_link(struct session *s)
+{
+    struct session **b = &s->srv->buckets[s->id % SMTP_BUCKETS];
+    s->hnext = *b;
+    *b = s;
+    s->srv->nsessions++;
+}
+
+static void session_unlink(struct session *s)
+{
+    struct session **pp = &s->srv->buckets[s->id % SMTP_BUCKETS];
+    while (*pp && *pp != s)
+        pp = &(*pp)->hnext;
+    if (*pp) {
+        *pp = s->hnext;
+        s->srv->nsessions--;
+    }
+}
+
+/* ------------------------------------------------------------ replies */
+
+static void close_after_reply(struct session *s)
+{
+    s->state = S_CLOSING;
+    bufferevent_disable(s->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+        session_free(s);
+}
+
+static void reply(struct session *s, int code, const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void reply(struct session *s, int code, const char *enh, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    if (enh && *enh)
+        evbuffer_add_printf(out, "%d %s %s\r\n", code, enh, text);
+    else
+        evbuffer_add_printf(out, "%d %s\r\n", code, text);
+}
+
+/* An error reply counts towards smtpd_hard_error_limit. */
+static void reply_error(struct session *s, int code, const char *enh, const char *text)
+{
+    reply(s, code, enh, "%s", text);
+    if (++s->errors >= s->srv->p.hard_error_limit && s->srv->p.hard_error_limit > 0) {
+        reply(s, 421, "4.7.0", "%s Error: too many errors", s->srv->p.myhostname);
+        log_info("too many errors from %s", s->peer_addr);
+        close_after_reply(s);
+    }
+}
+
+static void reply_filter(struct session *s, enum filter_verdict v, const struct filter_reply *r)
+{
+    char text[300];
+    int code = r && r->code ? r->code : (v == FILTER_REJECT ? 550 : 451);
+    snprintf(text, sizeof text, "%s", r && r->text[0] ? r->text : "Error: rejected by policy");
+    reply_error(s, code, r && r->enh[0] ? r->enh : (code >= 500 ? "5.7.1" : "4.7.1"), text);
+}
+
+/* ------------------------------------------------------------ reading control */
+
+static void stop_reading(struct session *s, enum sess_state st)
+{
+    s->state = st;
+    bufferevent_disable(s->bev, EV_READ);
+}
+
+static void resume_reading(struct session *s)
+{
+    if (s->state == S_CLOSING)
+        return;
+    s->state = S_CMD;
+    bufferevent_enable(s->bev, EV_READ);
+    process_input(s);
+}
+
+/* A filter phase ended.  When it ended inside filter_run() the command loop
+ * that called it simply goes on (no recursion under pipelining). */
+static void filter_finished(struct session *s)
+{
+    if (s->state != S_WAIT)
+        return;
+    if (s->in_filter_call) {
+        s->state = S_CMD;
+        bufferevent_enable(s->bev, EV_READ);
+        return;
+    }
+    resume_reading(s);
+}
+
+static void run_filters(struct session *s, enum filter_phase phase, filter_done_fn done)
+{
+    stop_reading(s, S_WAIT);
+    s->in_filter_call = 1;
+    s->frun = filter_run(s->srv->filters, phase, &s->txn, done, s);
+    s->in_filter_call = 0;
+}
+
+/* ------------------------------------------------------------ transaction */
+
+static void txn_reset(struct session *s)
+{
+    if (s->writing)
+        queue_writer_abort(s->srv->q, &s->w);
+    s->writing = 0;
+    env_clear(&s->env);
+    s->have_mail = 0;
+    s->nrcpt = 0;
+    free(s->rcpt_pending);
+    s->rcpt_pending = NULL;
+}
+
+static void txn_view(struct session *s)
+{
+    s->txn.session_id = s->id;
+    s->txn.client = s->mode == SMTP_MODE_LOCAL ? NULL : (struct sockaddr *)&s->peer;
+    s->txn.client_addr = s->peer_addr;
+    s->txn.helo = s->helo ? s->helo : "";
+    s->txn.trusted = s->mode == SMTP_MODE_LOCAL;
+    s->txn.sender = s->have_mail ? s->env.sender : "";
+}
+
+static const char *proto_name(const struct session *s)
+{
+    if (s->mode == SMTP_MODE_LOCAL)
+        return "local";
+    return s->esmtp ? "ESMTP" : "SMTP";
+}
+
+/* ------------------------------------------------------------ commands */
+
+static void ehlo_reply(struct session *s)
+{
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    evbuffer_add_printf(out, "250-%s\r\n250-PIPELINING\r\n", s->srv->p.myhostname);
+    if (s->srv->p.message_size_limit > 0)
+        evbuffer_add_printf(out, "250-SIZE %lld\r\n", s->srv->p.message_size_limit);
+    else
+        evbuffer_add_printf(out, "250-SIZE\r\n");
+    evbuffer_add_printf(out, "250-VRFY\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n");
+}
+
+static void helo_done(void *arg, enum filter_verdict v, const struct filter_reply *r)
+{
+    struct session *s = arg;
+    s->frun = NULL;
+    if (v != FILTER_CONTINUE) {
+        free(s->helo);
+        s->helo = NULL;
+        reply_filter(s, v, r);
+    } else if (s->esmtp) {
+        ehlo_reply(s);
+    } else {
+        reply(s, 250, NULL, "%s", s->srv->p.myhostname);
+    }
+    filter_finished(s);
+}
+
+static void cmd_helo_common(struct session *s, const char *arg, int esmtp)
+{
+    if (smtp_check_helo(arg) < 0) {
+        reply_error(s, 501, "5.5.4", esmtp ? "Syntax: EHLO hostname" : "Syntax: HELO hostname");
+        return;
+    }
+    txn_reset(s);
+    free(s->helo);
+    s->helo = strdup(arg);
+    if (!s->helo) {
+        reply_error(s, 451, "4.3.0", "Error: out of memory");
+        return;
+    }
+    s->esmtp = esmtp;
+    txn_view(s);
+    run_filters(s, FILTER_HELO, helo_done);
+}
+
+static void cmd_ehlo(struct session *s, const char *arg) { cmd_helo_common(s, arg, 1); }
+static void cmd_helo(struct session *s, const char *arg) { cmd_helo_common(s, arg, 0); }
+
+static void mail_done(void *arg, enum filter_verdict v, const struct filter_reply *r)
+{
+    struct session *s = arg;
+    s->frun = NULL;
+    if (v != FILTER_CONTINUE) {
+        env_clear(&s->env);
+        reply_filter(s, v, r);
+    } else {
+        s->have_mail = 1;
+        reply(s, 250, "2.1.0", "Ok");
+    }
+    filter_finished(s);
+}
+
+static void cmd_mail(struct session *s, const char *arg)
+{
+    struct smtp_mail_args ma;
+    struct smtp_err e;
+    if (!s->helo && s->mode != SMTP_MODE_LOCAL) {
+        reply_error(s, 503, "5.5.1", "Error: send HELO/EHLO first");
+        return;
+    }
+    if (s->have_mail) {
+        reply_error(s, 503, "5.5.1", "Error: nested MAIL command");
+        return;
+    }
+    if (smtp_parse_mail(arg, &ma, &e) < 0) {
+        reply_error(s, e.code, e.enh, e.text);
+        return;
+    }
+    if (s->srv->p.message_size_limit > 0 && ma.size > s->srv->p.message_size_limit) {
+        reply_error(s, 552, "5.3.4", "Message size exceeds fixed limit");
+        return;
+    }
+    env_init(&s->env);
+    char client[128];
+    if (s->mode == SMTP_MODE_LOCAL)
+        snprintf(client, sizeof client, "local uid=%u", (unsigned)s->uid);
+    else
+        snprintf(client, sizeof client, "%s", s->peer_addr);
+    if (env_set_sender(&s->env, ma.path.is_null ? "" : ma.path.full) < 0 ||
+        env_set_client(&s->env, client, s->helo ? s->helo : "-", proto_name(s)) < 0) {
+        env_clear(&s->env);
+        reply_error(s, 451, "4.3.0", "Error: out of memory");
+        return;
+    }
+    s->env.arrival_us = time_now_us();
+    txn_view(s);
+    s->txn.sender = s->env.sender;
+    run_filters(s, FILTER_MAIL, mail_done);
+}
+
+static void rcpt_add(struct session *s)
+{
+    const char *addr = s->rcpt_pending;
+    switch (s->srv->ops.add_rcpt(s->srv->ops.ctx, &s->env, addr, addr)) {
+    case SMTP_RCPT_OK:
+        s->nrcpt++;
+        reply(s, 250, "2.1.5", "Ok");
+        break;
+    case SMTP_RCPT_UNKNOWN:
+        reply_error(s, 550, "5.1.1", "Recipient address rejected: User unknown in local recipient table");
+        break;
+    case SMTP_RCPT_LOOP:
+        reply_error(s, 554, "5.4.6", "Recipient address rejected: alias expansion loop");
+        break;
+    case SMTP_RCPT_TOO_MANY:
+        reply_error(s, 552, "5.3.4", "Recipient address rejected: alias expands to too many recipients");
+        break;
+    default:
+        reply_error(s, 451, "4.3.0", "Recipient address rejected: temporary lookup failure");
+        break;
+    }
+}
+
+static void rcpt_done(void *arg, enum filter_verdict v, const struct filter_reply *r)
+{
+    struct session *s = arg;
+    s->frun = NULL;
+    if (v != FILTER_CONTINUE)
+        reply_filter(s, v, r);
+    else
+        rcpt_add(s);
+    free(s->rcpt_pending);
+    s->rcpt_pending = NULL;
+    filter_finished(s);
+}
+
+/* "local@domain" with the local part unquoted; <postmaster> → the default domain. */
+static int rcpt_address(struct session *s, const struct smtp_rcpt_args *ra, char *buf, size_t len)
+{
+    char local[ADDR_LOCAL_MAX + 1];
+    addr_local_unquoted(&ra->path, local, sizeof local);
+    const char *domain = ra->path.domain;
+    if (!*domain)
+        domain = s->srv->p.default_domain;   /* <postmaster> */
+    if (!domain || !*domain)
+        return -1;
+    snprintf(buf, len, "%s@%s", local, domain);
+    return 0;
+}
+
+static void cmd_rcpt(struct session *s, const char *arg)
+{
+    struct smtp_rcpt_args ra;
+    struct smtp_err e;
+    char address[ADDR_BUF + 16];
+    if (!s->have_mail) {
+        reply_error(s, 503, "5.5.1", "Error: need MAIL command");
+        return;
+    }
+    if (s->srv->p.recipient_limit > 0 && s->nrcpt >= s->srv->p.recipient_limit) {
+        reply_error(s, 452, "4.5.3", "Error: too many recipients");
+        return;
+    }
+    if (smtp_parse_rcpt(arg, &ra, &e) < 0) {
+        reply_error(s, e.code, e.enh, e.text);
+        return;
+    }
+    if (rcpt_address(s, &ra, address, sizeof address) < 0) {
+        reply_error(s, 550, "5.1.1", "Recipient address rejected: no local postmaster");
+        return;
+    }
+    s->rcpt_pending = strdup(address);
+    if (!s->rcpt_pending) {
+        reply_error(s, 451, "4.3.0", "Error: out of memory");
+        return;
+    }
+    const char *at = strrchr(address, '@');
+    s->rcpt_local = at ? s->srv->ops.is_local(s->srv->ops.ctx, at + 1) : 1;
+    txn_view(s);
+    s->txn.rcpt = s->rcpt_pending;
+    s->txn.rcpt_local = s->rcpt_local;
+    run_filters(s, FILTER_RCPT, rcpt_done);
+}
+
+static int write_received(struct session *s)
+{
+    char date[64], buf[1400], by[600];
+    time_rfc5322(time(NULL), date, sizeof date);
+    const char *for_rcpt = s->env.nrcpt == 1 ? s->env.rcpts[0].orcpt : NULL;
+    char forpart[400] = "";
+    if (for_rcpt && *for_rcpt)
+        snprintf(forpart, sizeof forpart, "\r\n\tfor <%s>", for_rcpt);
+    snprintf(by, sizeof by, "by %s (%s) with %s id %s%s; %s", s->srv->p.myhostname,
+             s->srv->p.mail_name, proto_name(s), s->w.id, forpart, date);
+    int n;
+    if (s->mode == SMTP_MODE_LOCAL)
+        n = snprintf(buf, sizeof buf, "Received: by %s (%s, from userid %u)\r\n\tid %s; %s\r\n",
+                     s->srv->p.myhostname, s->srv->p.mail_name, (unsigned)s->uid, s->w.id, date);
+    else
+        n = snprintf(buf, sizeof buf, "Received: from %s ([%s])\r\n\t%s\r\n",
+                     s->helo ? s->helo : "unknown", s->peer_addr, by);
+    if (n < 0 || (size_t)n >= sizeof buf)
+        n = (int)strlen(buf);
+    return queue_writer_write(&s->w, buf, (size_t)n);
+}
+
+static void cmd_data(struct session *s, const char *arg)
+{
+    if (!s->have_mail) {
+        reply_error(s, 503, "5.5.1", "Error: need MAIL command");
+        return;
+    }
+    if (s->env.nrcpt == 0) {
+        reply_error(s, 554, "5.5.1", "Error: no valid recipients");
+        return;
+    }
+    if (*arg) {
+        reply_error(s, 501, "5.5.4", "Syntax: DATA");
+        return;
+    }
+    if (queue_writer_open(s->srv->q, &s->w) < 0) {
+        log_err("cannot create a queue file: %s", strerror(errno));
+        reply_error(s, 452, "4.3.1", "Error: insufficient system storage");
+        return;
+    }
+    s->writing = 1;
+    if (write_received(s) < 0) {
+        txn_reset(s);
+        reply_error(s, 452, "4.3.1", "Error: insufficient system storage");
+        return;
+    }
+    smtp_data_init(&s->data, s->srv->p.bare_lf_reject ? SMTP_BARE_LF_REJECT : SMTP_BARE_LF_NORMALIZE);
+    s->data_overflow = s->header_overflow = 0;
+    reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+    s->state = S_DATA;
+}
+
+static void cmd_rset(struct session *s, const char *arg)
+{
+    txn_reset(s);
+    reply(s, 250, "2.0.0", "Ok");
+}
+
+static void cmd_noop(struct session *s, const char *arg)
+{
+    reply(s, 250, "2.0.0", "Ok");
+}
+
+static void cmd_quit(struct session *s, const char *arg)
+{
+    reply(s, 221, "2.0.0", "Bye");
+    close_after_reply(s);
+}
+
+static void cmd_vrfy(struct session *s, const char *arg)
+{
+    if (!*arg) {
+        reply_error(s, 501, "5.5.4", "Syntax: VRFY address");
+        return;
+    }
+    reply(s, 252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+static void cmd_help(struct session *s, const char *arg)
+{
+    reply(s, 214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
+}
+
+static void cmd_not_impl(struct session *s, const char *arg)
+{
+    reply_error(s, 502, "5.5.1", "Error: command not implemented");
+}
+
+struct smtp_command {
+    enum smtp_verb verb;
+    int needs_idle;          /* refused during shutdown unless a transaction runs */
+    void (*run)(struct session *s, const char *arg);
+};
+
+static const struct smtp_command commands[] = {
+    { SMTP_V_HELO, 1, cmd_helo },
+    { SMTP_V_EHLO, 1, cmd_ehlo },
+    { SMTP_V_MAIL, 1, cmd_mail },
+    { SMTP_V_RCPT, 0, cmd_rcpt },
+    { SMTP_V_DATA, 0, cmd_data },
+    { SMTP_V_RSET, 0, cmd_rset },
+    { SMTP_V_NOOP, 0, cmd_noop },
+    { SMTP_V_QUIT, 0, cmd_quit },
+    { SMTP_V_VRFY, 0, cmd_vrfy },
+    { SMTP_V_HELP, 0, cmd_help },
+    { SMTP_V_EXPN, 0, cmd_not_impl },
+    { SMTP_V_STARTTLS, 0, cmd_not_impl },
+    { SMTP_V_AUTH, 0, cmd_not_impl },
+    { SMTP_V_BDAT, 0, cmd_not_impl },
+};
+
+static void dispatch(struct session *s, const char *line, size_t len)
+{
+    struct smtp_cmd cmd;
+    if (smtp_cmd_parse(line, len, &cmd) < 0 || cmd.verb == SMTP_V_UNKNOWN) {
+        reply_error(s, 500, "5.5.2", "Error: command not recognized");
+        return;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (commands[i].verb != cmd.verb)
+            continue;
+        if (s->shutting && cmd.verb != SMTP_V_QUIT && (commands[i].needs_idle || !s->have_mail)) {
+            reply(s, 421, "4.3.2", "%s Service shutting down, closing transmission channel",
+                  s->srv->p.myhostname);
+            close_after_reply(s);
+            return;
+        }
+        commands[i].run(s, cmd.arg);
+        return;
+    }
+    reply_error(s, 500, "5.5.2", "Error: command not recognized");
+}
+
+/* ------------------------------------------------------------ DATA */
+
+static void commit_done(void *arg, int err)
+{
+    struct commit_ctx *c = arg;
+    struct session *s = session_find(c->srv, c->session_id);
+    if (err) {
+        log_err("%s: queue commit failed: %s", c->env.id, strerror(err));
+    } else {
+        log_info("%s: client=%s, from=<%s>, size=%lld, nrcpt=%zu (queue active)", c->env.id,
+                 c->env.client, c->env.sender, c->env.size, c->env.nrcpt);
+        c->srv->ops.queued(c->srv->ops.ctx, &c->env);
+    }
+    if (s && s->state == S_COMMITTING) {
+        if (err)
+            reply_error(s, 452, "4.3.1", "Error: insufficient system storage");
+        else
+            reply(s, 250, "2.0.0", "Ok: queued as %s", c->env.id);
+        txn_reset(s);
+        resume_reading(s);
+    }
+    env_clear(&c->env);
+    free(c);
+}
+
+static void eom_commit(struct session *s)
+{
+    struct commit_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        txn_reset(s);
+        reply_error(s, 451, "4.3.0", "Error: out of memory");
+        s->state = S_WAIT;
+        filter_finished(s);
+        return;
+    }
+    c->srv = s->srv;
+    c->session_id = s->id;
+    c->env = s->env;              /* the transaction's envelope moves to the commit */
+    env_init(&s->env);
+    s->writing = 0;
+    stop_reading(s, S_COMMITTING);
+    if (queue_commit(s->srv->q, &s->w, &c->env, commit_done, c) < 0) {
+        log_err("cannot commit a queue file: %s", strerror(errno));
+        env_clear(&c->env);
+        free(c);
+        txn_reset(s);
+        reply_error(s, 452, "4.3.1", "Error: insufficient system storage");
+        s->state = S_WAIT;
+        filter_finished(s);
+    }
+}
+
+static void eom_done(void *arg, enum filter_verdict v, const struct filter_reply *r)
+{
+    struct session *s = arg;
+    s->frun = NULL;
+    if (v != FILTER_CONTINUE) {
+        txn_reset(s);
+        reply_filter(s, v, r);
+        filter_finished(s);
+        return;
+    }
+    eom_commit(s);
+}
+
+static void data_end(struct session *s)
+{
+    const char *why = NULL;
+    const char *enh = "5.3.4";
+    int code = 552;
+    if (s->data_overflow)
+        why = "Error: message file too big";
+    else if (s->header_overflow)
+        why = "Error: message header size exceeds limit";
+    else if (s->w.err) {
+        log_err("%s: queue file write error: %s", s->w.id, strerror(s->w.err));
+        why = "Error: insufficient system storage";
+        code = 452;
+        enh = "4.3.1";
+    }
+    if (why) {
+        txn_reset(s);
+        s->state = S_CMD;
+        reply_error(s, code, enh, why);
+        return;
+    }
+    txn_view(s);
+    s->txn.sender = s->env.sender;
+    run_filters(s, FILTER_EOM, eom_done);
+}
+
+/* Store decoded content unless a limit was crossed (then keep reading and
+ * discarding until the end, and answer 552 after it). */
+static void data_store(struct session *s, const char *buf, size_t len)
+{
+    const struct smtp_server_params *p = &s->srv->p;
+    if (p->message_size_limit > 0 && s->data.bytes_out > p->message_size_limit)
+        s->data_overflow = 1;
+    if (s->data.in_header && s->data.header_bytes > p->header_size_limit)
+        s->header_overflow = 1;
+    if (!s->data_overflow && !s->header_overflow && len)
+        queue_writer_write(&s->w, buf, len);
+}
+
+static void data_input(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    while (s->state == S_DATA && evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, SMTP_DATA_CHUNK, NULL, &v, 1) < 1)
+            break;
+        size_t n = v.iov_len < SMTP_DATA_CHUNK ? v.iov_len : SMTP_DATA_CHUNK;
+        size_t used = 0, outlen = 0;
+        enum smtp_data_status st = smtp_data_feed(&s->data, v.iov_base, n, &used,
+                                                  s->srv->databuf, &outlen);
+        evbuffer_drain(in, used);
+        if (st == SMTP_DATA_BARE_LF) {
+            txn_reset(s);
+            reply(s, 521, "5.5.2", "%s Error: bare <LF> received", s->srv->p.myhostname);
+            close_after_reply(s);
+            return;
+        }
+        data_store(s, s->srv->databuf, outlen);
+        if (st == SMTP_DATA_END) {
+            data_end(s);
+            return;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ input loop */
+
+static void process_input(struct session *s)
+{
+    char line[SMTP_LINE_MAX + 1];
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    while (s->state == S_CMD || s->state == S_DATA) {
+        if (s->state == S_DATA) {
+            data_input(s);
+            if (s->state == S_DATA)
+                return;          /* waiting for more content */
+            continue;
+        }
+        if (evbuffer_get_length(out) > SMTP_OUTPUT_MAX) {
+            s->output_blocked = 1;
+            bufferevent_disable(s->bev, EV_READ);
+            bufferevent_setwatermark(s->bev, EV_WRITE, SMTP_OUTPUT_MAX / 2, 0);
+            return;
+        }
+        size_t len;
+        int bare_lf = 0;
+        enum line_status ls = line_read(&s->lr, in, line, &len, &bare_lf);
+        if (ls == LINE_NONE)
+            return;
+        if (ls == LINE_TOO_LONG) {
+            reply_error(s, 500, "5.5.2", "Line too long");
+            continue;
+        }
+        if (bare_lf && s->srv->p.bare_lf_reject) {
+            reply(s, 521, "5.5.2", "%s Error: bare <LF> received", s->srv->p.myhostname);
+            close_after_reply(s);
+            return;
+        }
+        dispatch(s, line, len);
+    }
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    process_input(arg);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    struct session *s = arg;
+    if (s->state == S_CLOSING) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            session_free(s);
+        return;
+    }
+    if (s->output_blocked) {
+        s->output_blocked = 0;
+        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+        if (s->state == S_CMD || s->state == S_DATA) {
+            bufferevent_enable(bev, EV_READ);
+            process_input(s);
+        }
+    }
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct session *s = arg;
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && s->state != S_CLOSING) {
+        reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->srv->p.myhostname);
+        log_info("timeout after %s from %s", s->state == S_DATA ? "DATA" : "command", s->peer_addr);
+        close_after_reply(s);
+        return;
+    }
+    if (what & BEV_EVENT_ERROR)
+        log_debug("connection error from %s: %s", s->peer_addr, strerror(EVUTIL_SOCKET_ERROR()));
+    session_free(s);
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static void session_free(struct session *s)
+{
+    if (s->frun)
+        filter_run_cancel(s->frun);
+    s->frun = NULL;
+    txn_reset(s);
+    session_unlink(s);
+    bufferevent_free(s->bev);
+    free(s->helo);
+    if (s->on_close)
+        s->on_close(s->close_arg);
+    free(s);
+}
+
+static void connect_done(void *arg, enum filter_verdict v, const struct filter_reply *r)
+{
+    struct session *s = arg;
+    s->frun = NULL;
+    if (v != FILTER_CONTINUE) {
+        reply_filter(s, v, r);
+        close_after_reply(s);
+        return;
+    }
+    reply(s, 220, NULL, "%s", s->srv->p.banner);
+    filter_finished(s);
+}
+
+static void set_timeouts(struct session *s)
+{
+    struct timeval tv = { s->srv->p.timeout, 0 };
+    bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
+int smtp_session_start(struct smtp_server *srv, struct bufferevent *bev, enum smtp_mode mode,
+                       const struct sockaddr *peer, socklen_t peerlen, uid_t uid,
+                       void (*on_close)(void *arg), void *close_arg)
+{
+    struct session *s = calloc(1, sizeof *s);
+    if (!s) {
+        bufferevent_free(bev);
+        return -1;
+    }
+    s->id = ++srv->next_id;
+    s->srv = srv;
+    s->bev = bev;
+    s->mode = mode;
+    s->uid = uid;
+    s->on_close = on_close;
+    s->close_arg = close_arg;
+    if (peer && peerlen <= sizeof s->peer) {
+        memcpy(&s->peer, peer, peerlen);
+        ip_to_string(peer, s->peer_addr, sizeof s->peer_addr);
+    } else {
+        snprintf(s->peer_addr, sizeof s->peer_addr, "local");
+    }
+    line_reader_init(&s->lr, SMTP_LINE_MAX);
+    env_init(&s->env);
+    s->w.fd = -1;
+    session_link(s);
+    bufferevent_setcb(bev, on_read, on_write, on_event, s);
+    bufferevent_setwatermark(bev, EV_READ, 0,
+                             (size_t)srv->p.pipelining_limit * SMTP_LINE_MAX);
+    set_timeouts(s);
+    if (srv->shutting) {
+        reply(s, 421, "4.3.2", "%s Service shutting down", srv->p.myhostname);
+        close_after_reply(s);
+        bufferevent_enable(bev, EV_WRITE);
+        return 0;
+    }
+    bufferevent_enable(bev, EV_WRITE);
+    txn_view(s);
+    run_filters(s, FILTER_CONNECT, connect_done);
+    /* a local client may have sent commands along with its first line */
+    if (s->state == S_CMD && evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+        process_input(s);
+    return 0;
+}
+
+/* ------------------------------------------------------------ server */
+
+static char *dup_or_empty(const char *x)
+{
+    return strdup(x ? x : "");
+}
+
+void smtp_server_set_params(struct smtp_server *srv, const struct smtp_server_params *p)
+{
+    for (int i = 0; i < 4; i++)
+        free(srv->strings[i]);
+    srv->p = *p;
+    srv->strings[0] = dup_or_empty(p->myhostname);
+    srv->strings[1] = dup_or_empty(p->mail_name);
+    srv->strings[2] = dup_or_empty(p->banner);
+    srv->strings[3] = dup_or_empty(p->default_domain);
+    srv->p.default_domain = srv->strings[3];
+    srv->p.myhostname = srv->strings[0] ? srv->strings[0] : "localhost";
+    srv->p.mail_name = srv->strings[1] ? srv->strings[1] : "hato";
+    srv->p.banner = srv->strings[2] ? srv->strings[2] : "ESMTP";
+    if (srv->p.pipelining_limit < 1)
+        srv->p.pipelining_limit = 1;
+}
+
+void smtp_server_set_filters(struct smtp_server *srv, struct filter_chain *filters)
+{
+    srv->filters = filters;
+}
+
+struct smtp_server *smtp_server_new(struct event_base *base, struct queue *q,
+                                    struct filter_chain *filters,
+                                    const struct smtp_server_ops *ops,
+                                    const struct smtp_server_params *params)
+{
+    struct smtp_server *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return NULL;
+    srv->base = base;
+    srv->q = q;
+    srv->filters = filters;
+    srv->ops = *ops;
+    smtp_server_set_params(srv, params);
+    return srv;
+}
+
+size_t smtp_server_sessions(const struct smtp_server *srv)
+{
+    return srv->nsessions;
+}
+
+size_t smtp_server_busy(const struct smtp_server *srv)
+{
+    size_t n = 0;
+    for (size_t b = 0; b < SMTP_BUCKETS; b++)
+        for (const struct session *s = srv->buckets[b]; s; s = s->hnext)
+            if (s->have_mail || s->state == S_COMMITTING || s->state == S_DATA)
+                n++;
+    return n;
+}
+
+void smtp_server_shutdown(struct smtp_server *srv)
+{
+    srv->shutting = 1;
+    for (size_t b = 0; b < SMTP_BUCKETS; b++) {
+        struct session *s = srv->buckets[b];
+        while (s) {
+            struct session *next = s->hnext;
+            s->shutting = 1;
+            if (s->state == S_CMD && !s->have_mail) {
+                reply(s, 421, "4.3.2", "%s Service shutting down, closing transmission channel",
+                      srv->p.myhostname);
+                close_after_reply(s);
+            }
+            s = next;
+        }
+    }
+}
+
+void smtp_server_free(struct smtp_server *srv)
+{
+    if (!srv)
+        return;
+    for (size_t b = 0; b < SMTP_BUCKETS; b++)
+        while (srv->buckets[b])
+            session_free(srv->buckets[b]);
+    for (int i = 0; i < 4; i++)
+        free(srv->strings[i]);
+    free(srv);
+}

@@ -1,0 +1,743 @@
+/*
+ * queue/envelope.c — the envelope of a queued message in memory and on
+ * disk (format in envelope.h), and the %-encoding shared with the maildrop
+ * (pct_encode/pct_decode, declared in maildrop.h).
+ *
+ * Owns: struct envelope's memory, env_format (always produces a file that
+ * env_parse accepts, or fails), env_parse (strict version 1: every key once,
+ * unknown keys, bad tokens, a missing "end" line or bytes after it are
+ * errors).  Pure: no I/O, no global state; env_parse must survive any input.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "queue/envelope.h"
+#include "queue/maildrop.h"
+
+#define ENV_HEADER      "hato-envelope 1"
+#define ENV_END         "end"
+#define ENV_MAX_RCPT    100000  /* recipients in one envelope */
+#define ENV_MAX_LINE    8192    /* octets in one line, without its '\n' */
+#define ENV_MAX_VALUE   4096    /* octets in one encoded value or token */
+#define ENV_MAX_FIELD   1000    /* raw octets the setters accept per string */
+#define ENV_MAX_DSN     32      /* raw octets kept of an enhanced status */
+#define ENV_MAX_TEXT    2000    /* raw octets kept of a reason */
+#define ENV_RCPT_TOKENS 5       /* after "rcpt": STATE ADDR ORCPT DSN TEXT */
+#define ENV_RCPT_CAP0   4       /* first allocation of the recipient array */
+
+/* ------------------------------------------------------------------ */
+/* %-encoding                                                          */
+
+static int pct_needs_escape(unsigned char c)
+{
+    return c == '%' || c <= 0x20 || c >= 0x7f;
+}
+
+static int pct_hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* A value that is literally "-" is written %2D when "-" means empty. */
+int pct_encode(const char *in, char *out, size_t outlen, int dash_empty)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    const unsigned char *p;
+
+    if (in == NULL)
+        in = "";
+    if (dash_empty && (in[0] == '\0' || strcmp(in, "-") == 0)) {
+        const char *rep = in[0] == '\0' ? "-" : "%2D";
+        if (strlen(rep) >= outlen)
+            return -1;
+        memcpy(out, rep, strlen(rep) + 1);
+        return 0;
+    }
+    for (p = (const unsigned char *)in; *p != '\0'; p++) {
+        size_t need = pct_needs_escape(*p) ? 3 : 1;
+        if (o + need >= outlen)
+            return -1;
+        if (need == 1) {
+            out[o++] = (char)*p;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 0xf];
+        }
+    }
+    if (outlen == 0)
+        return -1;
+    out[o] = '\0';
+    return 0;
+}
+
+int pct_decode(const char *in, char *out, size_t outlen, int dash_empty)
+{
+    size_t i = 0, o = 0;
+
+    if (in == NULL || outlen == 0)
+        return -1;
+    if (dash_empty && strcmp(in, "-") == 0) {
+        out[0] = '\0';
+        return 0;
+    }
+    while (in[i] != '\0') {
+        int c = (unsigned char)in[i];
+        if (c == '%') {
+            int hi = pct_hexval((unsigned char)in[i + 1]);
+            int lo = hi < 0 ? -1 : pct_hexval((unsigned char)in[i + 2]);
+            if (lo < 0 || (hi == 0 && lo == 0))
+                return -1;          /* short, non-hex, or %00 */
+            c = hi * 16 + lo;
+            i += 3;
+        } else {
+            i++;
+        }
+        if (o + 1 >= outlen)
+            return -1;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* memory                                                              */
+
+void env_init(struct envelope *e)
+{
+    memset(e, 0, sizeof(*e));
+}
+
+static void rcpt_free(struct env_rcpt *r)
+{
+    free(r->addr);
+    free(r->orcpt);
+    free(r->dsn);
+    free(r->text);
+    memset(r, 0, sizeof(*r));
+}
+
+void env_clear(struct envelope *e)
+{
+    size_t i;
+
+    for (i = 0; i < e->nrcpt; i++)
+        rcpt_free(&e->rcpts[i]);
+    free(e->rcpts);
+    free(e->sender);
+    free(e->client);
+    free(e->helo);
+    free(e->proto);
+    env_init(e);
+}
+
+/* strndup of s (NULL = ""), at most max octets. */
+static char *env_strdup_max(const char *s, size_t max)
+{
+    if (s == NULL)
+        s = "";
+    size_t n = strlen(s);
+    return strndup(s, n < max ? n : max);
+}
+
+static int env_replace(char **slot, const char *s, size_t max)
+{
+    char *copy = env_strdup_max(s, max);
+
+    if (copy == NULL)
+        return -1;
+    free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+static int env_too_long(const char *s)
+{
+    if (s != NULL && strlen(s) > ENV_MAX_FIELD) {
+        errno = EINVAL;
+        return 1;
+    }
+    return 0;
+}
+
+int env_set_sender(struct envelope *e, const char *sender)
+{
+    if (env_too_long(sender))
+        return -1;
+    return env_replace(&e->sender, sender, ENV_MAX_FIELD);
+}
+
+int env_set_client(struct envelope *e, const char *client, const char *helo,
+                   const char *proto)
+{
+    char *c, *h, *p;
+
+    if (env_too_long(client) || env_too_long(helo) || env_too_long(proto))
+        return -1;
+    c = env_strdup_max(client, ENV_MAX_FIELD);
+    h = env_strdup_max(helo, ENV_MAX_FIELD);
+    p = env_strdup_max(proto, ENV_MAX_FIELD);
+    if (c == NULL || h == NULL || p == NULL) {
+        free(c);
+        free(h);
+        free(p);
+        return -1;
+    }
+    free(e->client);
+    free(e->helo);
+    free(e->proto);
+    e->client = c;
+    e->helo = h;
+    e->proto = p;
+    return 0;
+}
+
+static int env_grow(struct envelope *e)
+{
+    size_t cap;
+    struct env_rcpt *n;
+
+    if (e->nrcpt < e->rcpt_cap)
+        return 0;
+    if (e->nrcpt >= ENV_MAX_RCPT) {
+        errno = E2BIG;
+        return -1;
+    }
+    cap = e->rcpt_cap ? e->rcpt_cap * 2 : ENV_RCPT_CAP0;
+    if (cap > ENV_MAX_RCPT)
+        cap = ENV_MAX_RCPT;
+    n = realloc(e->rcpts, cap * sizeof(*n));
+    if (n == NULL)
+        return -1;
+    e->rcpts = n;
+    e->rcpt_cap = cap;
+    return 0;
+}
+
+/* Append a recipient, copying everything, no length policy. */
+static int env_push_rcpt(struct envelope *e, const char *addr, const char *orcpt,
+                         enum rcpt_state st, const char *dsn, const char *text)
+{
+    struct env_rcpt r;
+
+    if (env_grow(e) < 0)
+        return -1;
+    r.addr = env_strdup_max(addr, SIZE_MAX);
+    r.orcpt = env_strdup_max(orcpt, SIZE_MAX);
+    r.dsn = env_strdup_max(dsn, SIZE_MAX);
+    r.text = env_strdup_max(text, SIZE_MAX);
+    r.state = st;
+    if (r.addr == NULL || r.orcpt == NULL || r.dsn == NULL || r.text == NULL) {
+        rcpt_free(&r);
+        return -1;
+    }
+    e->rcpts[e->nrcpt++] = r;
+    return 0;
+}
+
+int env_add_rcpt(struct envelope *e, const char *addr, const char *orcpt)
+{
+    if (addr == NULL || addr[0] == '\0') {
+        errno = EINVAL;
+        return -1;
+    }
+    if (env_too_long(addr) || env_too_long(orcpt))
+        return -1;
+    return env_push_rcpt(e, addr, orcpt, RCPT_PENDING, "", "");
+}
+
+static int env_state_ok(int st)
+{
+    return st == RCPT_PENDING || st == RCPT_SENT || st == RCPT_BOUNCED ||
+           st == RCPT_DONE;
+}
+
+/* dsn and text are truncated to ENV_MAX_DSN / ENV_MAX_TEXT octets. */
+int env_rcpt_set(struct env_rcpt *r, enum rcpt_state st, const char *dsn,
+                 const char *text)
+{
+    char *d, *t;
+
+    if (!env_state_ok((int)st)) {
+        errno = EINVAL;
+        return -1;
+    }
+    d = env_strdup_max(dsn, ENV_MAX_DSN);
+    t = env_strdup_max(text, ENV_MAX_TEXT);
+    if (d == NULL || t == NULL) {
+        free(d);
+        free(t);
+        return -1;
+    }
+    free(r->dsn);
+    free(r->text);
+    r->dsn = d;
+    r->text = t;
+    r->state = st;
+    return 0;
+}
+
+size_t env_pending(const struct envelope *e)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < e->nrcpt; i++)
+        if (e->rcpts[i].state == RCPT_PENDING)
+            n++;
+    return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* the scalar fields, shared by env_format and env_parse                */
+
+enum env_kind { EK_ID, EK_STR, EK_LL, EK_INT };
+
+struct env_field {
+    const char *key;
+    enum env_kind kind;
+    size_t off;        /* into struct envelope */
+    int dash_empty;    /* EK_STR: "-" stands for empty */
+};
+
+#define EF(k, kind, member, dash) { k, kind, offsetof(struct envelope, member), dash }
+static const struct env_field env_fields[] = {
+    EF("id",       EK_ID,  id,         0),
+    EF("arrival",  EK_LL,  arrival_us, 0),
+    EF("sender",   EK_STR, sender,     0),
+    EF("client",   EK_STR, client,     0),
+    EF("helo",     EK_STR, helo,       1),
+    EF("proto",    EK_STR, proto,      0),
+    EF("size",     EK_LL,  size,       0),
+    EF("attempts", EK_INT, attempts,   0),
+    EF("next_try", EK_LL,  next_try,   0),
+    EF("warned",   EK_INT, warned,     0),
+    EF("flags",    EK_INT, flags,      0),
+};
+#define ENV_NFIELDS (sizeof(env_fields) / sizeof(env_fields[0]))
+
+/* ------------------------------------------------------------------ */
+/* formatting                                                          */
+
+/* Encode s as a token of at most ENV_MAX_VALUE octets.  0 or -1. */
+static int env_enc(const char *s, char out[ENV_MAX_VALUE + 1], int dash_empty)
+{
+    if (pct_encode(s, out, ENV_MAX_VALUE + 1, dash_empty) < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    return 0;
+}
+
+/* Encode the reason, cut to fit `room` octets (never inside an escape). */
+static int env_enc_text(const char *s, char out[ENV_MAX_VALUE + 1], size_t room)
+{
+    size_t len, cut;
+    char *big;
+
+    if (s == NULL)
+        s = "";
+    if (room > ENV_MAX_VALUE)
+        room = ENV_MAX_VALUE;
+    len = strlen(s);
+    big = malloc(len * 3 + 4);
+    if (big == NULL)
+        return -1;
+    if (pct_encode(s, big, len * 3 + 4, 1) < 0) {
+        free(big);
+        return -1;
+    }
+    cut = strlen(big);
+    if (cut > room) {
+        cut = room;
+        if (cut >= 1 && big[cut - 1] == '%')
+            cut -= 1;
+        else if (cut >= 2 && big[cut - 2] == '%')
+            cut -= 2;
+    }
+    memcpy(out, big, cut);
+    out[cut] = '\0';
+    free(big);
+    if (cut == 0) {         /* room is at least 1: write "empty" */
+        if (room < 1)
+            return -1;
+        memcpy(out, "-", 2);
+    }
+    return 0;
+}
+
+static int env_fmt_scalar(FILE *f, const struct envelope *e, const struct env_field *fd)
+{
+    const char *base = (const char *)e;
+    char enc[ENV_MAX_VALUE + 1];
+    long long v;
+
+    switch (fd->kind) {
+    case EK_ID:
+        if (!qid_valid(e->id))
+            return -1;
+        return fprintf(f, "%s %s\n", fd->key, e->id) < 0 ? -1 : 0;
+    case EK_STR:
+        if (env_enc(*(char *const *)(const void *)(base + fd->off), enc, fd->dash_empty) < 0)
+            return -1;
+        return fprintf(f, "%s%s%s\n", fd->key, enc[0] ? " " : "", enc) < 0 ? -1 : 0;
+    case EK_LL:
+        v = *(const long long *)(const void *)(base + fd->off);
+        break;
+    case EK_INT:
+    default:
+        v = *(const int *)(const void *)(base + fd->off);
+        break;
+    }
+    if (v < 0)
+        return -1;
+    return fprintf(f, "%s %lld\n", fd->key, v) < 0 ? -1 : 0;
+}
+
+static int env_fmt_rcpt(FILE *f, const struct env_rcpt *r)
+{
+    char addr[ENV_MAX_VALUE + 1], orcpt[ENV_MAX_VALUE + 1];
+    char dsn[ENV_MAX_VALUE + 1], text[ENV_MAX_VALUE + 1];
+    size_t used;
+
+    if (!env_state_ok((int)r->state) || r->addr == NULL || r->addr[0] == '\0')
+        return -1;
+    if (env_enc(r->addr, addr, 1) < 0 || env_enc(r->orcpt, orcpt, 1) < 0 ||
+        env_enc(r->dsn, dsn, 1) < 0)
+        return -1;
+    /* "rcpt S addr orcpt dsn " then the text */
+    used = strlen("rcpt S ") + strlen(addr) + 1 + strlen(orcpt) + 1 + strlen(dsn) + 1;
+    if (used >= ENV_MAX_LINE) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (env_enc_text(r->text, text, ENV_MAX_LINE - used) < 0)
+        return -1;
+    return fprintf(f, "rcpt %c %s %s %s %s\n", (char)r->state, addr, orcpt,
+                   dsn, text) < 0 ? -1 : 0;
+}
+
+static int env_fmt_all(FILE *f, const struct envelope *e)
+{
+    size_t i;
+
+    if (fprintf(f, "%s\n", ENV_HEADER) < 0)
+        return -1;
+    for (i = 0; i < ENV_NFIELDS; i++)
+        if (env_fmt_scalar(f, e, &env_fields[i]) < 0)
+            return -1;
+    if (e->nrcpt > ENV_MAX_RCPT)
+        return -1;
+    for (i = 0; i < e->nrcpt; i++)
+        if (env_fmt_rcpt(f, &e->rcpts[i]) < 0)
+            return -1;
+    return fprintf(f, "%s\n", ENV_END) < 0 ? -1 : 0;
+}
+
+int env_format(const struct envelope *e, char **buf, size_t *len)
+{
+    char *p = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&p, &n);
+    int rc, saved;
+
+    if (f == NULL)
+        return -1;
+    rc = env_fmt_all(f, e);
+    if (ferror(f))
+        rc = -1;
+    saved = errno;
+    if (fclose(f) != 0)
+        rc = -1;
+    if (rc < 0) {
+        free(p);
+        errno = saved ? saved : EINVAL;
+        return -1;
+    }
+    *buf = p;
+    *len = n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* parsing                                                             */
+
+struct env_parse_ctx {
+    struct envelope *e;
+    unsigned seen;          /* bit per env_fields entry */
+    size_t lineno;
+    char *err;
+    size_t errlen;
+};
+
+static int env_fail(struct env_parse_ctx *c, const char *why)
+{
+    if (c->err != NULL && c->errlen > 0) {
+        if (c->lineno > 0)
+            snprintf(c->err, c->errlen, "line %zu: %s", c->lineno, why);
+        else
+            snprintf(c->err, c->errlen, "%s", why);
+    }
+    return -1;
+}
+
+/* Decimal digits only, 0..max. */
+static int env_parse_num(const char *s, long long max, long long *out)
+{
+    long long v = 0;
+
+    if (*s == '\0')
+        return -1;
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        if (v > (max - (*s - '0')) / 10)
+            return -1;
+        v = v * 10 + (*s - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/* Decode one token into a fresh string. */
+static int env_dec(const char *tok, int dash_empty, char **out)
+{
+    size_t n = strlen(tok);
+    char *s;
+
+    if (n > ENV_MAX_VALUE)
+        return -1;
+    s = malloc(n + 1);
+    if (s == NULL)
+        return -1;
+    if (pct_decode(tok, s, n + 1, dash_empty) < 0) {
+        free(s);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+static int env_set_scalar(struct env_parse_ctx *c, const struct env_field *fd,
+                          const char *val)
+{
+    char *base = (char *)c->e;
+    long long v;
+    char *s;
+
+    switch (fd->kind) {
+    case EK_ID:
+        if (!qid_valid(val))
+            return env_fail(c, "bad queue id");
+        memcpy(c->e->id, val, QID_LEN + 1);
+        return 0;
+    case EK_STR:
+        if (strchr(val, ' ') != NULL || env_dec(val, fd->dash_empty, &s) < 0)
+            return env_fail(c, "bad value");
+        *(char **)(void *)(base + fd->off) = s;
+        return 0;
+    case EK_LL:
+        if (env_parse_num(val, LLONG_MAX, &v) < 0)
+            return env_fail(c, "bad number");
+        *(long long *)(void *)(base + fd->off) = v;
+        return 0;
+    case EK_INT:
+    default:
+        if (env_parse_num(val, INT_MAX, &v) < 0)
+            return env_fail(c, "bad number");
+        *(int *)(void *)(base + fd->off) = (int)v;
+        return 0;
+    }
+}
+
+/* Split s on single spaces into exactly n non-empty tokens. */
+static int env_split(char *s, char **tok, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        char *sp;
+        if (*s == '\0' || *s == ' ')
+            return -1;
+        tok[i] = s;
+        sp = strchr(s, ' ');
+        if (sp == NULL)
+            return i + 1 == n ? 0 : -1;
+        if (i + 1 == n)
+            return -1;          /* too many tokens */
+        *sp = '\0';
+        s = sp + 1;
+    }
+    return -1;
+}
+
+static int env_parse_rcpt(struct env_parse_ctx *c, char *val)
+{
+    char *tok[ENV_RCPT_TOKENS];
+    char *addr = NULL, *orcpt = NULL, *dsn = NULL, *text = NULL;
+    int rc = -1;
+
+    if (env_split(val, tok, ENV_RCPT_TOKENS) < 0)
+        return env_fail(c, "rcpt: wrong number of tokens");
+    if (tok[0][1] != '\0' || !env_state_ok((unsigned char)tok[0][0]))
+        return env_fail(c, "rcpt: bad state");
+    if (c->e->nrcpt >= ENV_MAX_RCPT)
+        return env_fail(c, "too many recipients");
+    if (env_dec(tok[1], 1, &addr) < 0 || env_dec(tok[2], 1, &orcpt) < 0 ||
+        env_dec(tok[3], 1, &dsn) < 0 || env_dec(tok[4], 1, &text) < 0)
+        env_fail(c, "rcpt: bad token");
+    else if (addr[0] == '\0')
+        env_fail(c, "rcpt: empty address");
+    else if (env_push_rcpt(c->e, addr, orcpt, (enum rcpt_state)tok[0][0], dsn, text) < 0)
+        env_fail(c, "out of memory");
+    else
+        rc = 0;
+    free(addr);
+    free(orcpt);
+    free(dsn);
+    free(text);
+    return rc;
+}
+
+/* Only printable ASCII and single spaces inside a line. */
+static int env_line_chars_ok(const char *s, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch > 0x7e)
+            return 0;
+    }
+    return 1;
+}
+
+static int env_parse_line(struct env_parse_ctx *c, char *line)
+{
+    char *val = strchr(line, ' ');
+    size_t i;
+
+    if (val != NULL)
+        *val++ = '\0';
+    else
+        val = line + strlen(line);   /* "" */
+    if (strcmp(line, "rcpt") == 0)
+        return env_parse_rcpt(c, val);
+    for (i = 0; i < ENV_NFIELDS; i++) {
+        if (strcmp(line, env_fields[i].key) != 0)
+            continue;
+        if (c->seen & (1u << i))
+            return env_fail(c, "duplicate key");
+        c->seen |= 1u << i;
+        return env_set_scalar(c, &env_fields[i], val);
+    }
+    return env_fail(c, "unknown key");
+}
+
+/* Walk the lines after the header; 1 when "end" was the last line. */
+static int env_parse_body(struct env_parse_ctx *c, const char *buf, size_t len)
+{
+    char line[ENV_MAX_LINE + 1];
+    size_t pos = 0;
+
+    while (pos < len) {
+        const char *nl = memchr(buf + pos, '\n', len - pos);
+        size_t n;
+        c->lineno++;
+        if (nl == NULL)
+            return env_fail(c, "no end marker (torn write)");
+        n = (size_t)(nl - (buf + pos));
+        if (n > ENV_MAX_LINE)
+            return env_fail(c, "line too long");
+        if (!env_line_chars_ok(buf + pos, n))
+            return env_fail(c, "bad character");
+        memcpy(line, buf + pos, n);
+        line[n] = '\0';
+        pos += n + 1;
+        if (strcmp(line, ENV_END) == 0)
+            return pos == len ? 1 : env_fail(c, "data after end marker");
+        if (c->lineno == 1) {
+            if (strcmp(line, ENV_HEADER) != 0)
+                return env_fail(c, "not a version 1 envelope");
+            continue;
+        }
+        if (env_parse_line(c, line) < 0)
+            return -1;
+    }
+    c->lineno = 0;
+    return env_fail(c, "no end marker (torn write)");
+}
+
+int env_parse(const char *buf, size_t len, struct envelope *e, char *err, size_t errlen)
+{
+    struct envelope tmp;
+    struct env_parse_ctx c;
+    int rc;
+
+    env_init(&tmp);
+    memset(&c, 0, sizeof(c));
+    c.e = &tmp;
+    c.err = err;
+    c.errlen = errlen;
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    if (buf == NULL)
+        len = 0;
+    rc = env_parse_body(&c, buf, len);
+    if (rc == 1 && c.lineno == 1)
+        rc = env_fail(&c, "not a version 1 envelope");
+    if (rc == 1 && c.seen != (1u << ENV_NFIELDS) - 1) {
+        c.lineno = 0;
+        rc = env_fail(&c, "missing key");
+    }
+    env_clear(e);
+    if (rc != 1) {
+        env_clear(&tmp);
+        return -1;
+    }
+    *e = tmp;
+    return 0;
+}
+
+int env_copy(struct envelope *dst, const struct envelope *src)
+{
+    struct envelope tmp;
+    size_t i;
+
+    env_init(&tmp);
+    memcpy(tmp.id, src->id, sizeof(tmp.id));
+    tmp.arrival_us = src->arrival_us;
+    tmp.size = src->size;
+    tmp.attempts = src->attempts;
+    tmp.next_try = src->next_try;
+    tmp.warned = src->warned;
+    tmp.flags = src->flags;
+    if (env_replace(&tmp.sender, src->sender, SIZE_MAX) < 0 ||
+        env_replace(&tmp.client, src->client, SIZE_MAX) < 0 ||
+        env_replace(&tmp.helo, src->helo, SIZE_MAX) < 0 ||
+        env_replace(&tmp.proto, src->proto, SIZE_MAX) < 0)
+        goto fail;
+    for (i = 0; i < src->nrcpt; i++) {
+        const struct env_rcpt *r = &src->rcpts[i];
+        if (env_push_rcpt(&tmp, r->addr, r->orcpt, r->state, r->dsn, r->text) < 0)
+            goto fail;
+    }
+    env_clear(dst);
+    *dst = tmp;
+    return 0;
+fail:
+    env_clear(&tmp);
+    return -1;
+}

@@ -1,0 +1,85 @@
+/*
+ * queue/envelope.h — the envelope of a queued message: who sent it, to whom,
+ * each recipient's delivery state and last reason, and when to try next.
+ * Stored as a text file env/ID that ends with the line "end"; a file without
+ * it is not an envelope (torn write).  Format (one field a line, values
+ * %-encoded: '%', white space, control and non-ASCII bytes as %XX):
+ *
+ *   hato-envelope 1
+ *   id 0005E8C2F1A2B001
+ *   arrival 1763900000123456        µs since the epoch
+ *   sender user@example.com         empty value for the null sender <>
+ *   client 127.0.0.1                client address ("local" for sendmail)
+ *   helo mail.example.com           ("-" when none)
+ *   proto ESMTP
+ *   size 1234                       octets of the content file
+ *   attempts 0
+ *   next_try 1763900000             unix seconds; 0 = now
+ *   warned 0                        delay notice sent
+ *   flags 0                         ENV_F_* bits
+ *   rcpt STATE ADDR ORCPT DSN TEXT  one per recipient; STATE P|S|B|D
+ *   end
+ *
+ * In a rcpt line every token is %-encoded and "-" stands for empty.
+ */
+#ifndef HATO_ENVELOPE_H
+#define HATO_ENVELOPE_H
+
+#include <stddef.h>
+#include "queue/qid.h"
+
+enum rcpt_state {
+    RCPT_PENDING = 'P',   /* to deliver (never tried, or deferred) */
+    RCPT_SENT    = 'S',   /* delivered */
+    RCPT_BOUNCED = 'B',   /* failed permanently; bounce to be sent */
+    RCPT_DONE    = 'D',   /* failed permanently and bounce already queued */
+};
+
+#define ENV_F_BOUNCE 0x1  /* this message is a DSN: never bounce it */
+
+struct env_rcpt {
+    char *addr;           /* where to deliver (after alias expansion) */
+    char *orcpt;          /* as the client gave it at RCPT ("" if same) */
+    enum rcpt_state state;
+    char *dsn;            /* last enhanced status "4.4.1" or "" */
+    char *text;           /* last reason, for mailq and DSNs, or "" */
+};
+
+struct envelope {
+    char id[QID_LEN + 1];
+    long long arrival_us;
+    char *sender;         /* "" = null sender */
+    char *client;
+    char *helo;
+    char *proto;
+    long long size;
+    int attempts;
+    long long next_try;
+    int warned;
+    int flags;
+    struct env_rcpt *rcpts;
+    size_t nrcpt;
+    size_t rcpt_cap;
+};
+
+/* Zero an envelope (no allocation). */
+void env_init(struct envelope *e);
+/* Free what it owns and zero it. */
+void env_clear(struct envelope *e);
+/* Setters copy their strings.  0 or -1 (ENOMEM). */
+int env_set_sender(struct envelope *e, const char *sender);
+int env_set_client(struct envelope *e, const char *client, const char *helo, const char *proto);
+int env_add_rcpt(struct envelope *e, const char *addr, const char *orcpt);
+int env_rcpt_set(struct env_rcpt *r, enum rcpt_state st, const char *dsn, const char *text);
+/* Recipients still in state P. */
+size_t env_pending(const struct envelope *e);
+
+/* Serialise to a malloc'd buffer (caller frees).  0 or -1. */
+int env_format(const struct envelope *e, char **buf, size_t *len);
+/* Parse; requires the header line and the end marker.  0, or -1 with a
+ * reason in err.  `e` must be env_init'ed; on error it is cleared. */
+int env_parse(const char *buf, size_t len, struct envelope *e, char *err, size_t errlen);
+/* Deep copy. 0 or -1. */
+int env_copy(struct envelope *dst, const struct envelope *src);
+
+#endif

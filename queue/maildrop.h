@@ -1,0 +1,45 @@
+/*
+ * queue/maildrop.h — the maildrop: where `hato-sendmail` leaves mail when
+ * hatod is not running (state_directory/maildrop/, mode 1733, like Postfix's
+ * old world-writable maildrop).  hatod's pickup queues each file and removes
+ * it.  The file's owner uid is the submitting user.  Format:
+ *
+ *   hato-maildrop 1\n
+ *   sender ADDR\n            (%-encoded; empty value = null sender)
+ *   rcpt ADDR\n              (one or more, %-encoded)
+ *   \n
+ *   message content, as the user gave it (LF or CRLF line ends)
+ *
+ * The writer creates NAME.tmp (O_EXCL), writes, fsyncs, then renames to
+ * NAME without the suffix; the reader ignores *.tmp files younger than a day.
+ */
+#ifndef HATO_MAILDROP_H
+#define HATO_MAILDROP_H
+
+#include <stddef.h>
+
+struct maildrop_hdr {
+    char *sender;
+    char **rcpts;
+    size_t nrcpt;
+    size_t body_offset;   /* where the content starts in the file */
+};
+
+/* Write header + content read from fd `in` (until EOF) into dir; the file
+ * name goes to name (room 64).  0 or -1 (errno). */
+int maildrop_write(const char *dir, const char *sender, char *const *rcpts,
+                   size_t nrcpt, int in, char *name, size_t namelen);
+/* Parse the header of a maildrop file read into buf (at least the header).
+ * 0, or -1 + reason. */
+int maildrop_parse(const char *buf, size_t len, struct maildrop_hdr *h,
+                   char *err, size_t errlen);
+void maildrop_hdr_free(struct maildrop_hdr *h);
+
+/* %-encoding shared with the envelope format: '%', bytes <= 0x20 and
+ * >= 0x7f become %XX; "" is written as "-" when dash_empty. */
+int pct_encode(const char *in, char *out, size_t outlen, int dash_empty);
+/* Decode in place-safe into out (room strlen(in)+1); "-" → "" when
+ * dash_empty.  0 or -1 on a malformed escape. */
+int pct_decode(const char *in, char *out, size_t outlen, int dash_empty);
+
+#endif

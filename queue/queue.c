@@ -1,0 +1,592 @@
+/*
+ * queue/queue.c — the queue on disk: directory layout, the durable commit
+ * (with group commit), envelope rewrites, removal and start-up recovery.
+ * It must never acknowledge a message before its content, its envelope and
+ * their directory entries are on stable storage, and never leave half a
+ * message visible in msg/ + env/ after a failure.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/fsutil.h"
+#include "lib/log.h"
+#include "lib/work.h"
+#include "queue/queue.h"
+
+#define QUEUE_ENV_MAX (64 * 1024 * 1024)   /* a 100k-recipient envelope fits */
+
+struct commit_item {
+    struct queue *q;
+    char id[QID_LEN + 1];
+    int fd;                 /* content, in tmp/ */
+    char *envbuf;
+    size_t envlen;
+    char *content;          /* queue_inject: content still to write */
+    size_t content_len;
+    queue_commit_cb cb;
+    void *arg;
+    int err;
+    struct commit_item *next;
+};
+
+struct queue {
+    char dir[PATH_MAX];
+    char tmp[PATH_MAX], msg[PATH_MAX], env[PATH_MAX], hold[PATH_MAX], corrupt[PATH_MAX];
+    int dirfd;              /* for syncfs */
+    struct work_pool *pool;
+    int group_commit;
+    struct commit_item *waiting, *waiting_tail;   /* loop only */
+    int batch_in_flight;                          /* loop only */
+};
+
+struct queue_op {
+    struct queue *q;
+    char id[QID_LEN + 1];
+    char *buf;
+    size_t len;
+    queue_done_cb cb;
+    void *arg;
+    int err;
+};
+
+static void path_in(const char *dir, const char *name, const char *suffix, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/%s%s", dir, name, suffix);
+}
+
+struct queue *queue_open(const char *state_dir, struct work_pool *pool, int group_commit,
+                         char *err, size_t errlen)
+{
+    struct queue *q = calloc(1, sizeof *q);
+    if (!q) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    q->pool = pool;
+    q->group_commit = group_commit;
+    snprintf(q->dir, sizeof q->dir, "%s/queue", state_dir);
+    path_in(q->dir, "tmp", "", q->tmp, sizeof q->tmp);
+    path_in(q->dir, "msg", "", q->msg, sizeof q->msg);
+    path_in(q->dir, "env", "", q->env, sizeof q->env);
+    path_in(q->dir, "hold", "", q->hold, sizeof q->hold);
+    path_in(q->dir, "corrupt", "", q->corrupt, sizeof q->corrupt);
+    const char *dirs[] = { q->tmp, q->msg, q->env, q->hold, q->corrupt };
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        if (fs_mkdirs(dirs[i], 0700) < 0) {
+            snprintf(err, errlen, "%s: %s", dirs[i], strerror(errno));
+            free(q);
+            return NULL;
+        }
+    }
+    q->dirfd = open(q->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (q->dirfd < 0) {
+        snprintf(err, errlen, "%s: %s", q->dir, strerror(errno));
+        free(q);
+        return NULL;
+    }
+    return q;
+}
+
+void queue_close(struct queue *q)
+{
+    if (!q)
+        return;
+    close(q->dirfd);
+    free(q);
+}
+
+const char *queue_dir(const struct queue *q)
+{
+    return q->dir;
+}
+
+void queue_msg_path(const struct queue *q, const char *id, char *buf, size_t len)
+{
+    path_in(q->msg, id, "", buf, len);
+}
+
+/* ------------------------------------------------------------ receiving */
+
+int queue_writer_open(struct queue *q, struct queue_writer *w)
+{
+    char path[PATH_MAX];
+    for (int tries = 0; tries < 10; tries++) {
+        qid_new(w->id);
+        path_in(q->tmp, w->id, "", path, sizeof path);
+        w->fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+        if (w->fd >= 0) {
+            w->size = 0;
+            w->err = 0;
+            return 0;
+        }
+        if (errno != EEXIST)
+            return -1;
+    }
+    return -1;
+}
+
+int queue_writer_write(struct queue_writer *w, const void *buf, size_t len)
+{
+    if (w->err)
+        return -1;
+    if (fs_write_all(w->fd, buf, len) < 0) {
+        w->err = errno ? errno : EIO;
+        return -1;
+    }
+    w->size += (long long)len;
+    return 0;
+}
+
+void queue_writer_abort(struct queue *q, struct queue_writer *w)
+{
+    char path[PATH_MAX];
+    if (w->fd >= 0)
+        close(w->fd);
+    w->fd = -1;
+    path_in(q->tmp, w->id, "", path, sizeof path);
+    if (unlink(path) < 0 && errno != ENOENT)
+        log_warn("%s: cannot remove %s: %s", w->id, path, strerror(errno));
+}
+
+/* ------------------------------------------------------------ committing */
+
+/* Worker: write the envelope file tmp/ID.env (content already in tmp/ID). */
+static int write_env_tmp(struct commit_item *it, int *envfd)
+{
+    char path[PATH_MAX];
+    path_in(it->q->tmp, it->id, ".env", path, sizeof path);
+    *envfd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+    if (*envfd < 0)
+        return -1;
+    return fs_write_all(*envfd, it->envbuf, it->envlen);
+}
+
+/* Worker: write injected content into tmp/ID. */
+static int write_content_tmp(struct commit_item *it)
+{
+    char path[PATH_MAX];
+    path_in(it->q->tmp, it->id, "", path, sizeof path);
+    it->fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    if (it->fd < 0)
+        return -1;
+    return fs_write_all(it->fd, it->content, it->content_len);
+}
+
+static void unlink_tmp(struct commit_item *it)
+{
+    char path[PATH_MAX];
+    path_in(it->q->tmp, it->id, "", path, sizeof path);
+    unlink(path);
+    path_in(it->q->tmp, it->id, ".env", path, sizeof path);
+    unlink(path);
+}
+
+static int rename_into(struct commit_item *it)
+{
+    char from[PATH_MAX], to[PATH_MAX];
+    path_in(it->q->tmp, it->id, "", from, sizeof from);
+    path_in(it->q->msg, it->id, "", to, sizeof to);
+    if (rename(from, to) < 0)
+        return -1;
+    path_in(it->q->tmp, it->id, ".env", from, sizeof from);
+    path_in(it->q->env, it->id, "", to, sizeof to);
+    if (rename(from, to) < 0) {
+        int e = errno;
+        path_in(it->q->msg, it->id, "", to, sizeof to);
+        unlink(to);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+static void fail_item(struct commit_item *it)
+{
+    if (!it->err)
+        it->err = errno ? errno : EIO;
+}
+
+/* Worker: make a batch durable.  Group mode: syncfs before and after the
+ * renames; otherwise fsync each file and both directories. */
+static void commit_batch_run(void *arg)
+{
+    struct commit_item *batch = arg;
+    struct queue *q = batch->q;
+    int envfds[1024];
+    int n = 0;
+    for (struct commit_item *it = batch; it; it = it->next, n++) {
+        int fd = -1;
+        if (it->content && write_content_tmp(it) < 0)
+            fail_item(it);
+        if (!it->err && write_env_tmp(it, &fd) < 0)
+            fail_item(it);
+        if (!it->err && !q->group_commit &&
+            (fdatasync(it->fd) < 0 || fdatasync(fd) < 0))
+            fail_item(it);
+        envfds[n] = fd;
+    }
+    if (q->group_commit && syncfs(q->dirfd) < 0)
+        for (struct commit_item *it = batch; it; it = it->next)
+            fail_item(it);
+    for (struct commit_item *it = batch; it; it = it->next)
+        if (!it->err && rename_into(it) < 0)
+            fail_item(it);
+    int dirs_ok = q->group_commit ? syncfs(q->dirfd) == 0
+                                  : fs_fsync_dir(q->msg) == 0 && fs_fsync_dir(q->env) == 0;
+    n = 0;
+    for (struct commit_item *it = batch; it; it = it->next, n++) {
+        if (!dirs_ok)
+            fail_item(it);
+        if (envfds[n] >= 0)
+            close(envfds[n]);
+        if (it->fd >= 0)
+            close(it->fd);
+        it->fd = -1;
+        if (it->err) {
+            char path[PATH_MAX];
+            path_in(q->env, it->id, "", path, sizeof path);
+            unlink(path);
+            path_in(q->msg, it->id, "", path, sizeof path);
+            unlink(path);
+            unlink_tmp(it);
+        }
+    }
+}
+
+static void start_batch(struct queue *q);
+
+static void commit_batch_done(void *arg)
+{
+    struct commit_item *it = arg;
+    struct queue *q = it->q;
+    while (it) {
+        struct commit_item *next = it->next;
+        it->cb(it->arg, it->err);
+        free(it->envbuf);
+        free(it->content);
+        free(it);
+        it = next;
+    }
+    if (q->group_commit) {
+        q->batch_in_flight = 0;
+        start_batch(q);
+    }
+}
+
+#define BATCH_MAX 1024
+
+static void start_batch(struct queue *q)
+{
+    while (q->waiting && !(q->group_commit && q->batch_in_flight)) {
+        struct commit_item *head = q->waiting, *it = head;
+        int n = 1;
+        size_t limit = q->group_commit ? BATCH_MAX : 1;
+        while (it->next && (size_t)n < limit) {
+            it = it->next;
+            n++;
+        }
+        q->waiting = it->next;
+        if (!q->waiting)
+            q->waiting_tail = NULL;
+        it->next = NULL;
+        if (work_submit(q->pool, commit_batch_run, commit_batch_done, head) < 0) {
+            for (it = head; it; it = it->next) {
+                it->err = ESHUTDOWN;
+                unlink_tmp(it);
+                if (it->fd >= 0)
+                    close(it->fd);
+                it->fd = -1;
+            }
+            commit_batch_done(head);
+            continue;
+        }
+        if (q->group_commit)
+            q->batch_in_flight = 1;
+    }
+}
+
+static void enqueue(struct queue *q, struct commit_item *it)
+{
+    it->next = NULL;
+    if (q->waiting_tail)
+        q->waiting_tail->next = it;
+    else
+        q->waiting = it;
+    q->waiting_tail = it;
+    start_batch(q);
+}
+
+static struct commit_item *item_new(struct queue *q, struct envelope *env,
+                                    queue_commit_cb cb, void *arg)
+{
+    struct commit_item *it = calloc(1, sizeof *it);
+    if (!it)
+        return NULL;
+    it->q = q;
+    it->fd = -1;
+    it->cb = cb;
+    it->arg = arg;
+    memcpy(it->id, env->id, sizeof it->id);
+    if (env_format(env, &it->envbuf, &it->envlen) < 0) {
+        free(it);
+        return NULL;
+    }
+    return it;
+}
+
+int queue_commit(struct queue *q, struct queue_writer *w, struct envelope *env,
+                 queue_commit_cb cb, void *arg)
+{
+    if (w->err) {
+        errno = w->err;
+        queue_writer_abort(q, w);
+        return -1;
+    }
+    memcpy(env->id, w->id, sizeof env->id);
+    env->size = w->size;
+    struct commit_item *it = item_new(q, env, cb, arg);
+    if (!it) {
+        queue_writer_abort(q, w);
+        errno = ENOMEM;
+        return -1;
+    }
+    it->fd = w->fd;
+    w->fd = -1;
+    enqueue(q, it);
+    return 0;
+}
+
+int queue_inject(struct queue *q, const char *content, size_t len, struct envelope *env,
+                 queue_commit_cb cb, void *arg)
+{
+    if (!qid_valid(env->id))
+        qid_new(env->id);
+    env->size = (long long)len;
+    struct commit_item *it = item_new(q, env, cb, arg);
+    if (!it)
+        return -1;
+    it->content = malloc(len ? len : 1);
+    if (!it->content) {
+        free(it->envbuf);
+        free(it);
+        return -1;
+    }
+    memcpy(it->content, content, len);
+    it->content_len = len;
+    enqueue(q, it);
+    return 0;
+}
+
+/* ------------------------------------------------------------ update / remove */
+
+static void op_done(void *arg)
+{
+    struct queue_op *op = arg;
+    if (op->cb)
+        op->cb(op->arg, op->err);
+    free(op->buf);
+    free(op);
+}
+
+static void update_run(void *arg)
+{
+    struct queue_op *op = arg;
+    char path[PATH_MAX];
+    path_in(op->q->env, op->id, "", path, sizeof path);
+    if (fs_replace(path, op->buf, op->len, 0600) < 0)
+        op->err = errno ? errno : EIO;
+}
+
+static void remove_run(void *arg)
+{
+    struct queue_op *op = arg;
+    char path[PATH_MAX];
+    path_in(op->q->env, op->id, "", path, sizeof path);
+    if (unlink(path) < 0 && errno != ENOENT)
+        op->err = errno;
+    path_in(op->q->msg, op->id, "", path, sizeof path);
+    if (unlink(path) < 0 && errno != ENOENT && !op->err)
+        op->err = errno;
+}
+
+static int submit_op(struct queue *q, const char *id, char *buf, size_t len, work_fn fn,
+                     queue_done_cb cb, void *arg)
+{
+    struct queue_op *op = calloc(1, sizeof *op);
+    if (!op) {
+        free(buf);
+        return -1;
+    }
+    op->q = q;
+    snprintf(op->id, sizeof op->id, "%s", id);
+    op->buf = buf;
+    op->len = len;
+    op->cb = cb;
+    op->arg = arg;
+    if (work_submit(q->pool, fn, op_done, op) < 0) {
+        free(buf);
+        free(op);
+        return -1;
+    }
+    return 0;
+}
+
+int queue_update(struct queue *q, const struct envelope *env, queue_done_cb cb, void *arg)
+{
+    char *buf;
+    size_t len;
+    if (env_format(env, &buf, &len) < 0)
+        return -1;
+    return submit_op(q, env->id, buf, len, update_run, cb, arg);
+}
+
+int queue_remove(struct queue *q, const char *id, queue_done_cb cb, void *arg)
+{
+    return submit_op(q, id, NULL, 0, remove_run, cb, arg);
+}
+
+/* ------------------------------------------------------------ recovery */
+
+static void clean_tmp(struct queue *q)
+{
+    DIR *d = opendir(q->tmp);
+    if (!d)
+        return;
+    struct dirent *de;
+    int n = 0;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+            n++;
+    }
+    closedir(d);
+    if (n)
+        log_info("queue: removed %d unfinished file(s) from %s", n, q->tmp);
+}
+
+static void move_corrupt(struct queue *q, const char *id, const char *why)
+{
+    char from[PATH_MAX], to[PATH_MAX];
+    path_in(q->env, id, "", from, sizeof from);
+    path_in(q->corrupt, id, ".env", to, sizeof to);
+    if (rename(from, to) < 0 && errno != ENOENT)
+        log_err("%s: cannot move %s to corrupt/: %s", id, from, strerror(errno));
+    path_in(q->msg, id, "", from, sizeof from);
+    path_in(q->corrupt, id, ".msg", to, sizeof to);
+    if (rename(from, to) < 0 && errno != ENOENT)
+        log_err("%s: cannot move %s to corrupt/: %s", id, from, strerror(errno));
+    log_err("%s: corrupt queue file moved to %s: %s", id, q->corrupt, why);
+}
+
+int queue_load_envelope(const struct queue *q, const char *id, struct envelope *env)
+{
+    char path[PATH_MAX], err[256];
+    char *buf;
+    size_t len;
+    path_in(q->env, id, "", path, sizeof path);
+    if (fs_read_file(path, QUEUE_ENV_MAX, &buf, &len) < 0)
+        return -1;
+    env_init(env);
+    int rc = env_parse(buf, len, env, err, sizeof err);
+    free(buf);
+    if (rc < 0)
+        errno = EINVAL;
+    return rc;
+}
+
+/* One env/ID at start-up: good → found(); bad → corrupt/. */
+static int recover_one(struct queue *q, const char *id,
+                       void (*found)(void *, struct envelope *), void *arg)
+{
+    char path[PATH_MAX], err[256];
+    char *buf;
+    size_t len;
+    struct stat st;
+    if (!qid_valid(id)) {
+        move_corrupt(q, id, "not a queue ID");
+        return 0;
+    }
+    path_in(q->env, id, "", path, sizeof path);
+    if (fs_read_file(path, QUEUE_ENV_MAX, &buf, &len) < 0) {
+        move_corrupt(q, id, strerror(errno));
+        return 0;
+    }
+    struct envelope env;
+    env_init(&env);
+    int rc = env_parse(buf, len, &env, err, sizeof err);
+    free(buf);
+    if (rc < 0) {
+        move_corrupt(q, id, err);
+        return 0;
+    }
+    path_in(q->msg, id, "", path, sizeof path);
+    if (stat(path, &st) < 0 || strcmp(env.id, id) != 0) {
+        env_clear(&env);
+        move_corrupt(q, id, "content file missing or ID mismatch");
+        return 0;
+    }
+    found(arg, &env);
+    env_clear(&env);
+    return 1;
+}
+
+/* Content files whose envelope never made it: the client got no 250. */
+static void remove_orphans(struct queue *q)
+{
+    DIR *d = opendir(q->msg);
+    if (!d)
+        return;
+    struct dirent *de;
+    char path[PATH_MAX];
+    struct stat st;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        path_in(q->env, de->d_name, "", path, sizeof path);
+        if (stat(path, &st) == 0)
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+            log_info("%s: removed content without envelope (never acknowledged)", de->d_name);
+    }
+    closedir(d);
+}
+
+int queue_recover(struct queue *q, void (*found)(void *arg, struct envelope *env), void *arg)
+{
+    clean_tmp(q);
+    DIR *d = opendir(q->env);
+    if (!d)
+        return -1;
+    struct dirent *de;
+    int n = 0;
+    char (*ids)[NAME_MAX + 1] = NULL;
+    size_t nids = 0, cap = 0;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        if (nids == cap) {
+            cap = cap ? cap * 2 : 256;
+            void *p = realloc(ids, cap * sizeof *ids);
+            if (!p) {
+                closedir(d);
+                free(ids);
+                return -1;
+            }
+            ids = p;
+        }
+        snprintf(ids[nids++], NAME_MAX + 1, "%s", de->d_name);
+    }
+    closedir(d);
+    for (size_t i = 0; i < nids; i++)
+        n += recover_one(q, ids[i], found, arg);
+    free(ids);
+    remove_orphans(q);
+    return n;
+}

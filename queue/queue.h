@@ -1,0 +1,80 @@
+/*
+ * queue/queue.h — the queue on disk (state_directory/queue/): tmp/ (being
+ * received), msg/ID (content, immutable once committed), env/ID (envelope,
+ * replaced via tmp + rename), hold/, corrupt/.
+ *
+ * Commit (DESIGN.md): content written → made durable → renamed into msg/;
+ * envelope written → durable → renamed into env/; directories durable; only
+ * then the callback reports success and the client may get its 250.  In
+ * group-commit mode every commit waiting while a batch is on the disk goes
+ * into the next batch, which makes all its files durable with one syncfs()
+ * before the renames and one after (2 flushes per batch instead of 4 per
+ * message).  All disk work of a commit runs in the worker pool; the content
+ * itself is appended from the loop into the page cache as it arrives.
+ *
+ * Callbacks run on the loop.  The queue never calls back into sessions: it
+ * hands results to the callback given, which looks its caller up by id.
+ */
+#ifndef HATO_QUEUE_H
+#define HATO_QUEUE_H
+
+#include <limits.h>
+#include <stddef.h>
+#include "queue/envelope.h"
+
+struct work_pool;
+struct queue;
+
+struct queue_writer {
+    char id[QID_LEN + 1];
+    int fd;               /* tmp/ID, -1 when closed */
+    long long size;       /* octets written */
+    int err;              /* first write error (errno), 0 if none */
+};
+
+/* Open the queue under state_dir, creating the directories (0700). */
+struct queue *queue_open(const char *state_dir, struct work_pool *pool,
+                         int group_commit, char *err, size_t errlen);
+void queue_close(struct queue *q);
+const char *queue_dir(const struct queue *q);
+/* Path of the content file msg/ID. */
+void queue_msg_path(const struct queue *q, const char *id, char *buf, size_t len);
+
+/* Start a new message: a fresh ID and tmp/ID.  0, or -1 (errno). */
+int queue_writer_open(struct queue *q, struct queue_writer *w);
+/* Append content.  Errors are remembered in w->err (and returned as -1). */
+int queue_writer_write(struct queue_writer *w, const void *buf, size_t len);
+/* Drop an unfinished message (close + unlink tmp/ID). */
+void queue_writer_abort(struct queue *q, struct queue_writer *w);
+
+/* err = 0 on success, else an errno (ENOSPC, EIO ...). */
+typedef void (*queue_commit_cb)(void *arg, int err);
+/* Make the message durable.  Takes the writer's fd (w is reset); env is
+ * serialised now (env->id and env->size are set from w).  cb runs on the
+ * loop when the files and directories are durable, or with the error (then
+ * nothing of the message is left).  0, or -1 if it could not even start
+ * (then cb is not called and the writer is aborted). */
+int queue_commit(struct queue *q, struct queue_writer *w, struct envelope *env,
+                 queue_commit_cb cb, void *arg);
+/* Queue a whole message held in memory (bounces, pickup): content is written
+ * and committed in the worker pool; env->id is kept if it is a valid ID
+ * (the caller wrote it into a Received: line), else set before returning. */
+int queue_inject(struct queue *q, const char *content, size_t len, struct envelope *env,
+                 queue_commit_cb cb, void *arg);
+
+/* Rewrite env/ID (tmp + fsync + rename + fsync dir) in the pool. */
+typedef void (*queue_done_cb)(void *arg, int err);
+int queue_update(struct queue *q, const struct envelope *env, queue_done_cb cb, void *arg);
+/* Remove env/ID then msg/ID in the pool. */
+int queue_remove(struct queue *q, const char *id, queue_done_cb cb, void *arg);
+
+/* Start-up recovery (blocking: call before serving).  Empties tmp/, moves
+ * unreadable envelopes (and their content) to corrupt/ with a log line,
+ * deletes content without an envelope (never acknowledged), and calls
+ * found(arg, env) for every good envelope (the callee takes ownership of
+ * *env's contents; env is reset after).  Returns the count, or -1. */
+int queue_recover(struct queue *q, void (*found)(void *arg, struct envelope *env), void *arg);
+/* Load env/ID now (blocking; tools and tests). 0 or -1. */
+int queue_load_envelope(const struct queue *q, const char *id, struct envelope *env);
+
+#endif

@@ -1,0 +1,767 @@
+/*
+ * queue/scheduler.c — the delivery scheduler: an in-memory table of queued
+ * messages (hash by ID), a min-heap of next-attempt times driven by one
+ * libevent timer, the agents table, and the bookkeeping after an attempt
+ * (log lines, backoff, lifetime, bounces, delay notices, envelope rewrite
+ * or removal).  Disk work goes through queue/queue.c's pool jobs; reading
+ * a message's headers for a DSN runs in the pool too.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "lib/log.h"
+#include "lib/timeutil.h"
+#include "lib/work.h"
+#include "queue/bounce.h"
+#include "queue/queue.h"
+#include "queue/scheduler.h"
+
+#define SCHED_MAX_ACTIVE   512            /* messages in delivery at once */
+#define SCHED_HEADERS_MAX  (64 * 1024)    /* original headers quoted in a DSN */
+#define HEAP_NONE          SIZE_MAX
+
+enum smsg_phase { PH_IDLE, PH_DELIVERING, PH_BOUNCING, PH_WRITING };
+
+struct smsg {
+    struct envelope env;
+    enum smsg_phase phase;
+    int outstanding;             /* agent deliveries not yet done */
+    long long due;               /* unix seconds */
+    size_t heap_pos;
+    int flush;                   /* next run ignores defer_transports */
+    long long started_us;
+    struct sched_result *res;    /* per recipient, this attempt */
+    unsigned char *touched;
+    int bounces_pending;         /* DSN jobs/commits outstanding */
+    struct smsg *hnext;
+};
+
+struct scheduler {
+    struct event_base *base;
+    struct queue *q;
+    struct work_pool *pool;
+    struct sched_config cfg;
+    long long *retry;            /* owned copy of cfg.retry_schedule */
+    struct sched_agent agents[SCHED_MAX_AGENTS];
+    int nagents;
+    struct smsg **buckets;
+    size_t nbuckets, count;
+    struct smsg **heap;
+    size_t nheap, heapcap;
+    struct event *timer;
+    size_t active;
+    int stopped;
+};
+
+/* ------------------------------------------------------------ table */
+
+static size_t hash_id(const char *id, size_t nb)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *id; id++)
+        h = (h ^ (unsigned char)*id) * 1099511628211ULL;
+    return (size_t)(h % nb);
+}
+
+static struct smsg *lookup(const struct scheduler *s, const char *id)
+{
+    for (struct smsg *m = s->buckets[hash_id(id, s->nbuckets)]; m; m = m->hnext)
+        if (!strcmp(m->env.id, id))
+            return m;
+    return NULL;
+}
+
+static int grow_table(struct scheduler *s)
+{
+    size_t nb = s->nbuckets * 2;
+    struct smsg **b = calloc(nb, sizeof *b);
+    if (!b)
+        return -1;
+    for (size_t i = 0; i < s->nbuckets; i++) {
+        struct smsg *m = s->buckets[i];
+        while (m) {
+            struct smsg *next = m->hnext;
+            size_t h = hash_id(m->env.id, nb);
+            m->hnext = b[h];
+            b[h] = m;
+            m = next;
+        }
+    }
+    free(s->buckets);
+    s->buckets = b;
+    s->nbuckets = nb;
+    return 0;
+}
+
+static void table_del(struct scheduler *s, struct smsg *m)
+{
+    struct smsg **pp = &s->buckets[hash_id(m->env.id, s->nbuckets)];
+    while (*pp && *pp != m)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = m->hnext;
+    s->count--;
+}
+
+/* ------------------------------------------------------------ heap */
+
+static void heap_swap(struct scheduler *s, size_t a, size_t b)
+{
+    struct smsg *t = s->heap[a];
+    s->heap[a] = s->heap[b];
+    s->heap[b] = t;
+    s->heap[a]->heap_pos = a;
+    s->heap[b]->heap_pos = b;
+}
+
+static int heap_less(const struct smsg *a, const struct smsg *b)
+{
+    if (a->due != b->due)
+        return a->due < b->due;
+    return strcmp(a->env.id, b->env.id) < 0;
+}
+
+static void heap_up(struct scheduler *s, size_t i)
+{
+    while (i > 0 && heap_less(s->heap[i], s->heap[(i - 1) / 2])) {
+        heap_swap(s, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static void heap_down(struct scheduler *s, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < s->nheap && heap_less(s->heap[l], s->heap[m]))
+            m = l;
+        if (r < s->nheap && heap_less(s->heap[r], s->heap[m]))
+            m = r;
+        if (m == i)
+            return;
+        heap_swap(s, i, m);
+        i = m;
+    }
+}
+
+static int heap_push(struct scheduler *s, struct smsg *m)
+{
+    if (s->nheap == s->heapcap) {
+        size_t cap = s->heapcap ? s->heapcap * 2 : 1024;
+        void *p = realloc(s->heap, cap * sizeof *s->heap);
+        if (!p)
+            return -1;
+        s->heap = p;
+        s->heapcap = cap;
+    }
+    m->heap_pos = s->nheap;
+    s->heap[s->nheap++] = m;
+    heap_up(s, m->heap_pos);
+    return 0;
+}
+
+static struct smsg *heap_pop(struct scheduler *s)
+{
+    struct smsg *top = s->heap[0];
+    s->nheap--;
+    if (s->nheap > 0) {
+        s->heap[0] = s->heap[s->nheap];
+        s->heap[0]->heap_pos = 0;
+        heap_down(s, 0);
+    }
+    top->heap_pos = HEAP_NONE;
+    return top;
+}
+
+/* ------------------------------------------------------------ timer */
+
+static void arm_timer(struct scheduler *s)
+{
+    if (s->stopped || s->nheap == 0) {
+        evtimer_del(s->timer);
+        return;
+    }
+    long long now = time_now_us() / 1000000;
+    long long wait = s->heap[0]->due - now;
+    struct timeval tv = { wait > 0 ? wait : 0, 0 };
+    evtimer_add(s->timer, &tv);
+}
+
+static void smsg_free(struct smsg *m)
+{
+    env_clear(&m->env);
+    free(m->res);
+    free(m->touched);
+    free(m);
+}
+
+static void start_message(struct scheduler *s, struct smsg *m);
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct scheduler *s = arg;
+    long long now = time_now_us() / 1000000;
+    while (!s->stopped && s->nheap > 0 && s->heap[0]->due <= now && s->active < SCHED_MAX_ACTIVE)
+        start_message(s, heap_pop(s));
+    arm_timer(s);
+}
+
+/* ------------------------------------------------------------ config */
+
+static int is_deferred_transport(const struct scheduler *s, const char *name)
+{
+    for (size_t i = 0; i < s->cfg.ndefer; i++)
+        if (!strcmp(s->cfg.defer_transports[i], name))
+            return 1;
+    return 0;
+}
+
+void sched_set_config(struct scheduler *s, const struct sched_config *cfg)
+{
+    free(s->retry);
+    s->retry = NULL;
+    s->cfg = *cfg;
+    if (cfg->nretry) {
+        s->retry = malloc(cfg->nretry * sizeof *s->retry);
+        if (s->retry)
+            memcpy(s->retry, cfg->retry_schedule, cfg->nretry * sizeof *s->retry);
+        else
+            s->cfg.nretry = 0;
+    }
+    s->cfg.retry_schedule = s->retry;
+}
+
+struct scheduler *sched_new(struct event_base *base, struct queue *q, struct work_pool *pool,
+                            const struct sched_config *cfg)
+{
+    struct scheduler *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->base = base;
+    s->q = q;
+    s->pool = pool;
+    s->nbuckets = 1024;
+    s->buckets = calloc(s->nbuckets, sizeof *s->buckets);
+    s->timer = evtimer_new(base, on_timer, s);
+    if (!s->buckets || !s->timer) {
+        sched_free(s);
+        return NULL;
+    }
+    sched_set_config(s, cfg);
+    return s;
+}
+
+int sched_add_agent(struct scheduler *s, const struct sched_agent *agent)
+{
+    if (s->nagents == SCHED_MAX_AGENTS)
+        return -1;
+    s->agents[s->nagents++] = *agent;
+    return 0;
+}
+
+/* ------------------------------------------------------------ adding */
+
+static void schedule(struct scheduler *s, struct smsg *m, long long due)
+{
+    m->due = due;
+    m->phase = PH_IDLE;
+    if (heap_push(s, m) < 0)
+        log_err("%s: out of memory scheduling", m->env.id);
+    arm_timer(s);
+}
+
+int sched_add(struct scheduler *s, const struct envelope *env)
+{
+    if (lookup(s, env->id))
+        return 0;
+    struct smsg *m = calloc(1, sizeof *m);
+    if (!m)
+        return -1;
+    env_init(&m->env);
+    if (env_copy(&m->env, env) < 0) {
+        free(m);
+        return -1;
+    }
+    m->heap_pos = HEAP_NONE;
+    if (s->count + 1 > s->nbuckets * 2 && grow_table(s) < 0) {
+        smsg_free(m);
+        return -1;
+    }
+    size_t h = hash_id(m->env.id, s->nbuckets);
+    m->hnext = s->buckets[h];
+    s->buckets[h] = m;
+    s->count++;
+    schedule(s, m, env->next_try);
+    return 0;
+}
+
+/* ------------------------------------------------------------ attempts */
+
+static void finish_attempt(struct scheduler *s, struct smsg *m);
+
+static int prepare_results(struct smsg *m)
+{
+    free(m->res);
+    free(m->touched);
+    m->res = calloc(m->env.nrcpt ? m->env.nrcpt : 1, sizeof *m->res);
+    m->touched = calloc(m->env.nrcpt ? m->env.nrcpt : 1, 1);
+    return m->res && m->touched ? 0 : -1;
+}
+
+static void defer_rcpt(struct smsg *m, size_t i, const char *dsn, const char *text)
+{
+    m->touched[i] = 1;
+    m->res[i].state = RCPT_PENDING;
+    snprintf(m->res[i].dsn, sizeof m->res[i].dsn, "%s", dsn);
+    snprintf(m->res[i].text, sizeof m->res[i].text, "%s", text);
+}
+
+static void launch(struct scheduler *s, struct smsg *m, int a, size_t *idx, size_t n)
+{
+    struct sched_delivery *dl = calloc(1, sizeof *dl);
+    char *path = malloc(PATH_MAX);
+    struct sched_result *res = calloc(n, sizeof *res);
+    if (!dl || !path || !res) {
+        for (size_t k = 0; k < n; k++)
+            defer_rcpt(m, idx[k], "4.3.0", "out of memory");
+        free(dl);
+        free(path);
+        free(res);
+        free(idx);
+        return;
+    }
+    queue_msg_path(s->q, m->env.id, path, PATH_MAX);
+    for (size_t k = 0; k < n; k++) {
+        res[k].state = RCPT_PENDING;
+        snprintf(res[k].dsn, sizeof res[k].dsn, "4.3.0");
+        snprintf(res[k].text, sizeof res[k].text, "delivery did not complete");
+    }
+    dl->sched = s;
+    dl->env = &m->env;
+    dl->msg_path = path;
+    dl->idx = idx;
+    dl->n = n;
+    dl->res = res;
+    dl->agent = a;
+    m->outstanding++;
+    s->agents[a].deliver(s->agents[a].ctx, dl);
+}
+
+static void start_message(struct scheduler *s, struct smsg *m)
+{
+    if (prepare_results(m) < 0) {
+        schedule(s, m, time_now_us() / 1000000 + s->cfg.minimal_backoff);
+        return;
+    }
+    m->phase = PH_DELIVERING;
+    m->started_us = time_now_us();
+    s->active++;
+    int flush = m->flush;
+    m->flush = 0;
+    m->outstanding = 1;          /* held until every agent is launched */
+    for (int a = 0; a < s->nagents; a++) {
+        size_t *idx = malloc(m->env.nrcpt * sizeof *idx);
+        size_t n = 0;
+        if (!idx)
+            break;
+        for (size_t i = 0; i < m->env.nrcpt; i++) {
+            if (m->env.rcpts[i].state != RCPT_PENDING)
+                continue;
+            if (s->cfg.route(s->cfg.route_ctx, m->env.rcpts[i].addr) != a)
+                continue;
+            if (!flush && is_deferred_transport(s, s->agents[a].name))
+                defer_rcpt(m, i, "4.3.2", "deferred transport");
+            else
+                idx[n++] = i;
+        }
+        if (n)
+            launch(s, m, a, idx, n);
+        else
+            free(idx);
+    }
+    if (--m->outstanding == 0)
+        finish_attempt(s, m);
+}
+
+void sched_delivery_done(struct sched_delivery *dl)
+{
+    struct scheduler *s = dl->sched;
+    struct smsg *m = lookup(s, dl->env->id);
+    if (m) {
+        for (size_t k = 0; k < dl->n; k++) {
+            m->touched[dl->idx[k]] = 1;
+            m->res[dl->idx[k]] = dl->res[k];
+        }
+    }
+    free((char *)dl->msg_path);
+    free(dl->idx);
+    free(dl->res);
+    free(dl);
+    if (m && --m->outstanding == 0)
+        finish_attempt(s, m);
+}
+
+/* ------------------------------------------------------------ results */
+
+static const char *status_word(enum rcpt_state st)
+{
+    switch (st) {
+    case RCPT_SENT: return "sent";
+    case RCPT_BOUNCED: return "bounced";
+    default: return "deferred";
+    }
+}
+
+static void log_result(const struct scheduler *s, const struct smsg *m, size_t i,
+                       const char *relay)
+{
+    const struct env_rcpt *r = &m->env.rcpts[i];
+    double delay = (double)(time_now_us() - m->env.arrival_us) / 1e6;
+    char orig[600] = "";
+    if (r->orcpt && *r->orcpt && strcmp(r->orcpt, r->addr))
+        snprintf(orig, sizeof orig, ", orig_to=<%s>", r->orcpt);
+    log_info("%s: to=<%s>%s, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)", m->env.id,
+             r->addr, orig, relay, delay, r->dsn, status_word(r->state), r->text);
+}
+
+static void apply_results(struct scheduler *s, struct smsg *m)
+{
+    for (size_t i = 0; i < m->env.nrcpt; i++) {
+        if (!m->touched[i])
+            continue;
+        struct sched_result *res = &m->res[i];
+        env_rcpt_set(&m->env.rcpts[i], res->state, res->dsn, res->text);
+        int a = s->cfg.route(s->cfg.route_ctx, m->env.rcpts[i].addr);
+        log_result(s, m, i, a >= 0 && a < s->nagents ? s->agents[a].name : "none");
+    }
+}
+
+/* Pending recipients of a message past its lifetime bounce now. */
+static void expire(struct scheduler *s, struct smsg *m, long long now)
+{
+    long long life = (m->env.flags & ENV_F_BOUNCE) ? s->cfg.bounce_lifetime : s->cfg.max_lifetime;
+    if (now - m->env.arrival_us / 1000000 < life)
+        return;
+    for (size_t i = 0; i < m->env.nrcpt; i++) {
+        struct env_rcpt *r = &m->env.rcpts[i];
+        if (r->state != RCPT_PENDING)
+            continue;
+        char text[700];
+        snprintf(text, sizeof text, "message expired in the queue; last reason: %s",
+                 r->text && *r->text ? r->text : "none");
+        env_rcpt_set(r, RCPT_BOUNCED, r->dsn && r->dsn[0] == '4' ? r->dsn : "4.4.7", text);
+        log_info("%s: to=<%s>, status=expired, returned to sender", m->env.id, r->addr);
+    }
+}
+
+static long long backoff(const struct scheduler *s, const struct smsg *m, long long now)
+{
+    if (s->cfg.nretry) {
+        size_t i = (size_t)(m->env.attempts > 0 ? m->env.attempts - 1 : 0);
+        if (i >= s->cfg.nretry)
+            i = s->cfg.nretry - 1;
+        return s->cfg.retry_schedule[i];
+    }
+    long long wait = now - m->env.arrival_us / 1000000;
+    if (wait < s->cfg.minimal_backoff)
+        wait = s->cfg.minimal_backoff;
+    if (wait > s->cfg.maximal_backoff)
+        wait = s->cfg.maximal_backoff;
+    return wait;
+}
+
+/* ------------------------------------------------------------ DSNs */
+
+struct dsn_job {
+    struct scheduler *s;
+    char id[QID_LEN + 1];
+    struct envelope env;         /* snapshot of the original */
+    enum bounce_kind kind;
+    char *path;
+    char *text;                  /* built DSN */
+    size_t len;
+    struct envelope dsn_env;
+    char new_id[QID_LEN + 1];
+};
+
+static size_t header_end(const char *buf, size_t len)
+{
+    for (size_t i = 0; i + 3 < len; i++)
+        if (buf[i] == '\r' && buf[i + 1] == '\n' && buf[i + 2] == '\r' && buf[i + 3] == '\n')
+            return i + 2;
+    return len;
+}
+
+static void dsn_run(void *arg)
+{
+    struct dsn_job *j = arg;
+    char *hdr = malloc(SCHED_HEADERS_MAX);
+    ssize_t got = -1;
+    int fd = open(j->path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && hdr) {
+        got = pread(fd, hdr, SCHED_HEADERS_MAX, 0);
+        close(fd);
+    } else if (fd >= 0) {
+        close(fd);
+    }
+    struct bounce_info bi = {
+        .myhostname = j->s->cfg.myhostname, .mail_name = j->s->cfg.mail_name,
+        .new_id = j->new_id, .now = time(NULL),
+        .orig_headers = got > 0 ? hdr : NULL,
+        .orig_headers_len = got > 0 ? header_end(hdr, (size_t)got) : 0,
+    };
+    if (bounce_build(&j->env, j->kind, &bi, &j->text, &j->len) < 0)
+        j->text = NULL;
+    free(hdr);
+}
+
+static void dsn_job_free(struct dsn_job *j)
+{
+    env_clear(&j->env);
+    env_clear(&j->dsn_env);
+    free(j->path);
+    free(j->text);
+    free(j);
+}
+
+static void after_bounces(struct scheduler *s, struct smsg *m);
+
+static void dsn_committed(void *arg, int err)
+{
+    struct dsn_job *j = arg;
+    struct scheduler *s = j->s;
+    struct smsg *m = lookup(s, j->id);
+    if (err) {
+        log_err("%s: cannot queue the %s notice: %s", j->id,
+                j->kind == BOUNCE_FAILED ? "non-delivery" : "delay", strerror(err));
+    } else {
+        log_info("%s: sender %s notification: %s", j->id,
+                 j->kind == BOUNCE_FAILED ? "non-delivery" : "delay", j->dsn_env.id);
+        sched_add(s, &j->dsn_env);
+        if (m && j->kind == BOUNCE_FAILED)
+            for (size_t i = 0; i < m->env.nrcpt; i++)
+                if (m->env.rcpts[i].state == RCPT_BOUNCED)
+                    m->env.rcpts[i].state = RCPT_DONE;
+    }
+    dsn_job_free(j);
+    if (m && --m->bounces_pending == 0)
+        after_bounces(s, m);
+}
+
+static void dsn_built(void *arg)
+{
+    struct dsn_job *j = arg;
+    struct scheduler *s = j->s;
+    struct envelope *e = &j->dsn_env;
+    env_init(e);
+    if (j->text && env_set_sender(e, "") == 0 &&
+        env_set_client(e, "local", "-", "DSN") == 0 &&
+        env_add_rcpt(e, j->env.sender, "") == 0) {
+        e->arrival_us = time_now_us();
+        e->flags = ENV_F_BOUNCE;
+        if (queue_inject(s->q, j->text, j->len, e, dsn_committed, j) == 0)
+            return;
+    }
+    dsn_committed(j, ENOMEM);
+}
+
+static int start_dsn(struct scheduler *s, struct smsg *m, enum bounce_kind kind)
+{
+    struct dsn_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return -1;
+    j->s = s;
+    j->kind = kind;
+    snprintf(j->id, sizeof j->id, "%s", m->env.id);
+    env_init(&j->env);
+    env_init(&j->dsn_env);
+    j->path = malloc(PATH_MAX);
+    if (!j->path || env_copy(&j->env, &m->env) < 0) {
+        dsn_job_free(j);
+        return -1;
+    }
+    queue_msg_path(s->q, m->env.id, j->path, PATH_MAX);
+    qid_new(j->new_id);
+    if (work_submit(s->pool, dsn_run, dsn_built, j) < 0) {
+        dsn_job_free(j);
+        return -1;
+    }
+    m->bounces_pending++;
+    return 0;
+}
+
+/* ------------------------------------------------------------ after an attempt */
+
+static void written(void *arg, int err);
+static void removed(void *arg, int err);
+
+struct io_ref {
+    struct scheduler *s;
+    char id[QID_LEN + 1];
+};
+
+static struct io_ref *io_ref(struct scheduler *s, const struct smsg *m)
+{
+    struct io_ref *r = malloc(sizeof *r);
+    if (r) {
+        r->s = s;
+        memcpy(r->id, m->env.id, sizeof r->id);
+    }
+    return r;
+}
+
+static int has_state(const struct smsg *m, enum rcpt_state st)
+{
+    for (size_t i = 0; i < m->env.nrcpt; i++)
+        if (m->env.rcpts[i].state == st)
+            return 1;
+    return 0;
+}
+
+static void finish_attempt(struct scheduler *s, struct smsg *m)
+{
+    long long now = time_now_us() / 1000000;
+    s->active--;
+    m->phase = PH_BOUNCING;
+    m->env.attempts++;
+    apply_results(s, m);
+    expire(s, m, now);
+    m->bounces_pending = 1;      /* held while the jobs start */
+    if (has_state(m, RCPT_BOUNCED)) {
+        if ((m->env.flags & ENV_F_BOUNCE) || !m->env.sender[0]) {
+            log_info("%s: undeliverable notification or null sender: discarded", m->env.id);
+            for (size_t i = 0; i < m->env.nrcpt; i++)
+                if (m->env.rcpts[i].state == RCPT_BOUNCED)
+                    m->env.rcpts[i].state = RCPT_DONE;
+        } else if (start_dsn(s, m, BOUNCE_FAILED) < 0) {
+            log_err("%s: cannot start the non-delivery notification", m->env.id);
+        }
+    }
+    if (s->cfg.delay_warning > 0 && !m->env.warned && env_pending(&m->env) &&
+        !(m->env.flags & ENV_F_BOUNCE) && m->env.sender[0] &&
+        now - m->env.arrival_us / 1000000 >= s->cfg.delay_warning) {
+        m->env.warned = 1;
+        if (start_dsn(s, m, BOUNCE_DELAYED) < 0)
+            log_err("%s: cannot start the delay notification", m->env.id);
+    }
+    if (--m->bounces_pending == 0)
+        after_bounces(s, m);
+    on_timer(-1, 0, s);          /* a slot is free: start what is due */
+}
+
+/* Everything for this attempt is decided: rewrite or remove the envelope. */
+static void after_bounces(struct scheduler *s, struct smsg *m)
+{
+    struct io_ref *r = io_ref(s, m);
+    m->phase = PH_WRITING;
+    if (!env_pending(&m->env) && !has_state(m, RCPT_BOUNCED)) {
+        if (r && queue_remove(s->q, m->env.id, removed, r) == 0)
+            return;
+        free(r);
+        log_err("%s: cannot remove the queue files", m->env.id);
+        removed(NULL, 0);
+        return;
+    }
+    long long now = time_now_us() / 1000000;
+    m->env.next_try = now + backoff(s, m, now);
+    if (r && queue_update(s->q, &m->env, written, r) == 0)
+        return;
+    free(r);
+    log_err("%s: cannot start the envelope rewrite", m->env.id);
+    schedule(s, m, m->env.next_try);
+}
+
+static void written(void *arg, int err)
+{
+    struct io_ref *r = arg;
+    struct smsg *m = lookup(r->s, r->id);
+    if (err)
+        log_err("%s: cannot rewrite the envelope: %s", r->id, strerror(err));
+    if (m)
+        schedule(r->s, m, m->env.next_try);
+    free(r);
+}
+
+static void removed(void *arg, int err)
+{
+    struct io_ref *r = arg;
+    if (!r)
+        return;
+    struct smsg *m = lookup(r->s, r->id);
+    if (err)
+        log_err("%s: cannot remove the queue files: %s", r->id, strerror(err));
+    if (m) {
+        log_info("%s: removed", r->id);
+        table_del(r->s, m);
+        smsg_free(m);
+    }
+    free(r);
+}
+
+/* ------------------------------------------------------------ control */
+
+void sched_flush(struct scheduler *s)
+{
+    long long now = time_now_us() / 1000000;
+    for (size_t i = 0; i < s->nheap; i++) {
+        s->heap[i]->due = now;
+        s->heap[i]->flush = 1;
+    }
+    for (size_t i = s->nheap; i > 0; i--)
+        heap_down(s, i - 1);
+    arm_timer(s);
+}
+
+size_t sched_count(const struct scheduler *s)
+{
+    return s->count;
+}
+
+size_t sched_active(const struct scheduler *s)
+{
+    return s->active;
+}
+
+void sched_foreach(const struct scheduler *s,
+                   void (*fn)(void *arg, const struct envelope *env, int active), void *arg)
+{
+    for (size_t b = 0; b < s->nbuckets; b++)
+        for (const struct smsg *m = s->buckets[b]; m; m = m->hnext)
+            fn(arg, &m->env, m->phase == PH_DELIVERING);
+}
+
+void sched_stop(struct scheduler *s)
+{
+    s->stopped = 1;
+    evtimer_del(s->timer);
+}
+
+void sched_free(struct scheduler *s)
+{
+    if (!s)
+        return;
+    if (s->buckets) {
+        for (size_t b = 0; b < s->nbuckets; b++) {
+            struct smsg *m = s->buckets[b];
+            while (m) {
+                struct smsg *next = m->hnext;
+                smsg_free(m);
+                m = next;
+            }
+        }
+    }
+    if (s->timer)
+        event_free(s->timer);
+    free(s->buckets);
+    free(s->heap);
+    free(s->retry);
+    free(s);
+}

@@ -1,0 +1,53 @@
+/*
+ * store/maildir.h — writing into Maildir++ folders (mail/DOMAIN/LOCAL/):
+ * unique names "TIME.M<usec>P<pid>Q<n>.HOST,S=SIZE", tmp/ then new/, and the
+ * Maildir++ quota file `maildirsize`.  Runs on worker threads only.
+ *
+ * Two phases so a caller can batch the flushes of many deliveries:
+ *   maildir_begin  writes tmp/NAME (prefix + content), no fsync
+ *   (caller makes the data durable: fsync each tmp fd or syncfs once)
+ *   maildir_finish renames tmp/NAME to new/NAME, updates maildirsize
+ *   (caller makes the directory entries durable: fsync new/ or syncfs)
+ */
+#ifndef HATO_MAILDIR_H
+#define HATO_MAILDIR_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct maildir_err {
+    int temporary;        /* 1: retry later; 0: bounce */
+    char dsn[16];         /* "4.3.0", "5.2.2" */
+    char text[256];       /* human reason */
+};
+
+struct maildir_tmp {
+    char dir[PATH_MAX];         /* the Maildir root */
+    char tmp_path[PATH_MAX];
+    char new_path[PATH_MAX];
+    int fd;                     /* open on tmp_path until finish/abort (-1 after) */
+    long long size;             /* octets written */
+    long long quota;            /* bytes, 0 = none */
+};
+
+/* mkdir -p DIR/{cur,new,tmp} (mode 0700).  0 or -1 (errno). */
+int maildir_create(const char *dir);
+/* Write prefix then the whole content of content_fd (read with pread from
+ * offset 0, content_len octets) into a new tmp file.  Creates the Maildir
+ * if missing.  quota > 0: if current usage + size would exceed it, fails
+ * with 5.2.2 "mailbox full".  0, or -1 with *e filled. */
+int maildir_begin(const char *dir, const char *prefix, size_t prefix_len,
+                  int content_fd, long long content_len, long long quota,
+                  struct maildir_tmp *t, struct maildir_err *e);
+/* fsync the tmp file (when the caller does not syncfs).  0 or -1. */
+int maildir_sync_tmp(struct maildir_tmp *t, struct maildir_err *e);
+/* Rename into new/, close, account in maildirsize.  0 or -1. */
+int maildir_finish(struct maildir_tmp *t, struct maildir_err *e);
+/* Close and unlink the tmp file. */
+void maildir_abort(struct maildir_tmp *t);
+/* Current usage in bytes from maildirsize (recomputed from ,S= names in
+ * new/ and cur/ of every folder when missing).  -1 on error. */
+long long maildir_usage(const char *dir);
+
+#endif

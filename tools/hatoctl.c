@@ -1,0 +1,554 @@
+/*
+ * tools/hatoctl.c — `hatoctl [-f CONF] COMMAND ...`: edit the user table and
+ * the alias file (atomically, through auth/users and mta/aliases), then ask
+ * hatod to reload; list the queue; flush it; reload.  One table of commands,
+ * one function per command.  The daemon not running is not an error for a
+ * file edit (the file is what counts); it is for reload and flush.
+ * Exit codes: 0 ok, 1 failure, 2 usage.
+ */
+#include <crypt.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "auth/users.h"
+#include "lib/addr.h"
+#include "lib/conf.h"
+#include "mta/aliases.h"
+#include "mta/config.h"
+#include "tools/ctlclient.h"
+
+#define PROG "hatoctl"
+#define EXIT_OK 0
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+#define ERR_MAX 1024
+#define PASSWORD_MAX 1024        /* octets of a password read from stdin */
+#define ALIAS_TARGETS_MAX 1000   /* targets given to one `alias add` */
+
+typedef int (*cmd_fn)(const struct hato_config *cfg, int argc, char **argv);
+
+struct command {
+    const char *noun, *verb;     /* verb NULL: a one-word command */
+    cmd_fn fn;
+    const char *usage;
+};
+
+static void usage(FILE *out);
+
+static void errmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void errmsg(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs(PROG ": ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static void lower(char *s)
+{
+    for (; *s; s++)
+        if (*s >= 'A' && *s <= 'Z')
+            *s = (char)(*s - 'A' + 'a');
+}
+
+static int is_local_domain(const struct hato_config *cfg, const char *domain)
+{
+    for (size_t i = 0; i < cfg->nlocal_domains; i++)
+        if (strcasecmp(cfg->local_domains[i], domain) == 0)
+            return 1;
+    return 0;
+}
+
+/* After a table edit: ask hatod to reload.  Not running is fine. */
+static int reload_after_edit(const struct hato_config *cfg)
+{
+    char err[ERR_MAX];
+
+    switch (ctl_command(cfg, "RELOAD", NULL, err, sizeof(err))) {
+    case CTL_OK:
+        return EXIT_OK;
+    case CTL_DOWN:
+        errmsg("hatod is not running; the change takes effect when it starts");
+        return EXIT_OK;
+    default:
+        errmsg("file updated, but reload failed: %s", err);
+        return EXIT_FAIL;
+    }
+}
+
+/* ---- users ---------------------------------------------------------------- */
+
+/* A mailbox for users_file: valid, unquoted, in a local domain; lower-cased
+ * into out (ADDR_BUF). */
+static int user_address(const struct hato_config *cfg, const char *arg, char *out)
+{
+    struct addr a;
+    enum addr_err e = addr_parse_mailbox(arg, strlen(arg), &a);
+
+    if (e != ADDR_OK) {
+        errmsg("%s: %s", arg, addr_strerror(e));
+        return -1;
+    }
+    if (a.local[0] == '"') {
+        errmsg("%s: quoted local parts are not supported in users_file", arg);
+        return -1;
+    }
+    if (!is_local_domain(cfg, a.domain)) {
+        errmsg("%s: %s is not in local_domains", arg, a.domain);
+        return -1;
+    }
+    snprintf(out, ADDR_BUF, "%s", a.full);
+    lower(out);
+    return 0;
+}
+
+static void echo_off(int off, struct termios *saved)
+{
+    struct termios t;
+
+    if (off) {
+        if (tcgetattr(STDIN_FILENO, saved) < 0)
+            return;
+        t = *saved;
+        t.c_lflag &= ~(tcflag_t)ECHO;
+        (void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &t);
+    } else {
+        (void)tcsetattr(STDIN_FILENO, TCSAFLUSH, saved);
+        fputc('\n', stderr);
+    }
+}
+
+/* One line from stdin (prompted, without echo, on a terminal).  0 or -1. */
+static int read_password(char *pw, size_t len)
+{
+    int tty = isatty(STDIN_FILENO);
+    struct termios saved;
+    size_t n;
+    char *r;
+
+    if (tty) {
+        fputs("Password: ", stderr);
+        echo_off(1, &saved);
+    }
+    r = fgets(pw, (int)len, stdin);
+    if (tty)
+        echo_off(0, &saved);
+    if (!r) {
+        errmsg("no password on standard input");
+        return -1;
+    }
+    n = strlen(pw);
+    if (n == len - 1 && pw[n - 1] != '\n') {
+        errmsg("password too long (max %d octets)", PASSWORD_MAX - 2);
+        return -1;
+    }
+    while (n > 0 && (pw[n - 1] == '\n' || pw[n - 1] == '\r'))
+        pw[--n] = '\0';
+    if (n == 0) {
+        errmsg("empty password");
+        return -1;
+    }
+    return 0;
+}
+
+/* yescrypt hash of pw into a malloc'd string, or NULL. */
+static char *hash_password(const char *pw)
+{
+    char *salt, *h, *out = NULL;
+    void *data = NULL;
+    int size = 0;
+
+    salt = crypt_gensalt_ra("$y$", 0, NULL, 0);
+    if (!salt) {
+        errmsg("crypt_gensalt: %s", strerror(errno));
+        return NULL;
+    }
+    h = crypt_ra(pw, salt, &data, &size);
+    if (!h || h[0] == '*')
+        errmsg("crypt: %s", strerror(errno ? errno : EINVAL));
+    else if (!(out = strdup(h)))
+        errmsg("out of memory");
+    if (data) {
+        explicit_bzero(data, (size_t)size);
+        free(data);
+    }
+    free(salt);
+    return out;
+}
+
+static int user_add(const struct hato_config *cfg, int argc, char **argv)
+{
+    char addr[ADDR_BUF], err[ERR_MAX], pw[PASSWORD_MAX];
+    const char *who = NULL, *qarg = NULL;
+    char *hash = NULL;
+    long long quota = 0;
+    int want_pw = 0, r;
+
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--password") == 0)
+            want_pw = 1;
+        else if (strcmp(argv[i], "--quota") == 0 && i + 1 < argc)
+            qarg = argv[++i];
+        else if (strncmp(argv[i], "--quota=", 8) == 0)
+            qarg = argv[i] + 8;
+        else if (argv[i][0] != '-' && !who)
+            who = argv[i];
+        else
+            return -EXIT_USAGE;
+    }
+    if (!who)
+        return -EXIT_USAGE;
+    if (qarg && conf_parse_size(qarg, &quota) < 0) {
+        errmsg("bad quota '%s' (want a size: 100M, 2G, 512K, bytes)", qarg);
+        return EXIT_FAIL;
+    }
+    if (user_address(cfg, who, addr) < 0)
+        return EXIT_FAIL;
+    if (want_pw) {
+        r = read_password(pw, sizeof(pw));
+        if (r == 0)
+            hash = hash_password(pw);
+        explicit_bzero(pw, sizeof(pw));
+        if (!hash)
+            return EXIT_FAIL;
+    }
+    r = users_file_add(cfg->users_file, addr, hash ? hash : "*", quota, err, sizeof(err));
+    free(hash);
+    if (r < 0) {
+        errmsg("%s", err);
+        return EXIT_FAIL;
+    }
+    return reload_after_edit(cfg);
+}
+
+static int user_del(const struct hato_config *cfg, int argc, char **argv)
+{
+    char addr[ADDR_BUF], err[ERR_MAX];
+
+    if (argc != 1 || argv[0][0] == '-')
+        return -EXIT_USAGE;
+    if (strlen(argv[0]) >= sizeof(addr)) {
+        errmsg("%s: address too long", argv[0]);
+        return EXIT_FAIL;
+    }
+    snprintf(addr, sizeof(addr), "%s", argv[0]);
+    lower(addr);
+    if (users_file_del(cfg->users_file, addr, err, sizeof(err)) < 0) {
+        errmsg("%s", err);
+        return EXIT_FAIL;
+    }
+    return reload_after_edit(cfg);
+}
+
+/* A size the way a person would write it back into the file. */
+static void format_size(long long v, char *buf, size_t len)
+{
+    static const char units[] = "GMK";
+    static const long long mult[] = { 1LL << 30, 1LL << 20, 1LL << 10 };
+
+    if (v <= 0) {
+        snprintf(buf, len, "unlimited");
+        return;
+    }
+    for (size_t i = 0; i < 3; i++)
+        if (v % mult[i] == 0) {
+            snprintf(buf, len, "%lld%c", v / mult[i], units[i]);
+            return;
+        }
+    snprintf(buf, len, "%lld", v);
+}
+
+static int user_list(const struct hato_config *cfg, int argc, char **argv)
+{
+    char err[ERR_MAX], q[32];
+    struct usertab *t;
+    const struct user *u;
+
+    if (argc != 0)
+        return -EXIT_USAGE;
+    t = users_load(cfg->users_file, err, sizeof(err));
+    if (!t) {
+        errmsg("%s", err);
+        return EXIT_FAIL;
+    }
+    for (size_t i = 0; i < users_count(t); i++) {
+        u = users_at(t, i);
+        format_size(u->quota, q, sizeof(q));
+        printf("%s %s\n", u->address, q);
+    }
+    users_free(t);
+    return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+}
+
+/* ---- aliases -------------------------------------------------------------- */
+
+static const char *alias_file(const struct hato_config *cfg)
+{
+    if (cfg->nalias_maps == 0) {
+        errmsg("alias_maps is empty in %s", cfg->path);
+        return NULL;
+    }
+    return cfg->alias_maps[0];
+}
+
+/* A bare name ("postmaster") or an unquoted local@domain. */
+static int check_alias_word(const char *s, int need_local_domain,
+                            const struct hato_config *cfg)
+{
+    char buf[ADDR_BUF + 16];
+    struct addr a;
+    enum addr_err e;
+
+    if (strlen(s) >= ADDR_BUF) {
+        errmsg("%.40s...: too long", s);
+        return -1;
+    }
+    if (strchr(s, '@'))
+        snprintf(buf, sizeof(buf), "%s", s);
+    else
+        snprintf(buf, sizeof(buf), "%s@localhost", s);
+    e = addr_parse_mailbox(buf, strlen(buf), &a);
+    if (e == ADDR_OK && a.local[0] == '"')
+        e = ADDR_E_SYNTAX;   /* quoted local parts do not fit the file format */
+    if (e != ADDR_OK) {
+        errmsg("%s: %s", s, addr_strerror(e));
+        return -1;
+    }
+    if (need_local_domain && strchr(s, '@') && !is_local_domain(cfg, a.domain)) {
+        errmsg("%s: %s is not in local_domains", s, a.domain);
+        return -1;
+    }
+    return 0;
+}
+
+/* Split the arguments on commas into targets (pointers into argv, which is
+ * modified).  Returns the count, or -1. */
+static int collect_targets(int argc, char **argv, char **out, size_t max)
+{
+    size_t n = 0;
+    char *p, *tok, *save = NULL;
+
+    for (int i = 0; i < argc; i++)
+        for (p = argv[i]; (tok = strtok_r(p, ", \t", &save)) != NULL; p = NULL) {
+            if (n == max) {
+                errmsg("too many targets (max %d)", ALIAS_TARGETS_MAX);
+                return -1;
+            }
+            lower(tok);
+            out[n++] = tok;
+        }
+    return (int)n;
+}
+
+/* Check the name and targets, then write the entry.  0 or -1. */
+static int alias_write(const struct hato_config *cfg, const char *file, char *name,
+                       int argc, char **argv, char **targets)
+{
+    char err[ERR_MAX];
+    int n;
+
+    lower(name);
+    if (check_alias_word(name, 1, cfg) < 0)
+        return -1;
+    n = collect_targets(argc, argv, targets, ALIAS_TARGETS_MAX);
+    if (n <= 0) {
+        if (n == 0)
+            errmsg("no targets");
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (check_alias_word(targets[i], 0, cfg) < 0)
+            return -1;
+    if (aliases_file_set(file, name, targets, (size_t)n, err, sizeof(err)) < 0) {
+        errmsg("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int alias_add(const struct hato_config *cfg, int argc, char **argv)
+{
+    const char *file;
+    char **targets;
+    int r;
+
+    if (argc < 2)
+        return -EXIT_USAGE;
+    if (!(file = alias_file(cfg)))
+        return EXIT_FAIL;
+    if (!(targets = calloc(ALIAS_TARGETS_MAX, sizeof(*targets)))) {
+        errmsg("out of memory");
+        return EXIT_FAIL;
+    }
+    r = alias_write(cfg, file, argv[0], argc - 1, argv + 1, targets);
+    free(targets);
+    return r < 0 ? EXIT_FAIL : reload_after_edit(cfg);
+}
+
+static int alias_del(const struct hato_config *cfg, int argc, char **argv)
+{
+    const char *file;
+    char err[ERR_MAX];
+
+    if (argc != 1)
+        return -EXIT_USAGE;
+    if (!(file = alias_file(cfg)))
+        return EXIT_FAIL;
+    lower(argv[0]);
+    if (aliases_file_del(file, argv[0], err, sizeof(err)) < 0) {
+        errmsg("%s", err);
+        return EXIT_FAIL;
+    }
+    return reload_after_edit(cfg);
+}
+
+static int alias_list(const struct hato_config *cfg, int argc, char **argv)
+{
+    const char *file, *name;
+    char err[ERR_MAX];
+    struct aliastab *t;
+    char *const *tg;
+    size_t n;
+
+    if (argc != 0)
+        return -EXIT_USAGE;
+    if (!(file = alias_file(cfg)))
+        return EXIT_FAIL;
+    if (!(t = aliases_load(file, err, sizeof(err)))) {
+        errmsg("%s", err);
+        return EXIT_FAIL;
+    }
+    for (size_t i = 0; i < aliases_count(t); i++) {
+        name = aliases_at(t, i, &tg, &n);
+        printf("%s:", name);
+        for (size_t j = 0; j < n; j++)
+            printf("%s %s", j ? "," : "", tg[j]);
+        putchar('\n');
+    }
+    aliases_free(t);
+    return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+}
+
+/* ---- queue and daemon ------------------------------------------------------ */
+
+static int queue_list(const struct hato_config *cfg, int argc, char **argv)
+{
+    char err[ERR_MAX];
+    int json = 0;
+
+    if (argc == 1 && strcmp(argv[0], "--json") == 0)
+        json = 1;
+    else if (argc != 0)
+        return -EXIT_USAGE;
+    if (ctl_queue_list(cfg, json, stdout, err, sizeof(err)) < 0) {
+        errmsg("queue list: %s", err);
+        return EXIT_FAIL;
+    }
+    return EXIT_OK;
+}
+
+static int simple_command(const struct hato_config *cfg, const char *cmd, const char *what)
+{
+    char err[ERR_MAX];
+
+    switch (ctl_command(cfg, cmd, NULL, err, sizeof(err))) {
+    case CTL_OK:
+        return EXIT_OK;
+    case CTL_DOWN:
+        errmsg("%s: hatod is not running (%s)", what, err);
+        return EXIT_FAIL;
+    default:
+        errmsg("%s: %s", what, err);
+        return EXIT_FAIL;
+    }
+}
+
+static int queue_flush(const struct hato_config *cfg, int argc, char **argv)
+{
+    if (argc != 0)
+        return -EXIT_USAGE;
+    return simple_command(cfg, "QUEUE FLUSH", "queue flush");
+}
+
+static int reload(const struct hato_config *cfg, int argc, char **argv)
+{
+    if (argc != 0)
+        return -EXIT_USAGE;
+    return simple_command(cfg, "RELOAD", "reload");
+}
+
+static const struct command commands[] = {
+    { "user", "add", user_add, "user add ADDRESS [--quota SIZE] [--password]" },
+    { "user", "del", user_del, "user del ADDRESS" },
+    { "user", "list", user_list, "user list" },
+    { "alias", "add", alias_add, "alias add NAME TARGET..." },
+    { "alias", "del", alias_del, "alias del NAME" },
+    { "alias", "list", alias_list, "alias list" },
+    { "queue", "list", queue_list, "queue list [--json]" },
+    { "queue", "flush", queue_flush, "queue flush" },
+    { "reload", NULL, reload, "reload" },
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: " PROG " [-f CONF] COMMAND ...\ncommands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(out, "  %s\n", commands[i].usage);
+}
+
+static const struct command *find_command(int argc, char **argv)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        if (strcmp(argv[0], commands[i].noun) != 0)
+            continue;
+        if (!commands[i].verb || (argc > 1 && strcmp(argv[1], commands[i].verb) == 0))
+            return &commands[i];
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    const char *given = NULL;
+    const struct command *c;
+    struct hato_config cfg;
+    char err[ERR_MAX];
+    int i = 1, r, skip;
+
+    if (argc > 1 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (i < argc && strcmp(argv[i], "-f") == 0 && i + 1 < argc) {
+        given = argv[i + 1];
+        i += 2;
+    } else if (i < argc && strncmp(argv[i], "-f", 2) == 0 && argv[i][2]) {
+        given = argv[i++] + 2;
+    }
+    if (i >= argc || argv[i][0] == '-' || !(c = find_command(argc - i, argv + i))) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (config_load(config_default_path(given), &cfg, err, sizeof(err)) < 0) {
+        errmsg("%s", err);
+        return EXIT_FAIL;
+    }
+    skip = c->verb ? 2 : 1;
+    r = c->fn(&cfg, argc - i - skip, argv + i + skip);
+    config_free(&cfg);
+    if (r < 0) {
+        fprintf(stderr, "usage: " PROG " [-f CONF] %s\n", c->usage);
+        return EXIT_USAGE;
+    }
+    return r;
+}
