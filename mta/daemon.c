@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -363,6 +364,22 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
         log_err("reload failed, old configuration kept: %s", err);
 }
 
+/* SIGHUP/SIGTERM/SIGINT are held from the start of daemon_start() until
+ * the loop's handlers exist: the listeners accept (into the backlog) before
+ * the queue is recovered, and a reload or stop asked for in that window
+ * must not kill the daemon with the default action.  Worker threads are
+ * created meanwhile and inherit the mask, so signals go to the loop. */
+static void hold_signals(int how)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    if (pthread_sigmask(how, &set, NULL) != 0)
+        log_warn("cannot %s signals", how == SIG_BLOCK ? "hold" : "release");
+}
+
 static int start_signals(struct hatod *d)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -375,6 +392,7 @@ static int start_signals(struct hatod *d)
     if (evsignal_add(d->sig_hup, NULL) < 0 || evsignal_add(d->sig_term, NULL) < 0 ||
         evsignal_add(d->sig_int, NULL) < 0)
         return -1;
+    hold_signals(SIG_UNBLOCK);     /* pending ones reach the handlers now */
     return 0;
 }
 
@@ -384,6 +402,7 @@ int daemon_start(struct hatod *d)
     gid_t gid;
     if (open_log(d) < 0)
         return -1;
+    hold_signals(SIG_BLOCK);
     raise_nofile();
     if (find_run_user(d, &gid) < 0 || make_state_dirs(d, gid) < 0)
         return -1;

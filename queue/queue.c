@@ -394,12 +394,36 @@ static void op_done(void *arg)
     free(op);
 }
 
+/* Worker: write tmp/ID.upd and make it durable.  The new envelope is
+ * staged in tmp/ (not next to env/ID) so that env/ only ever holds whole
+ * envelopes: a crash mid-rewrite leaves debris that start-up removes, not
+ * a stray file in env/ that recovery would call corrupt. */
+static int update_write_tmp(struct queue_op *op, const char *tmp)
+{
+    int fd = open(tmp, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    if (fs_write_all(fd, op->buf, op->len) < 0 || fdatasync(fd) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return close(fd);
+}
+
 static void update_run(void *arg)
 {
     struct queue_op *op = arg;
-    char path[PATH_MAX];
+    char tmp[PATH_MAX], path[PATH_MAX];
+    path_in(op->q->tmp, op->id, ".upd", tmp, sizeof tmp);
     path_in(op->q->env, op->id, "", path, sizeof path);
-    if (fs_replace(path, op->buf, op->len, 0600) < 0)
+    if (update_write_tmp(op, tmp) < 0 || rename(tmp, path) < 0) {
+        op->err = errno ? errno : EIO;
+        unlink(tmp);
+        return;
+    }
+    if (fs_fsync_dir(op->q->env) < 0)
         op->err = errno ? errno : EIO;
 }
 

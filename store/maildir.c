@@ -676,7 +676,12 @@ int maildir_finish(struct maildir_tmp *t, struct maildir_err *e)
         maildir_abort(t);
         return -1;
     }
-    if (rename(t->tmp_path, t->new_path) != 0) {
+    /* ensure_maildir() only looks for tmp/: a Maildir that lost new/ (or
+     * was made by hand with tmp/ alone) is repaired here, once. */
+    r = rename(t->tmp_path, t->new_path);
+    if (r != 0 && errno == ENOENT && maildir_create(t->dir) == 0)
+        r = rename(t->tmp_path, t->new_path);
+    if (r != 0) {
         err_io(e, "rename into new/", errno);
         maildir_abort(t);
         return -1;

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# run.sh — install what is missing, build, and start hatod in the foreground
+# on a demo configuration: state under ./run/, loopback only, SMTP on 2525,
+# submission on 2587, domain demo.test with user demo@demo.test.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+PKGS="gcc make autoconf automake pkg-config libevent-dev libssl-dev libunbound-dev libcrypt-dev"
+missing=""
+for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+    echo "installing:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq $missing >/dev/null
+fi
+[ -x configure ] || autoreconf -fi >/dev/null
+mkdir -p build
+( cd build && { [ -f Makefile ] || ../configure -q; } && make -s -j2 )
+
+RUN="$ROOT/run"
+mkdir -p "$RUN"
+if [ ! -f "$RUN/hato.conf" ]; then
+    cat > "$RUN/hato.conf" <<CONF
+# demo configuration written by run.sh
+myhostname = demo.test
+state_directory = $RUN/state
+run_user =
+local_domains = demo.test
+smtp_listen = 127.0.0.1:2525
+submission_listen = 127.0.0.1:2587
+users_file = $RUN/users
+alias_maps = $RUN/aliases
+resolver_config = $RUN/unbound.conf
+CONF
+    printf 'server:\n    local-zone: "." static\n    local-data: "demo.test. IN MX 10 demo.test."\n    local-data: "demo.test. IN A 127.0.0.1"\n' > "$RUN/unbound.conf"
+    : > "$RUN/users"
+    printf 'postmaster: demo\n' > "$RUN/aliases"
+    HATO_CONFIG="$RUN/hato.conf" build/tools/hatoctl user add demo@demo.test >/dev/null
+fi
+cat <<MSG
+hatod demo: SMTP 127.0.0.1:2525, submission 127.0.0.1:2587, domain demo.test
+  send:   swaks --server 127.0.0.1:2525 --to demo@demo.test
+     or:  printf 'Subject: hi\n\nhello\n' | HATO_CONFIG=$RUN/hato.conf build/tools/hato-sendmail demo@demo.test
+  lands:  $RUN/state/mail/demo.test/demo/new/
+  queue:  HATO_CONFIG=$RUN/hato.conf build/tools/hatoctl queue list
+  stop:   Ctrl-C
+MSG
+exec build/mta/hatod -f "$RUN/hato.conf" -d

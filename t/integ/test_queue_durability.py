@@ -1,0 +1,276 @@
+"""Queue durability: what a crash, a full disk or bad files on disk do to
+the queue (issue 2 "Queue"; DESIGN.md "The queue on disk")."""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+from harness import Hatod, HatodTestCase, RawSMTP, wait_for
+from test_queue_util import (Tmpfs, ls, mails, message, next_ids, qdir, read_env, reload,
+                             restart, send, send_ok, stays, wait_queue_empty)
+
+
+class KillAfterAck(HatodTestCase):
+    """250 then kill -9: the message is delivered after the restart."""
+    CONF = {"defer_transports": "local"}
+
+    def test_kill9_after_250_delivered_once(self):
+        h = self.h
+        qid = send_ok(self, h, "a@remote.test", ["bob@example.test"],
+                      message("durable", "marker-8f3a"))
+        self.assertTrue(os.path.exists(os.path.join(qdir(h, "env"), qid)))
+        self.assertTrue(os.path.exists(os.path.join(qdir(h, "msg"), qid)))
+        self.assertEqual(h.maildir("bob@example.test"), [])
+        h.kill9()
+        restart(h, drop_conf=["defer_transports"])
+        self.assertTrue(h.wait_mail("bob@example.test", 1, 10), h.log())
+        self.assertTrue(wait_queue_empty(h), h.log())
+        time.sleep(1.5)              # a second delivery would show up by now
+        got = mails(h, "bob@example.test")
+        self.assertEqual(len(got), 1, h.log())
+        self.assertIn(b"marker-8f3a", got[0])
+        self.assertIn(qid.encode(), got[0])          # the Received: line's ID
+        self.assertEqual(ls(qdir(h, "msg")), [])
+        self.assertEqual(ls(qdir(h, "tmp")), [])
+
+    def test_kill9_mid_data_leaves_nothing(self):
+        h = self.h
+        c = RawSMTP(h.port)
+        self.assertEqual(c.reply()[0], 220)
+        self.assertEqual(c.cmd("EHLO client.test")[0], 250)
+        self.assertEqual(c.cmd("MAIL FROM:<a@remote.test>")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<bob@example.test>")[0], 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        half = message("half", size=20000)
+        c.send(half)                 # no end of data
+        tmp = qdir(h, "tmp")
+        self.assertTrue(wait_for(lambda: any(os.path.getsize(os.path.join(tmp, n)) > 10000
+                                             for n in ls(tmp)), 5), ls(tmp))
+        h.kill9()
+        c.close()
+        self.assertTrue(ls(tmp))     # the crash left debris
+        restart(h, drop_conf=["defer_transports"])
+        self.assertEqual(ls(tmp), [])
+        self.assertEqual(ls(qdir(h, "env")), [])
+        self.assertEqual(ls(qdir(h, "msg")), [])
+        self.assertIn("unfinished file", h.log())
+        self.assertTrue(stays(lambda: not h.maildir("bob@example.test"), 1.5))
+
+
+class RecoveryAtStart(HatodTestCase):
+    """Start-up: corrupt envelopes to corrupt/, debris removed, good mail
+    delivered."""
+    CONF = {"defer_transports": "local"}
+
+    def test_corrupt_envelopes_moved_aside(self):
+        h = self.h
+        good = send_ok(self, h, "a@remote.test", ["bob@example.test"],
+                       message("good", "good-one"))
+        self.assertEqual(h.stop(), 0)
+        env_dir, msg_dir, cor = qdir(h, "env"), qdir(h, "msg"), qdir(h, "corrupt")
+        with open(os.path.join(env_dir, good)) as f:
+            good_env = f.read()
+        self.assertTrue(good_env.rstrip("\n").endswith("end"), good_env)
+        trunc, garbage, nomsg = next_ids(good, 3)
+        # torn write: no "end" line
+        with open(os.path.join(env_dir, trunc), "w") as f:
+            f.write(good_env.replace(good, trunc).rsplit("end", 1)[0])
+        shutil.copy(os.path.join(msg_dir, good), os.path.join(msg_dir, trunc))
+        with open(os.path.join(env_dir, garbage), "wb") as f:
+            f.write(b"\x00\xffnot an envelope\nrcpt P bob@example.test\nend\n")
+        shutil.copy(os.path.join(msg_dir, good), os.path.join(msg_dir, garbage))
+        # a whole envelope whose content file is missing
+        with open(os.path.join(env_dir, nomsg), "w") as f:
+            f.write(good_env.replace(good, nomsg))
+        with open(os.path.join(env_dir, "junk-name"), "w") as f:
+            f.write("hato-envelope 1\n")
+        restart(h, drop_conf=["defer_transports"])
+        self.assertTrue(h.wait_mail("bob@example.test", 1, 10), h.log())
+        self.assertTrue(wait_queue_empty(h), h.log())
+        for bad in (trunc, garbage):
+            self.assertIn(bad + ".env", ls(cor))
+            self.assertIn(bad + ".msg", ls(cor))
+            self.assertRegex(h.log(), bad + r": corrupt queue file moved to ")
+        self.assertIn(nomsg + ".env", ls(cor))
+        self.assertRegex(h.log(), nomsg + r": corrupt queue file moved to .*content")
+        self.assertIn("junk-name.env", ls(cor))
+        self.assertEqual(ls(qdir(h, "msg")), [])
+        got = mails(h, "bob@example.test")
+        self.assertEqual(len(got), 1)
+        self.assertIn(b"good-one", got[0])
+        # still serving
+        send_ok(self, h, "a@remote.test", ["alice@example.test"], message("after"))
+        self.assertTrue(h.wait_mail("alice@example.test", 1, 10), h.log())
+
+    def test_debris_removed(self):
+        h = self.h
+        self.assertEqual(h.stop(), 0)
+        tmp, msg_dir = qdir(h, "tmp"), qdir(h, "msg")
+        orphan = "%016X" % (int(time.time() * 1e6) << 12)
+        for name in ("0005E8C2F1A2B001", "0005E8C2F1A2B001.env", "garbage"):
+            with open(os.path.join(tmp, name), "w") as f:
+                f.write("half a message\r\n")
+        with open(os.path.join(msg_dir, orphan), "w") as f:
+            f.write("Subject: never acknowledged\r\n\r\nx\r\n")
+        restart(h, drop_conf=["defer_transports"])
+        self.assertEqual(ls(tmp), [])
+        self.assertEqual(ls(msg_dir), [])
+        self.assertEqual(ls(qdir(h, "env")), [])
+        self.assertIn(orphan + ": removed content without envelope", h.log())
+        self.assertTrue(stays(lambda: not h.maildir("bob@example.test"), 1.0))
+
+
+class QueueIds(HatodTestCase):
+    CONF = {"defer_transports": "local"}
+
+    def test_ids_unique_and_sorted_by_arrival(self):
+        h = self.h
+        c = RawSMTP(h.port)
+        c.reply()
+        c.cmd("EHLO client.test")
+        ids = []
+        for i in range(50):
+            self.assertEqual(c.cmd("MAIL FROM:<a@remote.test>")[0], 250)
+            self.assertEqual(c.cmd("RCPT TO:<bob@example.test>")[0], 250)
+            self.assertEqual(c.cmd("DATA")[0], 354)
+            code, lines = c.cmd(message("n%d" % i) + b".\r\n")
+            self.assertEqual(code, 250, lines)
+            ids.append(re.search(r"queued as ([0-9A-F]{16})", lines[-1]).group(1))
+        c.cmd("QUIT")
+        self.assertEqual(len(set(ids)), 50)
+        self.assertEqual(ids, sorted(ids))
+        self.assertEqual(h.queue_ids(), ids)
+
+
+class FullDisk(HatodTestCase):
+    """state_directory on a 1 MiB tmpfs."""
+
+    def setUp(self):
+        self.fs = Tmpfs("1m").__enter__()
+        self.h = Hatod(conf={"defer_transports": "local"},
+                       state_dir=os.path.join(self.fs.dir, "state"))
+        self.h.start()
+
+    def tearDown(self):
+        try:
+            super().tearDown()
+        finally:
+            self.fs.__exit__(None, None, None)
+
+    def check_consistent(self):
+        h = self.h
+        self.assertEqual(ls(qdir(h, "tmp")), [], h.log())
+        self.assertEqual(ls(qdir(h, "env")), ls(qdir(h, "msg")), h.log())
+
+    def test_full_disk_452_then_recovers(self):
+        h = self.h
+        before = send_ok(self, h, "a@remote.test", ["bob@example.test"],
+                         message("before", "accepted-before-full"))
+        filler = self.fs.fill()
+        c = RawSMTP(h.port)
+        c.reply()
+        c.cmd("EHLO client.test")
+        self.assertEqual(c.cmd("MAIL FROM:<a@remote.test>")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<bob@example.test>")[0], 250)
+        code, lines = c.cmd("DATA")
+        if code == 354:
+            code, lines = c.cmd(message("full", size=50000) + b".\r\n")
+        self.assertEqual(code, 452, lines)
+        self.assertIn("4.3.1", lines[-1])
+        # the session goes on
+        self.assertEqual(c.cmd("RSET")[0], 250)
+        self.check_consistent()
+        self.assertEqual(h.queue_ids(), [before])
+        # a retry of the earlier message while the disk is full loses nothing
+        time.sleep(2.5)
+        self.check_consistent()
+        self.assertEqual(h.queue_ids(), [before])
+        os.unlink(filler)
+        self.assertEqual(c.cmd("MAIL FROM:<a@remote.test>")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<bob@example.test>")[0], 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        code, lines = c.cmd(message("after", "accepted-after-full") + b".\r\n")
+        self.assertEqual(code, 250, lines)
+        c.cmd("QUIT")
+        self.assertTrue(reload(h, drop_conf=["defer_transports"]), h.log())
+        self.assertTrue(h.wait_mail("bob@example.test", 2, 10), h.log())
+        self.assertTrue(wait_queue_empty(h), h.log())
+        got = b"".join(mails(h, "bob@example.test"))
+        self.assertIn(b"accepted-before-full", got)
+        self.assertIn(b"accepted-after-full", got)
+        self.assertEqual(len(h.maildir("bob@example.test")), 2)
+        self.check_consistent()
+
+    def test_full_disk_during_local_delivery_is_retried(self):
+        h = self.h
+        self.assertTrue(reload(h, drop_conf=["defer_transports"]))
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(h.state, "mail", "example.test", "bob", sub))
+        filler = self.fs.fill()
+        # the queue file fits in what is left?  Free a little for the queue only.
+        with open(filler, "r+b") as f:
+            f.truncate(os.path.getsize(filler) - 64 * 1024)
+        qid = send_ok(self, h, "a@remote.test", ["bob@example.test"],
+                      message("deliver-later", size=40000))
+        self.assertTrue(wait_for(lambda: re.search(qid + r": to=<bob@example.test>.*"
+                                                   r"status=deferred", h.log()), 5), h.log())
+        self.assertEqual(h.queue_ids(), [qid])
+        self.assertEqual(h.maildir("bob@example.test"), [])
+        self.assertEqual(ls(os.path.join(h.state, "mail", "example.test", "bob", "tmp")), [])
+        os.unlink(filler)
+        self.assertTrue(h.wait_mail("bob@example.test", 1, 10), h.log())
+        self.assertTrue(wait_queue_empty(h), h.log())
+
+
+class GroupCommitOn(HatodTestCase):
+    CONF = {"queue_group_commit": "yes"}
+    SESSIONS = 20
+    PER_SESSION = 10
+
+    def test_concurrent_sessions_delivered_once(self):
+        h = self.h
+        errors = []
+
+        def client(n):
+            try:
+                c = RawSMTP(h.port, timeout=30)
+                c.reply()
+                c.cmd("EHLO client%d.test" % n)
+                for i in range(self.PER_SESSION):
+                    for line in ("MAIL FROM:<a@remote.test>", "RCPT TO:<bob@example.test>"):
+                        code, lines = c.cmd(line)
+                        if code != 250:
+                            raise AssertionError(lines)
+                    if c.cmd("DATA")[0] != 354:
+                        raise AssertionError("DATA")
+                    code, lines = c.cmd(message("m", "X-%d-%d-X" % (n, i)) + b".\r\n")
+                    if code != 250:
+                        raise AssertionError(lines)
+                c.cmd("QUIT")
+                c.close()
+            except Exception as e:      # noqa: BLE001 — reported below
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(self.SESSIONS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(errors, [])
+        total = self.SESSIONS * self.PER_SESSION
+        self.assertTrue(h.wait_mail("bob@example.test", total, 30),
+                        "%d delivered" % len(h.maildir("bob@example.test")))
+        self.assertTrue(wait_queue_empty(h), h.log())
+        time.sleep(0.5)
+        markers = []
+        for data in mails(h, "bob@example.test"):
+            markers += re.findall(rb"X-(\d+-\d+)-X", data)
+        self.assertEqual(len(markers), total)
+        self.assertEqual(len(set(markers)), total)
+
+
+class GroupCommitOff(GroupCommitOn):
+    CONF = {"queue_group_commit": "no"}

@@ -1,0 +1,136 @@
+"""Retries, bounces and delay notices (issue 2 "Local delivery", "Queue";
+DESIGN.md "Retry").  The harness sets minimal_backoff_time = 1s and
+maximal_backoff_time = 2s."""
+import os
+import re
+import time
+
+from harness import HatodTestCase, wait_for
+from test_queue_util import (ls, mails, message, qdir, read_env, send, send_ok, stays,
+                             wait_queue_empty)
+
+
+def dsn_status(data):
+    return re.findall(rb"\r\nStatus: ([245]\.\d+\.\d+)\r\n", data)
+
+
+class LocalFailure(HatodTestCase):
+
+    def test_temporary_failure_is_retried_not_dropped(self):
+        h = self.h
+        dom = os.path.join(h.state, "mail", "example.test")
+        os.makedirs(dom, exist_ok=True)
+        blocker = os.path.join(dom, "bob")
+        with open(blocker, "w") as f:          # a file where the Maildir should be
+            f.write("not a directory\n")
+        qid = send_ok(self, h, "alice@example.test", ["bob@example.test"],
+                      message("retry me", "retried-body"))
+        pat = qid + r": to=<bob@example.test>, relay=local, delay=[\d.]+, dsn=4\.\d\.\d, " \
+                    r"status=deferred \(.+\)"
+        self.assertTrue(wait_for(lambda: re.search(pat, h.log()), 5), h.log())
+        self.assertIn(qid, h.queue_ids())
+        env = read_env(h, qid)
+        self.assertTrue(env["rcpt"][0].startswith("P bob@example.test"), env["rcpt"])
+        self.assertGreaterEqual(int(env["attempts"]), 1)
+        self.assertEqual(h.maildir("alice@example.test"), [])   # no bounce
+        os.unlink(blocker)
+        self.assertTrue(h.wait_mail("bob@example.test", 1, 10), h.log())
+        self.assertTrue(wait_queue_empty(h), h.log())
+        self.assertIn(b"retried-body", mails(h, "bob@example.test")[0])
+        self.assertEqual(h.maildir("alice@example.test"), [])
+
+    def test_maildir_missing_new_is_repaired(self):
+        h = self.h
+        box = os.path.join(h.state, "mail", "example.test", "bob")
+        os.makedirs(os.path.join(box, "tmp"))    # tmp/ alone: no new/, no cur/
+        send_ok(self, h, "a@remote.test", ["bob@example.test"], message("repair"))
+        self.assertTrue(h.wait_mail("bob@example.test", 1, 5), h.log())
+        self.assertTrue(os.path.isdir(os.path.join(box, "cur")))
+
+    def test_over_quota_bounces_with_dsn(self):
+        h = self.h
+        qid = send_ok(self, h, "bob@example.test", ["carol@other.test", "alice@example.test"],
+                      message("too big for carol", size=30 * 1024))
+        self.assertTrue(h.wait_mail("alice@example.test", 1, 10), h.log())
+        self.assertTrue(h.wait_mail("bob@example.test", 1, 10), h.log())
+        self.assertTrue(wait_queue_empty(h), h.log())
+        self.assertEqual(h.maildir("carol@other.test"), [])
+        self.assertRegex(h.log(), qid + r": to=<carol@other.test>, relay=local, .*dsn=5\.2\.2, "
+                                        r"status=bounced")
+        dsn = mails(h, "bob@example.test")[0]
+        self.assertIn(b"Content-Type: multipart/report; report-type=delivery-status", dsn)
+        self.assertEqual(dsn_status(dsn), [b"5.2.2"])
+        self.assertIn(b"Final-Recipient: rfc822; carol@other.test", dsn)
+        self.assertIn(b"Action: failed", dsn)
+        self.assertNotIn(b"Final-Recipient: rfc822; alice@example.test", dsn)
+        self.assertIn(b"Return-Path: <>", dsn)
+        self.assertTrue(stays(lambda: len(h.maildir("bob@example.test")) == 1, 1.0))
+        self.assertEqual(ls(qdir(h, "msg")), [])
+
+
+class RemoteQueued(HatodTestCase):
+    CONF = {"maximal_queue_lifetime": "4s", "delay_warning_time": "1s"}
+
+    def test_remote_stays_queued_then_delay_notice_then_bounce(self):
+        h = self.h
+        qid = send_ok(self, h, "bob@example.test", ["friend@remote.test"],
+                      message("to the world", "remote-body"))
+        self.assertTrue(wait_for(lambda: re.search(
+            qid + r": to=<friend@remote.test>, relay=smtp, .*status=deferred "
+                  r"\(no outbound transport yet\)", h.log()), 5), h.log())
+        env = read_env(h, qid)
+        self.assertEqual(env["sender"], "bob@example.test")
+        self.assertTrue(env["rcpt"][0].startswith("P friend@remote.test"), env["rcpt"])
+        # one delay notice after 1 s, then the bounce at 4 s
+        self.assertTrue(h.wait_mail("bob@example.test", 1, 5), h.log())
+        first = mails(h, "bob@example.test")[0]
+        self.assertIn(b"Action: delayed", first)
+        self.assertIn(qid, h.queue_ids())        # still queued after the notice
+        self.assertTrue(h.wait_mail("bob@example.test", 2, 8), h.log())
+        self.assertTrue(wait_queue_empty(h), h.log())
+        self.assertTrue(stays(lambda: len(h.maildir("bob@example.test")) == 2, 1.5), h.log())
+        got = mails(h, "bob@example.test")
+        delayed = [m for m in got if b"Action: delayed" in m]
+        failed = [m for m in got if b"Action: failed" in m]
+        self.assertEqual((len(delayed), len(failed)), (1, 1))
+        self.assertIn(b"Final-Recipient: rfc822; friend@remote.test", failed[0])
+        self.assertTrue(dsn_status(failed[0])[0].startswith(b"4.") or
+                        dsn_status(failed[0])[0].startswith(b"5."))
+        self.assertIn(qid + ": to=<friend@remote.test>, status=expired", h.log())
+
+
+class Backoff(HatodTestCase):
+    CONF = {"minimal_backoff_time": "1s", "maximal_backoff_time": "2s"}
+
+    def test_attempts_grow_and_wait_is_capped(self):
+        h = self.h
+        qid = send_ok(self, h, "bob@example.test", ["friend@remote.test"], message("backoff"))
+        seen = []
+        end = time.time() + 5.5
+        while time.time() < end:
+            try:
+                env = read_env(h, qid)
+                mtime = int(os.stat(os.path.join(qdir(h, "env"), qid)).st_mtime)
+            except (FileNotFoundError, ValueError):
+                continue
+            if not env["_text"].endswith("end\n"):
+                continue
+            a, nt = int(env["attempts"]), int(env["next_try"])
+            if not seen or seen[-1][0] != a:
+                seen.append((a, nt, mtime))
+            time.sleep(0.05)
+        attempts = [a for a, _, _ in seen]
+        self.assertEqual(attempts, sorted(attempts))
+        self.assertGreaterEqual(attempts[-1], 3, seen)       # retried, not stuck
+        self.assertLessEqual(attempts[-1], 7, seen)          # not faster than 1 s
+        for a, nt, mtime in seen:
+            self.assertLessEqual(nt - mtime, 2, seen)        # maximal_backoff_time
+            self.assertGreaterEqual(nt - mtime, 0, seen)
+        # waits between attempts are about 1..2 s (minimal .. maximal)
+        times = [float(t) for t in re.findall(
+            r"\d\d:(\d\d\.\d+)\+0000 hatod\[\d+\]: " + qid + r": to=<friend", h.log())]
+        gaps = [(b - a) % 60 for a, b in zip(times, times[1:])]
+        self.assertTrue(gaps, h.log())
+        for g in gaps:
+            self.assertGreater(g, 0.5, gaps)
+            self.assertLess(g, 3.0, gaps)

@@ -1,0 +1,225 @@
+/*
+ * t/unit/test_queue.c — the on-disk queue: commit makes msg/ID and env/ID
+ * (in both group and per-message modes), IDs are unique, inject, update and
+ * remove work, a write error leaves nothing, and recovery cleans tmp/,
+ * removes unacknowledged content and moves corrupt envelopes aside.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "lib/work.h"
+#include "queue/queue.h"
+#include "t/unit/tap.h"
+
+static struct event_base *base;
+static int outstanding;
+static int errors;
+static char ids[64][QID_LEN + 1];
+static int nids;
+
+static void committed(void *arg, int err)
+{
+    struct envelope *e = arg;
+    if (err)
+        errors++;
+    else
+        memcpy(ids[nids++], e->id, QID_LEN + 1);
+    if (--outstanding == 0)
+        event_base_loopbreak(base);
+}
+
+static void op_done(void *arg, int err)
+{
+    *(int *)arg = err ? err : -1;
+    event_base_loopbreak(base);
+}
+
+static int exists(const char *dir, const char *sub, const char *name)
+{
+    char p[4096];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/queue/%s/%s", dir, sub, name);
+    return stat(p, &st) == 0;
+}
+
+static int count(const char *dir, const char *sub)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "ls %s/queue/%s | wc -l", dir, sub);
+    FILE *f = popen(cmd, "r");
+    int n = -1;
+    if (f) {
+        if (fscanf(f, "%d", &n) != 1)
+            n = -1;
+        pclose(f);
+    }
+    return n;
+}
+
+static void make_env(struct envelope *e, const char *rcpt)
+{
+    env_init(e);
+    env_set_sender(e, "a@example.test");
+    env_set_client(e, "127.0.0.1", "helo.test", "ESMTP");
+    env_add_rcpt(e, rcpt, rcpt);
+}
+
+static void commit_many(struct queue *q, int n, struct envelope *envs)
+{
+    outstanding = n;
+    for (int i = 0; i < n; i++) {
+        struct queue_writer w;
+        make_env(&envs[i], "bob@example.test");
+        ok(queue_writer_open(q, &w) == 0, "writer %d opened", i);
+        queue_writer_write(&w, "Subject: x\r\n\r\nbody\r\n", 20);
+        ok(queue_commit(q, &w, &envs[i], committed, &envs[i]) == 0, "commit %d started", i);
+    }
+    event_base_dispatch(base);
+}
+
+static void test_commit(const char *dir, int group)
+{
+    char err[256];
+    struct work_pool *pool = work_pool_new(base, 2);
+    struct queue *q = queue_open(dir, pool, group, err, sizeof err);
+    struct envelope envs[10];
+    ok(q != NULL, "queue opened (group=%d)", group);
+    nids = errors = 0;
+    commit_many(q, 10, envs);
+    is_int(errors, 0, "no commit errors");
+    is_int(nids, 10, "ten commits reported");
+    int all = 1;
+    for (int i = 0; i < nids; i++)
+        if (!exists(dir, "msg", ids[i]) || !exists(dir, "env", ids[i]))
+            all = 0;
+    ok(all, "msg/ID and env/ID exist for each");
+    is_int(count(dir, "tmp"), 0, "tmp/ is empty after commits");
+    int uniq = 1;
+    for (int i = 0; i < nids; i++)
+        for (int j = i + 1; j < nids; j++)
+            if (!strcmp(ids[i], ids[j]))
+                uniq = 0;
+    ok(uniq, "IDs are unique");
+    struct envelope back;
+    ok(queue_load_envelope(q, ids[0], &back) == 0, "envelope loads back");
+    is_str(back.sender, "a@example.test", "sender round-trips");
+    is_int(back.size, 20, "size is the content size");
+    env_clear(&back);
+    for (int i = 0; i < 10; i++)
+        env_clear(&envs[i]);
+    queue_close(q);
+    work_pool_free(pool);
+}
+
+static void test_ops(const char *dir)
+{
+    char err[256];
+    struct work_pool *pool = work_pool_new(base, 2);
+    struct queue *q = queue_open(dir, pool, 1, err, sizeof err);
+    struct envelope e;
+    make_env(&e, "carol@example.test");
+    nids = errors = 0;
+    outstanding = 1;
+    ok(queue_inject(q, "Subject: i\r\n\r\nx\r\n", 17, &e, committed, &e) == 0, "inject started");
+    event_base_dispatch(base);
+    ok(nids == 1 && exists(dir, "msg", ids[0]), "injected message committed");
+    e.attempts = 3;
+    int res = 0;
+    ok(queue_update(q, &e, op_done, &res) == 0, "update started");
+    event_base_dispatch(base);
+    is_int(res, -1, "update succeeded");
+    struct envelope back;
+    ok(queue_load_envelope(q, e.id, &back) == 0 && back.attempts == 3, "update is on disk");
+    env_clear(&back);
+    res = 0;
+    ok(queue_remove(q, e.id, op_done, &res) == 0, "remove started");
+    event_base_dispatch(base);
+    ok(!exists(dir, "msg", e.id) && !exists(dir, "env", e.id), "remove deleted both files");
+
+    struct queue_writer w;
+    queue_writer_open(q, &w);
+    char tmpname[64];
+    snprintf(tmpname, sizeof tmpname, "%s", w.id);
+    ok(exists(dir, "tmp", tmpname), "writer file is in tmp/");
+    queue_writer_abort(q, &w);
+    ok(!exists(dir, "tmp", tmpname), "abort removes it");
+
+    queue_writer_open(q, &w);
+    w.err = ENOSPC;                      /* as if a write had failed */
+    struct envelope e2;
+    make_env(&e2, "bob@example.test");
+    errno = 0;
+    ok(queue_commit(q, &w, &e2, committed, &e2) < 0 && errno == ENOSPC,
+       "commit after a write error fails with that error");
+    is_int(count(dir, "tmp"), 0, "and leaves nothing in tmp/");
+    env_clear(&e2);
+    env_clear(&e);
+    queue_close(q);
+    work_pool_free(pool);
+}
+
+static int found;
+static void on_found(void *arg, struct envelope *e)
+{
+    found++;
+}
+
+static void put(const char *dir, const char *sub, const char *name, const char *text)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/queue/%s/%s", dir, sub, name);
+    FILE *f = fopen(p, "w");
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+static void test_recover(const char *dir)
+{
+    char err[256];
+    struct work_pool *pool = work_pool_new(base, 1);
+    struct queue *q = queue_open(dir, pool, 1, err, sizeof err);
+    int before = count(dir, "env");
+    put(dir, "tmp", "0000000000000AAA", "half a message");
+    put(dir, "msg", "0000000000000BBB", "content without envelope");
+    put(dir, "env", "0000000000000CCC", "hato-envelope 1\nid 0000000000000CCC\n");  /* torn */
+    put(dir, "msg", "0000000000000CCC", "x");
+    put(dir, "env", "garbage", "not an envelope");
+    found = 0;
+    int n = queue_recover(q, on_found, NULL);
+    is_int(n, before, "recover reports the good envelopes only");
+    is_int(found, before, "found() called for each good envelope");
+    is_int(count(dir, "tmp"), 0, "tmp/ debris removed");
+    ok(!exists(dir, "msg", "0000000000000BBB"), "content without envelope removed");
+    ok(exists(dir, "corrupt", "0000000000000CCC.env") && exists(dir, "corrupt", "0000000000000CCC.msg"),
+       "torn envelope and its content moved to corrupt/");
+    ok(exists(dir, "corrupt", "garbage.env"), "garbage in env/ moved to corrupt/");
+    queue_close(q);
+    work_pool_free(pool);
+}
+
+int main(void)
+{
+    char tmpl[] = "/tmp/hato-test-queue-XXXXXX";
+    char *dir = mkdtemp(tmpl);
+    base = event_base_new();
+    ok(dir != NULL, "temp dir");
+    test_commit(dir, 1);
+    test_commit(dir, 0);
+    test_ops(dir);
+    test_recover(dir);
+    event_base_free(base);
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
+    return tap_done();
+}
