@@ -329,9 +329,15 @@ static void warn_unavailable(const struct hato_config *c)
 static void on_shutdown_poll(evutil_socket_t fd, short what, void *arg)
 {
     struct hatod *d = arg;
+    /* Sessions whose transaction ended since the last poll are idle now:
+     * they get their 421 too.  The loop runs until every session is gone,
+     * so the last reply of a transaction (the 250 after a commit) is
+     * flushed to the client before the process exits, never cut off. */
+    smtp_server_shutdown(d->smtp);
     size_t busy = smtp_server_busy(d->smtp);
     int pending = work_pending(d->pool);
-    if ((busy == 0 && pending == 0 && sched_active(d->sched) == 0) ||
+    if ((busy == 0 && pending == 0 && sched_active(d->sched) == 0 &&
+         smtp_server_sessions(d->smtp) == 0) ||
         time_mono_us() >= d->shutdown_deadline_us) {
         if (busy || pending)
             log_warn("shutdown timeout: %zu session(s) and %d job(s) cut short", busy, pending);
@@ -459,6 +465,14 @@ int daemon_reload(struct hatod *d, char *err, size_t errlen)
     struct hato_config nc;
     if (config_load(d->config_path, &nc, err, errlen) < 0)
         return -1;
+    /* The queue, the mailboxes, the maildrop and the control socket live
+     * there and are open: a reload cannot move them. */
+    if (strcmp(nc.state_directory, d->cfg.state_directory) != 0) {
+        snprintf(err, errlen, "%s: state_directory cannot change on reload (%s -> %s); "
+                 "restart hatod", d->cfg.path, d->cfg.state_directory, nc.state_directory);
+        config_free(&nc);
+        return -1;
+    }
     struct tables *nt = tables_load(&nc, err, errlen);
     struct iplist *nr = nt ? make_relay(&nc, err, errlen) : NULL;
     struct filter_chain *nf = nr ? make_filters(nr) : NULL;

@@ -56,6 +56,7 @@ struct listeners {
     size_t n;
     struct client *buckets[LISTEN_BUCKETS];
     struct event *resume;
+    struct event *sweep;        /* drops idle per-IP entries */
     int disabled;
 };
 
@@ -93,6 +94,26 @@ static void client_put(struct listeners *ls, struct client *c)
     if (*pp)
         *pp = c->next;
     free(c);
+}
+
+/* Free every entry with no connection and an expired rate window, so the
+ * table holds only clients seen within the last anvil_rate_time_unit. */
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    struct listeners *ls = arg;
+    long long now = time_mono_us() / 1000000;
+    for (size_t b = 0; b < LISTEN_BUCKETS; b++) {
+        struct client **pp = &ls->buckets[b];
+        while (*pp) {
+            struct client *c = *pp;
+            if (c->count == 0 && now - c->window_start >= ls->d->cfg.anvil_rate_time_unit) {
+                *pp = c->next;
+                free(c);
+            } else {
+                pp = &c->next;
+            }
+        }
+    }
 }
 
 static void on_session_close(void *arg)
@@ -271,7 +292,9 @@ struct listeners *listeners_open(struct hatod *d)
         return NULL;
     ls->d = d;
     ls->resume = evtimer_new(d->base, on_resume, ls);
-    if (!ls->resume)
+    ls->sweep = event_new(d->base, -1, EV_PERSIST, on_sweep, ls);
+    struct timeval every = { d->cfg.anvil_rate_time_unit > 0 ? d->cfg.anvil_rate_time_unit : 60, 0 };
+    if (!ls->resume || !ls->sweep || event_add(ls->sweep, &every) < 0)
         goto fail;
     for (size_t i = 0; i < d->cfg.nsmtp_listen; i++)
         if (bind_one(ls, d->cfg.smtp_listen[i], SMTP_MODE_MX) < 0)
@@ -309,5 +332,7 @@ void listeners_free(struct listeners *ls)
     }
     if (ls->resume)
         event_free(ls->resume);
+    if (ls->sweep)
+        event_free(ls->sweep);
     free(ls);
 }

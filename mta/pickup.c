@@ -18,6 +18,7 @@
 
 #include <event2/event.h>
 
+#include "lib/addr.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
@@ -57,10 +58,13 @@ struct pickup {
     struct event *timer;
     int running;
     int inflight;                /* commits not yet durable */
+    int more;                    /* the last scan stopped at PICKUP_BATCH */
+    int failed;                  /* files of the last scan not queued */
 };
 
 struct pickup_commit {
     struct pickup *p;
+    uid_t uid;
     char path[PATH_MAX];
     struct envelope env;
 };
@@ -102,6 +106,28 @@ static int build_content(struct pickup_job *j, struct pickup_msg *m, const char 
     return 0;
 }
 
+/* The maildrop is world-writable and its values are %-decoded: every
+ * address must be a plain mailbox (no CR, LF or other control octets that
+ * would end up in Return-Path:, Delivered-To: or a DSN).  0, or -1 with
+ * m->err set. */
+static int check_addresses(struct pickup_msg *m)
+{
+    struct addr a;
+    const char *sender = m->hdr.sender ? m->hdr.sender : "";
+    if (*sender && addr_parse_mailbox(sender, strlen(sender), &a) != ADDR_OK) {
+        snprintf(m->err, sizeof m->err, "bad sender address");
+        return -1;
+    }
+    for (size_t i = 0; i < m->hdr.nrcpt; i++) {
+        const char *r = m->hdr.rcpts[i];
+        if (addr_parse_mailbox(r, strlen(r), &a) != ADDR_OK) {
+            snprintf(m->err, sizeof m->err, "bad recipient address (#%zu)", i + 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static void read_one(struct pickup_job *j, struct pickup_msg *m)
 {
     char path[PATH_MAX];
@@ -118,6 +144,10 @@ static void read_one(struct pickup_job *j, struct pickup_msg *m)
         free(buf);
         if (!m->err[0])
             snprintf(m->err, sizeof m->err, "bad maildrop file");
+        return;
+    }
+    if (check_addresses(m) < 0) {
+        free(buf);
         return;
     }
     if (build_content(j, m, buf + m->hdr.body_offset, len - m->hdr.body_offset) < 0)
@@ -165,21 +195,36 @@ static void msg_free(struct pickup_msg *m)
     free(m);
 }
 
+/* The last scan left files behind: scan again as soon as its commits are
+ * durable (a file being committed must not be read twice), unless some
+ * failed: then the timer retries, so a full disk does not spin. */
+static void scan_more(struct pickup *p)
+{
+    if (p->inflight > 0 || p->running || !p->more)
+        return;
+    p->more = 0;
+    if (!p->failed)
+        pickup_scan(p);
+}
+
 static void committed(void *arg, int err)
 {
     struct pickup_commit *pc = arg;
-    pc->p->inflight--;
+    struct pickup *p = pc->p;
+    p->inflight--;
     if (err) {
+        p->failed++;
         log_err("%s: pickup commit failed (kept in the maildrop): %s", pc->env.id, strerror(err));
     } else {
-        log_info("%s: uid=%s from=<%s>, size=%lld, nrcpt=%zu (queue active)", pc->env.id,
-                 pc->env.client, pc->env.sender, pc->env.size, pc->env.nrcpt);
+        log_info("%s: uid=%u from=<%s>, size=%lld, nrcpt=%zu (queue active)", pc->env.id,
+                 (unsigned)pc->uid, pc->env.sender, pc->env.size, pc->env.nrcpt);
         sched_add(pc->p->d->sched, &pc->env);
         if (unlink(pc->path) < 0)
             log_err("%s: cannot remove %s: %s", pc->env.id, pc->path, strerror(errno));
     }
     env_clear(&pc->env);
     free(pc);
+    scan_more(p);
 }
 
 static void move_corrupt(struct pickup_job *j, struct pickup_msg *m)
@@ -199,6 +244,7 @@ static int queue_one(struct pickup *p, struct pickup_job *j, struct pickup_msg *
     if (!pc)
         return -1;
     pc->p = p;
+    pc->uid = m->uid;
     snprintf(pc->path, sizeof pc->path, "%s/%s", j->dir, m->name);
     env_init(&pc->env);
     snprintf(client, sizeof client, "local uid=%u", (unsigned)m->uid);
@@ -229,23 +275,26 @@ static void scan_done(void *arg)
     while (m) {
         struct pickup_msg *next = m->next;
         full++;
-        if (m->err[0])
+        if (m->err[0]) {
             move_corrupt(j, m);
-        else if (queue_one(p, j, m) < 0)
+        } else if (queue_one(p, j, m) < 0) {
+            p->failed++;
             log_err("maildrop file %s: cannot queue it now; will retry", m->name);
+        }
         msg_free(m);
         m = next;
     }
     free(j);
     p->running = 0;
-    if (full >= PICKUP_BATCH)
-        pickup_scan(p);          /* more files wait */
+    p->more = full >= PICKUP_BATCH;          /* more files wait */
+    scan_more(p);
 }
 
 void pickup_scan(struct pickup *p)
 {
     if (!p || p->running || p->inflight > 0)
         return;          /* a file still being committed must not be read twice */
+    p->failed = 0;
     struct pickup_job *j = calloc(1, sizeof *j);
     if (!j)
         return;

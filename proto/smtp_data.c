@@ -29,6 +29,15 @@ enum {
     S_BARELF,   /* bare LF under REJECT; sticky */
 };
 
+enum {          /* header-section scanner over the decoded output */
+    H_LSTART = 0,   /* at the start of a line */
+    H_NAME,         /* in a field name */
+    H_NAMEWS,       /* white space after a field name (obsolete syntax) */
+    H_VALUE,        /* in a field body or a continuation line */
+    H_CR,           /* CR inside a header line */
+    H_EMPTYCR,      /* CR at the start of a line */
+};
+
 struct data_ctx {
     struct smtp_data *d;
     char *out;        /* start of this call's output */
@@ -42,20 +51,79 @@ void smtp_data_init(struct smtp_data *d, enum smtp_bare_lf policy)
     d->in_header = 1;
     d->header_bytes = 0;
     d->bytes_out = 0;
+    d->hstate = H_LSTART;
+    d->line_start = 0;
 }
 
-/* A CRLF was just emitted at the start of an output line: the empty line
- * that ends the header section, if it is the first. */
-static void empty_line(struct data_ctx *c)
+static void header_end(struct smtp_data *d, long long at)
 {
-    if (c->d->in_header) {
-        c->d->in_header = 0;
-        c->d->header_bytes = c->d->bytes_out + (c->o - c->out);
+    d->in_header = 0;
+    d->header_bytes = at;
+}
+
+/* Field-name octets (RFC 5322 §3.6.8): printable US-ASCII except ':'. */
+static int ftext(unsigned char ch)
+{
+    return ch >= 33 && ch <= 126 && ch != ':';
+}
+
+/* One octet of output at offset `pos` while in the header section. */
+static void header_octet(struct smtp_data *d, unsigned char ch, long long pos)
+{
+    switch (d->hstate) {
+    case H_LSTART:
+        d->line_start = pos;
+        if (ch == '\r')
+            d->hstate = H_EMPTYCR;
+        else if (ch == ' ' || ch == '\t')
+            d->hstate = pos == 0 ? (header_end(d, 0), H_VALUE) : H_VALUE;
+        else if (ftext(ch))
+            d->hstate = H_NAME;
+        else
+            header_end(d, pos);
+        return;
+    case H_NAME:
+        if (ch == ':')
+            d->hstate = H_VALUE;
+        else if (ch == ' ' || ch == '\t')
+            d->hstate = H_NAMEWS;
+        else if (!ftext(ch))
+            header_end(d, d->line_start);
+        return;
+    case H_NAMEWS:
+        if (ch == ':')
+            d->hstate = H_VALUE;
+        else if (ch != ' ' && ch != '\t')
+            header_end(d, d->line_start);
+        return;
+    case H_EMPTYCR:
+        if (ch == '\n')
+            header_end(d, pos + 1);      /* the empty line belongs to the header */
+        else
+            header_end(d, d->line_start);
+        return;
+    case H_CR:
+        d->hstate = ch == '\n' ? H_LSTART : H_VALUE;
+        return;
+    default:
+        if (ch == '\r')
+            d->hstate = H_CR;
+        return;
     }
 }
 
-/* A bare LF; `empty` says whether the output line has no content yet. */
-static enum smtp_data_status bare_lf(struct data_ctx *c, int empty)
+/* Run the header scanner over this call's output while the header lasts. */
+static void header_scan(struct smtp_data *d, const char *out, size_t n)
+{
+    long long base = d->bytes_out;
+    for (size_t i = 0; i < n && d->in_header; i++)
+        header_octet(d, (unsigned char)out[i], base + (long long)i);
+    if (d->in_header)
+        d->header_bytes = base + (long long)n;
+}
+
+/* A bare LF: normalised to CRLF, or refused. */
+static enum smtp_data_status bare_lf(struct data_ctx *c)
 {
     if (c->d->policy == SMTP_BARE_LF_REJECT) {
         c->d->state = S_BARELF;
@@ -63,8 +131,6 @@ static enum smtp_data_status bare_lf(struct data_ctx *c, int empty)
     }
     *c->o++ = '\r';
     *c->o++ = '\n';
-    if (empty)
-        empty_line(c);
     c->d->state = S_BOLN;
     return SMTP_DATA_MORE;
 }
@@ -72,7 +138,7 @@ static enum smtp_data_status bare_lf(struct data_ctx *c, int empty)
 static enum smtp_data_status step_text(struct data_ctx *c, char ch)
 {
     if (ch == '\n')
-        return bare_lf(c, 0);
+        return bare_lf(c);
     *c->o++ = ch;
     c->d->state = ch == '\r' ? S_CR1 : S_TEXT;
     return SMTP_DATA_MORE;
@@ -82,20 +148,18 @@ static enum smtp_data_status step_text(struct data_ctx *c, char ch)
 static enum smtp_data_status step_linestart(struct data_ctx *c, char ch)
 {
     if (ch == '\n')
-        return bare_lf(c, 1);
+        return bare_lf(c);
     *c->o++ = ch;
     c->d->state = ch == '\r' ? S_CR0 : S_TEXT;
     return SMTP_DATA_MORE;
 }
 
 /* After an emitted CR: LF makes it a line end, anything else leaves it bare. */
-static enum smtp_data_status step_cr(struct data_ctx *c, char ch, int empty)
+static enum smtp_data_status step_cr(struct data_ctx *c, char ch)
 {
     if (ch != '\n')
         return step_text(c, ch);
     *c->o++ = '\n';
-    if (empty)
-        empty_line(c);
     c->d->state = S_BOL;
     return SMTP_DATA_MORE;
 }
@@ -126,9 +190,9 @@ static enum smtp_data_status step(struct data_ctx *c, char ch)
         *c->o++ = '\r';             /* a bare CR after the dropped dot */
         return step_text(c, ch);
     case S_CR0:
-        return step_cr(c, ch, 1);
+        return step_cr(c, ch);
     case S_CR1:
-        return step_cr(c, ch, 0);
+        return step_cr(c, ch);
     case S_END:
         return SMTP_DATA_END;
     case S_BARELF:
@@ -193,8 +257,8 @@ enum smtp_data_status smtp_data_feed(struct smtp_data *d, const char *in, size_t
     }
     *consumed = (size_t)(p - in);
     *outlen = (size_t)(c.o - out);
-    d->bytes_out += (long long)*outlen;
     if (d->in_header)
-        d->header_bytes = d->bytes_out;
+        header_scan(d, out, *outlen);
+    d->bytes_out += (long long)*outlen;
     return st;
 }

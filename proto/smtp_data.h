@@ -16,7 +16,12 @@
  *  - A bare CR (not followed by LF) is kept as is.
  *  - Output always uses CRLF line ends; the end-of-data line is not output.
  *  - The header section is the output up to and including the first empty
- *    line; header_bytes counts it (or all output, while no empty line yet).
+ *    line, or up to the first line that is not a header field (a field name
+ *    of printable octets then ':', or a continuation line starting with
+ *    white space), as Postfix does; header_bytes counts it (all output so
+ *    far while the header section lasts).
+ *  - After END or BARE_LF the decoder stays in that state (further calls
+ *    consume nothing) until smtp_data_init.
  */
 #ifndef HATO_SMTP_DATA_H
 #define HATO_SMTP_DATA_H
@@ -37,6 +42,8 @@ struct smtp_data {
     int in_header;        /* still in the header section */
     long long header_bytes;
     long long bytes_out;  /* octets produced so far */
+    int hstate;           /* private: header-section scanner */
+    long long line_start; /* private: offset of the current header line */
 };
 
 void smtp_data_init(struct smtp_data *d, enum smtp_bare_lf policy);

@@ -23,6 +23,7 @@
 #include "lib/log.h"
 #include "lib/timeutil.h"
 #include "proto/lineio.h"
+#include "proto/local_headers.h"
 #include "proto/smtp_cmd.h"
 #include "proto/smtp_data.h"
 #include "proto/smtp_server.h"
@@ -58,6 +59,7 @@ struct session {
     int shutting;
     int output_blocked;
     int in_filter_call;         /* filter_run() has not returned yet */
+    int eof;                    /* the client half-closed: answer what is pending, then close */
     /* transaction */
     int have_mail;
     struct envelope env;
@@ -68,6 +70,7 @@ struct session {
     int writing;
     struct smtp_data data;
     int data_overflow, header_overflow;
+    struct evbuffer *hdrbuf;    /* local mode: the header section, held until it ends */
     struct filter_run *frun;
     struct filter_txn txn;
     void (*on_close)(void *);
@@ -97,6 +100,8 @@ struct commit_ctx {
 
 static void process_input(struct session *s);
 static void session_free(struct session *s);
+static void txn_reset(struct session *s);
+static void flush_local_headers(struct session *s);
 
 /* ------------------------------------------------------------ session table */
 
@@ -175,6 +180,24 @@ static void reply_filter(struct session *s, enum filter_verdict v, const struct 
 
 /* ------------------------------------------------------------ reading control */
 
+/* Read again, unless the client has already closed its side. */
+static void read_on(struct session *s)
+{
+    if (!s->eof)
+        bufferevent_enable(s->bev, EV_READ);
+}
+
+/* The client closed its side and everything it sent has been executed:
+ * drop an unfinished message, flush the replies, close. */
+static void end_at_eof(struct session *s)
+{
+    if (s->state == S_DATA) {
+        log_info("lost connection after DATA from %s", s->peer_addr);
+        txn_reset(s);
+    }
+    close_after_reply(s);
+}
+
 static void stop_reading(struct session *s, enum sess_state st)
 {
     s->state = st;
@@ -186,7 +209,7 @@ static void resume_reading(struct session *s)
     if (s->state == S_CLOSING)
         return;
     s->state = S_CMD;
-    bufferevent_enable(s->bev, EV_READ);
+    read_on(s);
     process_input(s);
 }
 
@@ -198,7 +221,7 @@ static void filter_finished(struct session *s)
         return;
     if (s->in_filter_call) {
         s->state = S_CMD;
-        bufferevent_enable(s->bev, EV_READ);
+        read_on(s);
         return;
     }
     resume_reading(s);
@@ -216,6 +239,9 @@ static void run_filters(struct session *s, enum filter_phase phase, filter_done_
 
 static void txn_reset(struct session *s)
 {
+    if (s->hdrbuf)
+        evbuffer_free(s->hdrbuf);
+    s->hdrbuf = NULL;
     if (s->writing)
         queue_writer_abort(s->srv->q, &s->w);
     s->writing = 0;
@@ -381,16 +407,23 @@ static void rcpt_done(void *arg, enum filter_verdict v, const struct filter_repl
     filter_finished(s);
 }
 
-/* "local@domain" with the local part unquoted; <postmaster> → the default domain. */
+/* The recipient as hatod keeps it: for a local domain "local@domain" with
+ * the local part unquoted (the form lookups use; <postmaster> gets the
+ * default domain); for any other domain the path as written, quotes kept,
+ * so it goes out to the next hop as the client gave it. */
 static int rcpt_address(struct session *s, const struct smtp_rcpt_args *ra, char *buf, size_t len)
 {
     char local[ADDR_LOCAL_MAX + 1];
-    addr_local_unquoted(&ra->path, local, sizeof local);
     const char *domain = ra->path.domain;
     if (!*domain)
         domain = s->srv->p.default_domain;   /* <postmaster> */
     if (!domain || !*domain)
         return -1;
+    if (!s->srv->ops.is_local(s->srv->ops.ctx, domain)) {
+        snprintf(buf, len, "%s", ra->path.full);
+        return 0;
+    }
+    addr_local_unquoted(&ra->path, local, sizeof local);
     snprintf(buf, len, "%s@%s", local, domain);
     return 0;
 }
@@ -444,8 +477,9 @@ static int write_received(struct session *s)
         n = snprintf(buf, sizeof buf, "Received: by %s (%s, from userid %u)\r\n\tid %s; %s\r\n",
                      s->srv->p.myhostname, s->srv->p.mail_name, (unsigned)s->uid, s->w.id, date);
     else
-        n = snprintf(buf, sizeof buf, "Received: from %s ([%s])\r\n\t%s\r\n",
-                     s->helo ? s->helo : "unknown", s->peer_addr, by);
+        n = snprintf(buf, sizeof buf, "Received: from %s ([%s%s])\r\n\t%s\r\n",
+                     s->helo ? s->helo : "unknown",
+                     s->peer.ss_family == AF_INET6 ? "IPv6:" : "", s->peer_addr, by);
     if (n < 0 || (size_t)n >= sizeof buf)
         n = (int)strlen(buf);
     return queue_writer_write(&s->w, buf, (size_t)n);
@@ -477,6 +511,8 @@ static void cmd_data(struct session *s, const char *arg)
         return;
     }
     smtp_data_init(&s->data, s->srv->p.bare_lf_reject ? SMTP_BARE_LF_REJECT : SMTP_BARE_LF_NORMALIZE);
+    if (s->mode == SMTP_MODE_LOCAL)
+        s->hdrbuf = evbuffer_new();
     s->data_overflow = s->header_overflow = 0;
     reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
     s->state = S_DATA;
@@ -579,8 +615,10 @@ static void commit_done(void *arg, int err)
     if (s && s->state == S_COMMITTING) {
         if (err)
             reply_error(s, 452, "4.3.1", "Error: insufficient system storage");
-        else
+        else {
             reply(s, 250, "2.0.0", "Ok: queued as %s", c->env.id);
+            s->errors = 0;    /* the hard error limit counts errors between deliveries */
+        }
         txn_reset(s);
         resume_reading(s);
     }
@@ -649,9 +687,30 @@ static void data_end(struct session *s)
         reply_error(s, code, enh, why);
         return;
     }
+    if (s->hdrbuf)
+        flush_local_headers(s);     /* a message that is all header */
     txn_view(s);
     s->txn.sender = s->env.sender;
     run_filters(s, FILTER_EOM, eom_done);
+}
+
+/* Store decoded content unless a limit was crossed (then keep reading and
+ * discarding until the end, and answer 552 after it). */
+/* Local mode: write the fields the message lacks, then its header section. */
+static void flush_local_headers(struct session *s)
+{
+    char add[1024];
+    size_t n = evbuffer_get_length(s->hdrbuf);
+    const char *hdr = (const char *)evbuffer_pullup(s->hdrbuf, -1);
+    int missing = local_headers_missing(hdr ? hdr : "", hdr ? n : 0);
+    int alen = local_headers_format(missing, s->env.sender, s->w.id, s->srv->p.myhostname,
+                                    time(NULL), add, sizeof add);
+    if (alen > 0)
+        queue_writer_write(&s->w, add, (size_t)alen);
+    if (n)
+        queue_writer_write(&s->w, hdr, n);
+    evbuffer_free(s->hdrbuf);
+    s->hdrbuf = NULL;
 }
 
 /* Store decoded content unless a limit was crossed (then keep reading and
@@ -661,9 +720,29 @@ static void data_store(struct session *s, const char *buf, size_t len)
     const struct smtp_server_params *p = &s->srv->p;
     if (p->message_size_limit > 0 && s->data.bytes_out > p->message_size_limit)
         s->data_overflow = 1;
-    if (s->data.in_header && s->data.header_bytes > p->header_size_limit)
+    /* header_bytes is final once the header section has ended, possibly in
+     * this very chunk: test it whether or not in_header is still set */
+    if (p->header_size_limit > 0 && s->data.header_bytes > p->header_size_limit)
         s->header_overflow = 1;
-    if (!s->data_overflow && !s->header_overflow && len)
+    if (s->data_overflow || s->header_overflow || !len)
+        return;
+    if (s->hdrbuf) {
+        size_t take = len;
+        if (!s->data.in_header) {
+            long long start = s->data.bytes_out - (long long)len;   /* offset of buf */
+            long long end = s->data.header_bytes;
+            take = end > start ? (size_t)(end - start) : 0;
+            if (take > len)
+                take = len;
+        }
+        evbuffer_add(s->hdrbuf, buf, take);
+        if (s->data.in_header)
+            return;
+        flush_local_headers(s);
+        buf += take;
+        len -= take;
+    }
+    if (len)
         queue_writer_write(&s->w, buf, len);
 }
 
@@ -703,8 +782,11 @@ static void process_input(struct session *s)
     while (s->state == S_CMD || s->state == S_DATA) {
         if (s->state == S_DATA) {
             data_input(s);
-            if (s->state == S_DATA)
+            if (s->state == S_DATA) {
+                if (s->eof)
+                    end_at_eof(s);
                 return;          /* waiting for more content */
+            }
             continue;
         }
         if (evbuffer_get_length(out) > SMTP_OUTPUT_MAX) {
@@ -716,8 +798,11 @@ static void process_input(struct session *s)
         size_t len;
         int bare_lf = 0;
         enum line_status ls = line_read(&s->lr, in, line, &len, &bare_lf);
-        if (ls == LINE_NONE)
+        if (ls == LINE_NONE) {
+            if (s->eof)
+                end_at_eof(s);
             return;
+        }
         if (ls == LINE_TOO_LONG) {
             reply_error(s, 500, "5.5.2", "Line too long");
             continue;
@@ -748,7 +833,7 @@ static void on_write(struct bufferevent *bev, void *arg)
         s->output_blocked = 0;
         bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
         if (s->state == S_CMD || s->state == S_DATA) {
-            bufferevent_enable(bev, EV_READ);
+            read_on(s);
             process_input(s);
         }
     }
@@ -761,6 +846,15 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->srv->p.myhostname);
         log_info("timeout after %s from %s", s->state == S_DATA ? "DATA" : "command", s->peer_addr);
         close_after_reply(s);
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+        if (s->state == S_CLOSING || s->eof)
+            return;
+        s->eof = 1;              /* half-close: finish what was sent, answer it */
+        bufferevent_disable(bev, EV_READ);
+        if (s->state == S_CMD || s->state == S_DATA)
+            process_input(s);
         return;
     }
     if (what & BEV_EVENT_ERROR)

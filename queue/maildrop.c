@@ -117,11 +117,22 @@ static int md_copy(int in, int out)
     return rc;
 }
 
-static int md_fsync_dir(const char *dir)
+/* Make the rename durable.  The maildrop (mode 1733) cannot be opened by
+ * other users, so for them syncfs() through the new file does the job. */
+static int md_fsync_dir(const char *dir, const char *final)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int rc;
 
+    if (fd < 0 && errno == EACCES) {
+        fd = open(final, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return -1;
+        rc = syncfs(fd);
+        if (close(fd) != 0)
+            rc = -1;
+        return rc;
+    }
     if (fd < 0)
         return -1;
     rc = fsync(fd);
@@ -202,7 +213,7 @@ int maildrop_write(const char *dir, const char *sender, char *const *rcpts,
         rc = -1;
         saved = ENAMETOOLONG;
     }
-    if (rc == 0 && (rename(tmp, final) < 0 || md_fsync_dir(dir) < 0)) {
+    if (rc == 0 && (rename(tmp, final) < 0 || md_fsync_dir(dir, final) < 0)) {
         rc = -1;
         saved = errno;
     }

@@ -191,6 +191,12 @@ static void arm_timer(struct scheduler *s)
     }
     long long now = time_now_us() / 1000000;
     long long wait = s->heap[0]->due - now;
+    /* Every slot busy and the head is due: a zero timer would spin the
+     * loop until a delivery ends; finish_attempt() restarts the timer. */
+    if (wait <= 0 && s->active >= SCHED_MAX_ACTIVE) {
+        evtimer_del(s->timer);
+        return;
+    }
     struct timeval tv = { wait > 0 ? wait : 0, 0 };
     evtimer_add(s->timer, &tv);
 }

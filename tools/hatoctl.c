@@ -1,6 +1,7 @@
 /*
  * tools/hatoctl.c — `hatoctl [-f CONF] COMMAND ...`: edit the user table and
- * the alias file (atomically, through auth/users and mta/aliases), then ask
+ * the alias file (atomically, through auth/users and mta/aliases; concurrent
+ * hatoctl edits serialized by a flock on the file's directory), then ask
  * hatod to reload; list the queue; flush it; reload.  One table of commands,
  * one function per command.  The daemon not running is not an error for a
  * file edit (the file is what counts); it is for reload and flush.
@@ -8,12 +9,16 @@
  */
 #include <crypt.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "auth/users.h"
@@ -30,6 +35,8 @@
 #define ERR_MAX 1024
 #define PASSWORD_MAX 1024        /* octets of a password read from stdin */
 #define ALIAS_TARGETS_MAX 1000   /* targets given to one `alias add` */
+#define LOCK_WAIT_MS 30000       /* longest wait for another hatoctl's edit */
+#define LOCK_POLL_MS 10
 
 typedef int (*cmd_fn)(const struct hato_config *cfg, int argc, char **argv);
 
@@ -66,6 +73,57 @@ static int is_local_domain(const struct hato_config *cfg, const char *domain)
         if (strcasecmp(cfg->local_domains[i], domain) == 0)
             return 1;
     return 0;
+}
+
+/* Table edits are read-modify-write (tmp + rename): two hatoctl runs at
+ * once would each write back the file they read, and one edit would be
+ * lost.  They are serialized by an exclusive flock(2) on the directory
+ * holding the file (no lock file to leave behind; the file itself is
+ * replaced by every edit, so a lock on it would not hold).  Returns the
+ * fd to close when done, or -1 after a message. */
+static int edit_lock(const char *path)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    struct timespec pause = { 0, LOCK_POLL_MS * 1000000L };
+    int fd, waited = 0;
+
+    if (!slash)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == path)
+        snprintf(dir, sizeof(dir), "/");
+    else if ((size_t)(slash - path) < sizeof(dir))
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    else {
+        errmsg("%s: path too long", path);
+        return -1;
+    }
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        errmsg("%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            errmsg("cannot lock %s: %s", dir, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        if (waited >= LOCK_WAIT_MS) {
+            errmsg("%s: another edit holds the lock on %s", path, dir);
+            close(fd);
+            return -1;
+        }
+        (void)nanosleep(&pause, NULL);
+        waited += LOCK_POLL_MS;
+    }
+    return fd;
+}
+
+static void edit_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd);   /* releases the flock */
 }
 
 /* After a table edit: ask hatod to reload.  Not running is fine. */
@@ -191,7 +249,7 @@ static int user_add(const struct hato_config *cfg, int argc, char **argv)
     const char *who = NULL, *qarg = NULL;
     char *hash = NULL;
     long long quota = 0;
-    int want_pw = 0, r;
+    int want_pw = 0, r, lk;
 
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--password") == 0)
@@ -221,8 +279,13 @@ static int user_add(const struct hato_config *cfg, int argc, char **argv)
         if (!hash)
             return EXIT_FAIL;
     }
-    r = users_file_add(cfg->users_file, addr, hash ? hash : "*", quota, err, sizeof(err));
+    lk = edit_lock(cfg->users_file);
+    r = lk < 0 ? -1 : users_file_add(cfg->users_file, addr, hash ? hash : "*", quota,
+                                     err, sizeof(err));
+    edit_unlock(lk);
     free(hash);
+    if (lk < 0)
+        return EXIT_FAIL;
     if (r < 0) {
         errmsg("%s", err);
         return EXIT_FAIL;
@@ -233,6 +296,7 @@ static int user_add(const struct hato_config *cfg, int argc, char **argv)
 static int user_del(const struct hato_config *cfg, int argc, char **argv)
 {
     char addr[ADDR_BUF], err[ERR_MAX];
+    int lk, r;
 
     if (argc != 1 || argv[0][0] == '-')
         return -EXIT_USAGE;
@@ -242,7 +306,11 @@ static int user_del(const struct hato_config *cfg, int argc, char **argv)
     }
     snprintf(addr, sizeof(addr), "%s", argv[0]);
     lower(addr);
-    if (users_file_del(cfg->users_file, addr, err, sizeof(err)) < 0) {
+    if ((lk = edit_lock(cfg->users_file)) < 0)
+        return EXIT_FAIL;
+    r = users_file_del(cfg->users_file, addr, err, sizeof(err));
+    edit_unlock(lk);
+    if (r < 0) {
         errmsg("%s", err);
         return EXIT_FAIL;
     }
@@ -354,7 +422,7 @@ static int alias_write(const struct hato_config *cfg, const char *file, char *na
                        int argc, char **argv, char **targets)
 {
     char err[ERR_MAX];
-    int n;
+    int n, lk, r;
 
     lower(name);
     if (check_alias_word(name, 1, cfg) < 0)
@@ -368,7 +436,11 @@ static int alias_write(const struct hato_config *cfg, const char *file, char *na
     for (int i = 0; i < n; i++)
         if (check_alias_word(targets[i], 0, cfg) < 0)
             return -1;
-    if (aliases_file_set(file, name, targets, (size_t)n, err, sizeof(err)) < 0) {
+    if ((lk = edit_lock(file)) < 0)
+        return -1;
+    r = aliases_file_set(file, name, targets, (size_t)n, err, sizeof(err));
+    edit_unlock(lk);
+    if (r < 0) {
         errmsg("%s", err);
         return -1;
     }
@@ -398,13 +470,18 @@ static int alias_del(const struct hato_config *cfg, int argc, char **argv)
 {
     const char *file;
     char err[ERR_MAX];
+    int lk, r;
 
     if (argc != 1)
         return -EXIT_USAGE;
     if (!(file = alias_file(cfg)))
         return EXIT_FAIL;
     lower(argv[0]);
-    if (aliases_file_del(file, argv[0], err, sizeof(err)) < 0) {
+    if ((lk = edit_lock(file)) < 0)
+        return EXIT_FAIL;
+    r = aliases_file_del(file, argv[0], err, sizeof(err));
+    edit_unlock(lk);
+    if (r < 0) {
         errmsg("%s", err);
         return EXIT_FAIL;
     }

@@ -4,8 +4,10 @@
  * sendmail command line (-t -i -oi -f -F -bs -bp -bi -q -C), reading the
  * message from stdin into a spool file (header edits for -t and -F), and
  * submitting it to hatod as an SMTP client over the control socket; when
- * hatod is not running the message goes into the maildrop instead, and
- * hatod queues it when it starts.  Exit codes from <sysexits.h>.
+ * hatod is not running, or does not take the message before its end was
+ * sent (no greeting, a lost connection, 421: it is stopping), the message
+ * goes into the maildrop instead, and hatod queues it when it starts.  -bs
+ * relays stdin/stdout to an SMTP session.  Exit codes from <sysexits.h>.
  * Never rewrites the body; never adds Date: or Message-ID: (hatod does).
  */
 #include <ctype.h>
@@ -13,6 +15,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +40,7 @@
 #define SM_REPLY_LINES_MAX 100                /* lines of one multi-line reply */
 #define SM_OUT_BUF         16384              /* DATA output buffer */
 #define SM_DATA_DONE_TIMEOUT_MS 600000        /* wait for the reply to "." (commit) */
+#define SM_GREETING_TIMEOUT_MS 5000           /* no greeting: hatod is stopping */
 #define SM_RELAY_IDLE_MS   3600000            /* -bs: idle limit in both directions */
 
 enum sm_mode { MODE_DELIVER, MODE_SMTP, MODE_MAILQ, MODE_NEWALIASES, MODE_FLUSH };
@@ -60,7 +64,9 @@ struct rcptlist {
 /* The whole message, after header edits, in an unlinked temporary file. */
 struct spool {
     FILE *f;
-    long long size;
+    long long size;         /* as sent: every line end counted as CRLF (RFC 1870) */
+    long long bare_lf;      /* LFs without a CR before them, as spooled */
+    int last_cr;            /* the last octet spooled was CR */
     int eightbit;
 };
 
@@ -248,6 +254,7 @@ struct alist_state {
     char cur[SM_ITEM_MAX];
     size_t n;
     int overflow, angle_done;
+    int has_at;            /* an '@' outside quotes and angle brackets */
 };
 
 static void item_put(struct alist_state *st, char ch)
@@ -258,6 +265,12 @@ static void item_put(struct alist_state *st, char ch)
         st->overflow = 1;
     else
         st->cur[st->n++] = ch;
+}
+
+static void item_reset(struct alist_state *st)
+{
+    st->n = 0;
+    st->overflow = st->angle_done = st->has_at = 0;
 }
 
 /* End of one list item: add its address, if any. */
@@ -277,16 +290,25 @@ static int item_end(struct alist_state *st, struct rcptlist *rl, const char *dom
         if (r == 0)
             r = rcpt_add(rl, addr);
     }
-    st->n = 0;
-    st->overflow = st->angle_done = 0;
+    item_reset(st);
     return r;
+}
+
+static int list_error(const char *list, const char *why)
+{
+    errmsg("bad address list \"%.200s\": %s", list, why);
+    return -1;
 }
 
 /* An RFC 5322 address list ("A <a@x>, b@y (Bob), group: c@z;") as found in
  * To/Cc/Bcc or on the command line: display names, comments and group
- * names dropped, each address added to rl.  0, or -1 with a message. */
+ * names dropped, each address added to rl.  Anything that does not parse
+ * (unbalanced <> or quotes or comments, two <addresses> in one item, a
+ * group name holding an address) is an error rather than a guess: a
+ * guess could drop a recipient silently.  0, or -1 with a message. */
 static int parse_address_list(const char *s, struct rcptlist *rl, const char *domain)
 {
+    const char *list = s;
     struct alist_state st = { .n = 0 };
     int quote = 0, depth = 0, angle = 0;
 
@@ -311,14 +333,28 @@ static int parse_address_list(const char *s, struct rcptlist *rl, const char *do
         }
         switch (ch) {
         case '(': depth = 1; break;
+        case ')': return list_error(list, "unbalanced ')'");
         case '"': quote = 1; item_put(&st, ch); break;
-        case '<': angle = 1; st.n = 0; st.overflow = st.angle_done = 0; break;
-        case '>': if (angle) { angle = 0; st.angle_done = 1; } break;
+        case '<':
+            if (angle || st.angle_done)
+                return list_error(list, "more than one <address> in one item");
+            angle = 1;
+            st.n = 0;
+            st.overflow = st.has_at = 0;
+            break;
+        case '>':
+            if (!angle)
+                return list_error(list, "'>' without '<'");
+            angle = 0;
+            st.angle_done = 1;
+            break;
         case ':':
             if (angle)
                 item_put(&st, ch);          /* source route */
+            else if (st.has_at || st.angle_done)
+                return list_error(list, "':' after an address");
             else
-                st.n = 0;                   /* group name */
+                item_reset(&st);            /* group name */
             break;
         case ',': case ';':
             if (angle)
@@ -331,9 +367,14 @@ static int parse_address_list(const char *s, struct rcptlist *rl, const char *do
                 item_put(&st, ' ');
             break;
         default:
+            if (ch == '@' && !angle)
+                st.has_at = 1;
             item_put(&st, ch);
         }
     }
+    if (quote || depth || angle)
+        return list_error(list, quote ? "unterminated quoted string" :
+                                depth ? "unterminated comment" : "'<' without '>'");
     return item_end(&st, rl, domain);
 }
 
@@ -440,11 +481,22 @@ static int hdr_append(struct reader *r, const char *p, size_t n)
     return 0;
 }
 
+/* Note what send_data will need to know: 8-bit octets, bare LFs (each
+ * becomes CRLF on the wire, so SIZE= must count it twice). */
+static void spool_note(struct spool *sp, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)p[i] >= 0x80)
+            sp->eightbit = 1;
+        if (p[i] == '\n' && !sp->last_cr)
+            sp->bare_lf++;
+        sp->last_cr = p[i] == '\r';
+    }
+}
+
 static int spool_put(struct reader *r, const char *p, size_t n)
 {
-    for (size_t i = 0; i < n && !r->sp->eightbit; i++)
-        if ((unsigned char)p[i] >= 0x80)
-            r->sp->eightbit = 1;
+    spool_note(r->sp, p, n);
     if (n > 0 && fwrite(p, 1, n, r->sp->f) != n) {
         errmsg("writing the spool file: %s", strerror(errno));
         r->fail = EX_TEMPFAIL;
@@ -505,11 +557,12 @@ static int write_from(struct reader *r)
     }
     if (!plain && fputc('"', r->sp->f) == EOF)
         return -1;
+    spool_note(r->sp, "\n", 1);
     return fprintf(r->sp->f, " <%s>\n", r->sender) < 0 ? -1 : 0;
 }
 
 /* Walk the header fields: note From:, collect -t recipients (Resent-* ones
- * when present, as Postfix does), drop Bcc with -t, write the rest. */
+ * when present, as Postfix does), drop Bcc and Resent-Bcc, write the rest. */
 static int flush_headers(struct reader *r)
 {
     static const char *const to_hdrs[] = { "To", "Cc", "Bcc" };
@@ -535,7 +588,9 @@ static int flush_headers(struct reader *r)
             if (*next == '\n' && (next + 1 >= end || (next[1] != ' ' && next[1] != '\t')))
                 break;
         next = next < end ? next + 1 : end;
-        pass = 1;
+        /* Bcc and Resent-Bcc never reach the recipients, with or without
+         * -t (as Postfix and Sendmail do; mail clients rely on it) */
+        pass = !field_is(f, "Bcc") && !field_is(f, "Resent-Bcc");
         for (size_t i = 0; r->o->extract && i < 3; i++)
             if (field_is(f, rcpt_hdrs[i])) {
                 char save = *next;
@@ -544,7 +599,6 @@ static int flush_headers(struct reader *r)
                 *next = save;
                 if (e < 0)
                     return -1;
-                pass = i < 2;
             }
         if (pass && spool_put(r, f, (size_t)(next - f)) < 0)
             return -1;
@@ -632,6 +686,8 @@ static int read_message(const struct opts *o, const char *domain, const char *se
         goto done;
     }
     sp->size = ftell(sp->f);
+    if (sp->size >= 0)
+        sp->size += sp->bare_lf;
     rewind(sp->f);
     r.fail = 0;
 done:
@@ -780,41 +836,69 @@ static void quit(struct smtp *s)
     (void)command(s, "QUIT");
 }
 
-/* The SMTP dialogue on a connected control socket.  An exit code. */
+/* smtp_submit: hatod went away, timed out or said 421 before it had the
+ * whole message.  Nothing was submitted, so the maildrop can take it (this
+ * covers a hatod that is shutting down: its control socket still exists
+ * but nobody accepts on it).  Not an exit code (those are >= 0). */
+#define SM_TO_MAILDROP (-1)
+
+static int gone(const struct smtp *s, int cls)
+{
+    return cls < 0 || s->rp.code == 421;
+}
+
+/* Record why, for the warning deliver() prints, and say "use the maildrop". */
+static int to_drop(struct smtp *s, int cls, const char *what)
+{
+    const char *src = cls < 0 ? s->err : s->rp.text;
+    char why[ERR_MAX];
+    size_t n = strnlen(src, sizeof(why) - 1);
+
+    memcpy(why, src, n);            /* s->err is both source and target */
+    why[n] = '\0';
+    snprintf(s->err, sizeof(s->err), "%.200s: %.800s", what, why);
+    return SM_TO_MAILDROP;
+}
+
+/* A refused step: report, say QUIT if the session is still up, exit code. */
+static int refused(struct smtp *s, int cls, const char *what, int addr_step)
+{
+    int rc = failure(s, cls, what, addr_step);
+
+    if (cls > 0)
+        quit(s);
+    return rc;
+}
+
+/* The SMTP dialogue on a connected control socket.  An exit code, or
+ * SM_TO_MAILDROP. */
 static int smtp_submit(struct smtp *s, const char *sender, const struct rcptlist *rl,
                        const struct spool *sp)
 {
     char params[64] = "";
-    int cls, ext8, extsize, worst = 0, rc;
+    int cls, worst = 0, rc;
 
+    s->c.timeout_ms = SM_GREETING_TIMEOUT_MS;
     if (ctl_write(&s->c, "SMTP\n", 5, s->err, sizeof(s->err)) < 0 ||
         read_reply(&s->c, &s->rp, s->err, sizeof(s->err)) < 0)
-        return failure(s, -1, "connecting to hatod", 0);
-    if (s->rp.code / 100 != 2)
-        return failure(s, s->rp.code / 100, "hatod", 0);
-    if ((cls = command(s, "EHLO localhost")) != 2) {
-        rc = failure(s, cls, "EHLO", 0);
-        if (cls > 0)
-            quit(s);
-        return rc;
-    }
-    ext8 = s->rp.ext_8bitmime;
-    extsize = s->rp.ext_size;
-    if (extsize)
+        return to_drop(s, -1, "no greeting from hatod");
+    s->c.timeout_ms = CTL_TIMEOUT_MS;
+    cls = s->rp.code / 100;
+    if (cls != 2)
+        return gone(s, cls) ? to_drop(s, cls, "hatod") : refused(s, cls, "hatod", 0);
+    if ((cls = command(s, "EHLO localhost")) != 2)
+        return gone(s, cls) ? to_drop(s, cls, "EHLO") : refused(s, cls, "EHLO", 0);
+    if (s->rp.ext_size)
         snprintf(params, sizeof(params), " SIZE=%lld", sp->size);
-    if (ext8 && sp->eightbit)
+    if (s->rp.ext_8bitmime && sp->eightbit)
         strcat(params, " BODY=8BITMIME");
-    if ((cls = command(s, "MAIL FROM:<%s>%s", sender, params)) != 2) {
-        rc = failure(s, cls, "MAIL FROM", 1);
-        if (cls > 0)
-            quit(s);
-        return rc;
-    }
+    if ((cls = command(s, "MAIL FROM:<%s>%s", sender, params)) != 2)
+        return gone(s, cls) ? to_drop(s, cls, "MAIL FROM") : refused(s, cls, "MAIL FROM", 1);
     for (size_t i = 0; i < rl->n; i++) {
         if ((cls = command(s, "RCPT TO:<%s>", rl->v[i])) == 2)
             continue;
-        if (cls < 0)
-            return failure(s, cls, rl->v[i], 1);
+        if (gone(s, cls))
+            return to_drop(s, cls, rl->v[i]);
         rc = failure(s, cls, rl->v[i], 1);
         if (worst != EX_DATAERR)
             worst = rc;
@@ -824,23 +908,31 @@ static int smtp_submit(struct smtp *s, const char *sender, const struct rcptlist
         quit(s);
         return worst;
     }
-    if ((cls = command(s, "DATA")) != 3) {
-        rc = failure(s, cls, "DATA", 0);
-        if (cls > 0)
-            quit(s);
-        return rc;
-    }
+    if ((cls = command(s, "DATA")) != 3)
+        return gone(s, cls) ? to_drop(s, cls, "DATA") : refused(s, cls, "DATA", 0);
+    /* a failed send never delivered the whole final ".\r\n": not queued */
+    if (send_data(s, sp->f) < 0)
+        return to_drop(s, -1, "sending the message");
     s->c.timeout_ms = SM_DATA_DONE_TIMEOUT_MS;
-    if (send_data(s, sp->f) < 0 || read_reply(&s->c, &s->rp, s->err, sizeof(s->err)) < 0)
-        return failure(s, -1, "sending the message", 0);
+    if (read_reply(&s->c, &s->rp, s->err, sizeof(s->err)) < 0)
+        return failure(s, -1, "waiting for hatod to queue the message", 0);  /* may be queued */
     s->c.timeout_ms = CTL_TIMEOUT_MS;
-    if (s->rp.code / 100 != 2) {
-        rc = failure(s, s->rp.code / 100, "message", 0);
-        quit(s);
-        return rc;
-    }
+    cls = s->rp.code / 100;
+    if (cls != 2)
+        return s->rp.code == 421 ? to_drop(s, cls, "message") : refused(s, cls, "message", 0);
     quit(s);
     return EX_OK;
+}
+
+/* Back to the start of the spool, for the maildrop after a failed try. */
+static int spool_rewind(struct spool *sp)
+{
+    rewind(sp->f);
+    if (lseek(fileno(sp->f), 0, SEEK_SET) != 0) {
+        errmsg("rewinding the spool file: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
 /* hatod is down: leave the message in the maildrop.  An exit code. */
@@ -893,11 +985,17 @@ static int deliver(const struct opts *o, const struct hato_config *cfg)
     if (r == CTL_OK) {
         rc = smtp_submit(s, sender, &rl, &sp);
         ctl_close(&s->c);
-    } else {
-        if (r != CTL_DOWN)
-            errmsg("warning: %s", s->err);
-        rc = to_maildrop(cfg, sender, &rl, &sp);
+        if (rc != SM_TO_MAILDROP)
+            goto done;
+        errmsg("warning: %s; the message goes to the maildrop", s->err);
+        if (spool_rewind(&sp) < 0) {
+            rc = EX_TEMPFAIL;
+            goto done;
+        }
+    } else if (r != CTL_DOWN) {
+        errmsg("warning: %s", s->err);
     }
+    rc = to_maildrop(cfg, sender, &rl, &sp);
 done:
     free(s);
     if (sp.f)
@@ -924,65 +1022,147 @@ static int write_all_fd(int fd, const char *p, size_t n)
     return 0;
 }
 
+/* The -bs relay: bytes from stdin wait in `up` until hatod's socket takes
+ * them.  Writes to hatod never block, so hatod's replies are read (and
+ * copied to stdout) even while it is not reading: a client that pipelines
+ * more than the socket buffers hold would otherwise deadlock with a
+ * server that stops reading until its replies are read. */
+struct relay {
+    struct ctl_conn *c;
+    char up[SM_OUT_BUF];
+    size_t up_off, up_len;
+    int greeted;           /* hatod's first line seen: stdin may flow */
+    int in_open;           /* stdin not at EOF yet */
+    int shut;              /* our half of the socket closed */
+    int rc;
+};
+
+/* hatod → stdout.  1 go on, 0 hatod closed, -1 error (rc set). */
+static int relay_down(struct relay *rl)
+{
+    char buf[SM_OUT_BUF];
+    ssize_t n = read(rl->c->fd, buf, sizeof(buf));
+
+    if (n < 0)
+        return errno == EINTR || errno == EAGAIN ? 1 : 0;
+    if (n == 0)
+        return 0;
+    if (write_all_fd(STDOUT_FILENO, buf, (size_t)n) < 0) {
+        errmsg("-bs: writing to standard output: %s", strerror(errno));
+        rl->rc = EX_IOERR;
+        return -1;
+    }
+    if (memchr(buf, '\n', (size_t)n))
+        rl->greeted = 1;
+    return 1;
+}
+
+/* Half-close toward hatod once stdin is done and everything is sent. */
+static void relay_maybe_shut(struct relay *rl)
+{
+    if (!rl->in_open && rl->up_off == rl->up_len && !rl->shut) {
+        (void)shutdown(rl->c->fd, SHUT_WR);
+        rl->shut = 1;
+    }
+}
+
+/* stdin → buffer. */
+static void relay_read_in(struct relay *rl)
+{
+    ssize_t n = read(STDIN_FILENO, rl->up, sizeof(rl->up));
+
+    if (n < 0 && errno == EINTR)
+        return;
+    if (n <= 0) {
+        if (n < 0)
+            errmsg("-bs: reading standard input: %s", strerror(errno));
+        rl->in_open = 0;
+    } else {
+        rl->up_off = 0;
+        rl->up_len = (size_t)n;
+    }
+    relay_maybe_shut(rl);
+}
+
+/* buffer → hatod, as much as the socket takes now. */
+static void relay_up(struct relay *rl)
+{
+    ssize_t n = send(rl->c->fd, rl->up + rl->up_off, rl->up_len - rl->up_off, MSG_NOSIGNAL);
+
+    if (n > 0)
+        rl->up_off += (size_t)n;
+    else if (n < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
+        /* hatod is gone or closing: drop the rest, still read its replies */
+        rl->up_off = rl->up_len;
+        rl->in_open = 0;
+        rl->shut = 1;
+    }
+    if (rl->up_off == rl->up_len)
+        rl->up_off = rl->up_len = 0;
+    relay_maybe_shut(rl);
+}
+
 /* -bs: hand stdin/stdout to hatod's SMTP session.  An exit code. */
 static int smtp_stdio(const struct hato_config *cfg)
 {
+    struct relay *rl = calloc(1, sizeof(*rl));
     struct ctl_conn *c = calloc(1, sizeof(*c));
-    char err[ERR_MAX], buf[SM_OUT_BUF];
+    char err[ERR_MAX];
     struct pollfd p[2];
-    int greeted = 0, in_open = 1, rc = EX_OK, r;
-    ssize_t n;
+    int r, rc;
 
-    if (!c || ctl_open(c, cfg, err, sizeof(err)) != CTL_OK ||
-        ctl_write(c, "SMTP\n", 5, err, sizeof(err)) < 0) {
-        fputs("421 4.3.0 mail system not running\r\n", stdout);
+    if (!rl || !c) {
+        errmsg("out of memory");
+        fputs("421 4.3.0 out of memory\r\n", stdout);
         fflush(stdout);
         free(c);
+        free(rl);
+        return EX_OSERR;
+    }
+    r = ctl_open(c, cfg, err, sizeof(err));
+    if (r != CTL_OK || ctl_write(c, "SMTP\n", 5, err, sizeof(err)) < 0) {
+        if (r != CTL_DOWN)
+            errmsg("-bs: %s", err);
+        fputs("421 4.3.0 mail system not running\r\n", stdout);
+        fflush(stdout);
+        ctl_close(c);
+        free(c);
+        free(rl);
         return EX_TEMPFAIL;
     }
+    signal(SIGPIPE, SIG_IGN);          /* a closed stdout is an error, not a kill */
+    rl->c = c;
+    rl->in_open = 1;
+    rl->rc = EX_OK;
     for (;;) {
+        int pending = rl->up_len > rl->up_off;
         /* stdin is relayed only after the greeting: nothing the client
          * sends can reach hatod before its SMTP session has started */
-        p[0] = (struct pollfd){ .fd = in_open && greeted ? STDIN_FILENO : -1,
+        p[0] = (struct pollfd){ .fd = rl->in_open && rl->greeted && !pending ? STDIN_FILENO : -1,
                                 .events = POLLIN };
-        p[1] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
+        p[1] = (struct pollfd){ .fd = c->fd, .events = POLLIN | (pending ? POLLOUT : 0) };
         r = poll(p, 2, SM_RELAY_IDLE_MS);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
             errmsg("-bs: %s", r == 0 ? "idle timeout" : strerror(errno));
-            rc = EX_TEMPFAIL;
+            rl->rc = EX_TEMPFAIL;
             break;
         }
-        if (p[1].revents) {
-            n = read(c->fd, buf, sizeof(buf));
-            if (n < 0 && (errno == EINTR || errno == EAGAIN))
-                continue;
-            if (n <= 0)
-                break;                              /* hatod closed: done */
-            if (write_all_fd(STDOUT_FILENO, buf, (size_t)n) < 0) {
-                rc = EX_IOERR;
-                break;
-            }
-            if (memchr(buf, '\n', (size_t)n))
-                greeted = 1;
+        if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+            r = relay_down(rl);
+            if (r <= 0)
+                break;                          /* hatod closed: done */
         }
-        if (in_open && greeted && p[0].revents) {
-            n = read(STDIN_FILENO, buf, sizeof(buf));
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0) {
-                in_open = 0;
-                (void)shutdown(c->fd, SHUT_WR);
-            } else if (ctl_write(c, buf, (size_t)n, err, sizeof(err)) < 0) {
-                errmsg("-bs: %s", err);
-                rc = EX_TEMPFAIL;
-                break;
-            }
-        }
+        if (pending && (p[1].revents & POLLOUT))
+            relay_up(rl);
+        if (p[0].fd >= 0 && p[0].revents)
+            relay_read_in(rl);
     }
+    rc = rl->rc;
     ctl_close(c);
     free(c);
+    free(rl);
     return rc;
 }
 

@@ -6,7 +6,7 @@ import smtplib
 import subprocess
 import time
 
-from harness import Hatod, wait_for
+from harness import wait_for
 
 QUEUED_RE = re.compile(r"queued as ([0-9A-F]{16})")
 
@@ -85,7 +85,17 @@ def restart(h, set_conf=None, drop_conf=()):
         h.conf.pop(k, None)
     h.conf.update(set_conf or {})
     h.write_conf()
+    start(h)
+
+
+def start(h):
+    """h.start(), then wait for the end of start-up: the listeners are bound
+    (as root) before the queue is recovered, so "listening" is too early
+    to look at the queue directories."""
+    before = h.log().count("hatod started")
     h.start()
+    if not wait_for(lambda: h.log().count("hatod started") > before, 10):
+        raise RuntimeError("hatod did not finish starting:\n" + h.log())
 
 
 def reload(h, set_conf=None, drop_conf=(), expect="reloaded "):
@@ -122,11 +132,6 @@ def next_ids(base, n):
     """n valid queue IDs just after `base` (for hand-made queue files)."""
     v = int(base, 16)
     return ["%016X" % (v + i + 1) for i in range(n)]
-
-
-def fresh_id():
-    """A plausible queue ID for now (µs << 12)."""
-    return "%016X" % (int(time.time() * 1e6) << 12)
 
 
 class Tmpfs:
@@ -172,5 +177,6 @@ class Tmpfs:
         return False
 
 
-def new_hatod(**kw):
-    return Hatod(**kw)
+def read_text(path):
+    with open(path, errors="replace") as f:
+        return f.read()

@@ -14,7 +14,7 @@ class Banner(SMTPCase):
 
     def test_banner_expands_myhostname_and_mail_name(self):
         r = RawSMTP(self.h.port)
-        self.addCleanup(r.close)
+        self.track(r)
         code, lines = r.reply()
         self.assertEqual((code, lines), (220, ["220 mx.example.test ESMTP Pigeon ready-Pigeon"]))
 
@@ -22,7 +22,7 @@ class Banner(SMTPCase):
 class DefaultBanner(SMTPCase):
     def test_default_banner(self):
         r = RawSMTP(self.h.port)
-        self.addCleanup(r.close)
+        self.track(r)
         self.assertEqual(r.reply(), (220, ["220 mx.example.test ESMTP hato"]))
 
 

@@ -71,11 +71,28 @@ class SMTPCase(HatodTestCase):
                 or self.h.proc.poll() is not None:
             raise RuntimeError("hatod did not start:\n" + self.h.log())
 
+    def tearDown(self):
+        # close client sockets first: an open transaction would hold up
+        # hatod's SIGTERM shutdown for its whole grace period
+        for c in getattr(self, "_conns", []):
+            try:
+                c.close()
+            except OSError:
+                pass
+        super().tearDown()
+
+    def track(self, conn):
+        """Close conn (a RawSMTP, socket or smtplib.SMTP) before hatod stops."""
+        if not hasattr(self, "_conns"):
+            self._conns = []
+        self._conns.append(conn)
+        return conn
+
     # -- sessions
     def raw(self, ehlo="client.test", port=None, host="127.0.0.1", timeout=10):
         """A RawSMTP past the banner (and EHLO/HELO unless ehlo is None)."""
         r = RawSMTP(port or self.h.port, host=host, timeout=timeout)
-        self.addCleanup(r.close)
+        self.track(r)
         code, lines = r.reply()
         self.assertEqual(code, 220, lines)
         if ehlo:

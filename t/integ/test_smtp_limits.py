@@ -1,0 +1,171 @@
+"""Session limits: smtpd_recipient_limit, smtpd_hard_error_limit,
+smtpd_timeout, and the per-client connection count and rate limits."""
+import time
+
+from harness import RawSMTP, wait_for
+from test_smtp_helpers import QUEUED_RE, SMTPCase
+
+
+class RecipientLimit(SMTPCase):
+    CONF = {"smtpd_recipient_limit": "3"}
+
+    def test_fourth_rcpt_452(self):
+        r = self.raw()
+        self.expect(r, "MAIL FROM:<a@remote.test>", 250, "2.1.0")
+        for who in ("bob", "alice", "bob+x"):
+            self.expect(r, "RCPT TO:<%s@example.test>" % who, 250, "2.1.5")
+        self.expect(r, "RCPT TO:<postmaster@example.test>", 452, "4.5.3")
+        self.expect(r, "RCPT TO:<carol@other.test>", 452, "4.5.3")
+        self.expect(r, "DATA", 354)
+        r.send(b"Subject: limit\r\n\r\nx\r\n.\r\n")
+        code, lines = r.reply()
+        self.assertTrue(QUEUED_RE.match(lines[-1]), lines)
+        self.assertEqual(len(self.h.wait_mail("bob@example.test", 2) or []), 2)
+        self.one_mail("alice@example.test")
+        self.assert_no_mail("carol@other.test")
+
+    def test_rejected_rcpts_do_not_count(self):
+        r = self.raw()
+        self.expect(r, "MAIL FROM:<a@remote.test>", 250, "2.1.0")
+        for i in range(3):
+            self.expect(r, "RCPT TO:<nobody%d@example.test>" % i, 550, "5.1.1")
+        for who in ("bob", "alice", "bob+x"):
+            self.expect(r, "RCPT TO:<%s@example.test>" % who, 250, "2.1.5")
+        self.expect(r, "RCPT TO:<bob+y@example.test>", 452, "4.5.3")
+
+    def test_limit_is_per_transaction(self):
+        r = self.raw()
+        self.expect(r, "MAIL FROM:<a@remote.test>", 250, "2.1.0")
+        for who in ("bob", "alice", "bob+x"):
+            self.expect(r, "RCPT TO:<%s@example.test>" % who, 250, "2.1.5")
+        self.expect(r, "RSET", 250, "2.0.0")
+        self.expect(r, "MAIL FROM:<a@remote.test>", 250, "2.1.0")
+        for who in ("bob", "alice", "bob+x"):
+            self.expect(r, "RCPT TO:<%s@example.test>" % who, 250, "2.1.5")
+
+
+class HardErrorLimit(SMTPCase):
+    CONF = {"smtpd_hard_error_limit": "3"}
+
+    def test_421_after_three_errors(self):
+        r = self.raw()
+        self.expect(r, "BOGUS1", 500, "5.5.2")
+        self.expect(r, "RCPT TO:<bob@example.test>", 503, "5.5.1")
+        self.expect(r, "NOOP", 250)             # not an error
+        r.send(b"BOGUS3\r\n")
+        self.check(*r.reply(), 500, "5.5.2")
+        self.check(*r.reply(), 421, "4.7.0")
+        self.assertTrue(r.closed(3))
+
+    def test_two_errors_session_goes_on(self):
+        r = self.raw()
+        self.expect(r, "BOGUS1", 500, "5.5.2")
+        self.expect(r, "MAIL FROM:<a@remote.test>", 250, "2.1.0")
+        self.expect(r, "RCPT TO:<nobody@example.test>", 550, "5.1.1")
+        self.expect(r, "NOOP", 250, "2.0.0")
+        self.assertFalse(r.closed(0.3))
+
+    def test_line_too_long_counts(self):
+        r = self.raw()
+        r.send(b"X" * 600 + b"\r\n" + b"Y" * 600 + b"\r\n" + b"Z" * 600 + b"\r\nNOOP\r\n")
+        for _ in range(3):
+            self.check(*r.reply(), 500, "5.5.2", "Line too long")
+        self.check(*r.reply(), 421, "4.7.0")
+        self.assertTrue(r.closed(3))
+
+    def test_pipelined_errors_stop_at_limit(self):
+        r = self.raw()
+        r.send(b"BAD\r\n" * 10 + b"NOOP\r\n")
+        for _ in range(3):
+            self.check(*r.reply(), 500, "5.5.2")
+        self.check(*r.reply(), 421, "4.7.0")
+        self.assertTrue(r.closed(3))
+        self.assertNotIn(b"250", r.buf)
+
+    def test_delivered_mail_resets_error_count(self):
+        # Postfix: "errors a client is allowed to make without delivering mail"
+        r = self.raw()
+        self.expect(r, "BOGUS1", 500, "5.5.2")
+        self.expect(r, "BOGUS2", 500, "5.5.2")
+        self.send_message(r, "a@remote.test", ["bob@example.test"],
+                          b"Subject: x\r\n\r\nx\r\n.\r\n")
+        self.expect(r, "BOGUS3", 500, "5.5.2")
+        self.expect(r, "BOGUS4", 500, "5.5.2")
+        self.expect(r, "NOOP", 250, "2.0.0")
+
+
+class Timeout(SMTPCase):
+    CONF = {"smtpd_timeout": "1s"}
+
+    def test_idle_command_timeout(self):
+        r = self.raw()
+        t0 = time.time()
+        self.check(*r.reply(), 421, "4.4.2")
+        self.assertTrue(r.closed(3))
+        self.assertGreaterEqual(time.time() - t0, 0.8)
+        self.assertLess(time.time() - t0, 3.5)
+
+    def test_idle_data_timeout_nothing_queued(self):
+        r = self.raw()
+        self.expect(r, "MAIL FROM:<a@remote.test>", 250, "2.1.0")
+        self.expect(r, "RCPT TO:<bob@example.test>", 250, "2.1.5")
+        self.expect(r, "DATA", 354)
+        r.send(b"Subject: slow\r\n\r\npart")
+        self.check(*r.reply(), 421, "4.4.2")
+        self.assertTrue(r.closed(3))
+        self.assert_nothing_queued("bob@example.test")
+
+    def test_activity_keeps_session(self):
+        r = self.raw()
+        for _ in range(4):
+            time.sleep(0.5)
+            self.expect(r, "NOOP", 250, "2.0.0")
+
+
+class ConnectionCountLimit(SMTPCase):
+    CONF = {"smtpd_client_connection_count_limit": "2", "relay_clients": "192.0.2.0/24"}
+    QUIET_START = True
+
+    def test_third_connection_refused(self):
+        a = self.raw()
+        b = self.raw()
+        c = RawSMTP(self.h.port)
+        self.track(c)
+        self.check(*c.reply(), 421, "4.7.0")
+        self.assertTrue(c.closed(3))
+        # the admitted sessions still work
+        self.expect(a, "NOOP", 250)
+        self.expect(b, "NOOP", 250)
+        # a slot frees when a session ends
+        self.expect(a, "QUIT", 221)
+        self.assertTrue(a.closed(3))
+
+        def admitted():
+            d = RawSMTP(self.h.port)
+            self.track(d)
+            return d.reply()[0] == 220
+        self.assertTrue(wait_for(admitted, 5, 0.2))
+
+
+class ConnectionCountLoopbackExempt(SMTPCase):
+    CONF = {"smtpd_client_connection_count_limit": "2"}   # relay_clients: loopback
+
+    def test_relay_clients_exempt(self):
+        conns = [self.raw(ehlo=None) for _ in range(4)]
+        for r in conns:
+            self.expect(r, "NOOP", 250)
+
+
+class ConnectionRateLimit(SMTPCase):
+    CONF = {"smtpd_client_connection_rate_limit": "3", "relay_clients": "192.0.2.0/24"}
+    QUIET_START = True
+
+    def test_fourth_connection_in_a_minute_refused(self):
+        for i in range(3):
+            r = self.raw(ehlo=None)
+            self.expect(r, "QUIT", 221)
+            self.assertTrue(r.closed(3))
+        c = RawSMTP(self.h.port)
+        self.track(c)
+        self.check(*c.reply(), 421, "4.7.0")
+        self.assertTrue(c.closed(3))
