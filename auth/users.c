@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/fsutil.h"
 #include "auth/users.h"
 
 #define USERS_ADDR_MAX    320                 /* octets of an address */
@@ -129,132 +130,6 @@ static char *dup_lower(const char *s, size_t len)
 
 /* ---- whole-file read and atomic write --------------------------------- */
 
-/* Read path; missing = empty (*exists = 0, *st untouched). */
-static int file_read(const char *path, char **out, size_t *outlen,
-                     struct stat *st, int *exists)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-    *exists = 0;
-    if (fd < 0) {
-        if (errno != ENOENT)
-            return -1;
-        *out = calloc(1, 1);
-        *outlen = 0;
-        return *out ? 0 : -1;
-    }
-    if (fstat(fd, st) != 0)
-        goto fail;
-    if (st->st_size > USERS_FILE_MAX) {
-        errno = EFBIG;
-        goto fail;
-    }
-    buf = malloc((size_t)st->st_size + 1);
-    if (buf == NULL)
-        goto fail;
-    while (len < (size_t)st->st_size) {
-        ssize_t r = read(fd, buf + len, (size_t)st->st_size - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            goto fail;
-        if (r == 0)
-            break;
-        len += (size_t)r;
-    }
-    if (close(fd) != 0) {
-        fd = -1;
-        goto fail;
-    }
-    buf[len] = '\0';
-    *out = buf;
-    *outlen = len;
-    *exists = 1;
-    return 0;
-fail:
-    {
-        int saved = errno;
-        free(buf);
-        if (fd >= 0)
-            (void)close(fd);
-        errno = saved;
-    }
-    return -1;
-}
-
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
-static int fsync_parent(const char *path)
-{
-    char dir[USERS_PATH_MAX];
-    const char *slash = strrchr(path, '/');
-    int fd, r;
-
-    if (slash == NULL)
-        snprintf(dir, sizeof(dir), ".");
-    else if (slash == path)
-        snprintf(dir, sizeof(dir), "/");
-    else
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    r = fsync(fd);
-    if (close(fd) != 0)
-        r = -1;
-    return r;
-}
-
-/* Replace path with data: tmp in the same directory, fsync, rename,
- * fsync the directory; keep mode (and owner, when allowed). */
-static int file_replace(const char *path, const char *data, size_t len,
-                        const struct stat *st, int exists)
-{
-    char tmp[USERS_PATH_MAX];
-    mode_t mode = exists ? (st->st_mode & 07777) : USERS_NEW_MODE;
-    int fd, n, saved;
-
-    n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
-    if (n < 0 || (size_t)n >= sizeof(tmp)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    if (unlink(tmp) != 0 && errno != ENOENT)
-        return -1;
-    fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return -1;
-    if (exists && fchown(fd, st->st_uid, st->st_gid) != 0 && errno != EPERM)
-        goto fail;
-    if (fchmod(fd, mode) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0)
-        goto fail;
-    n = close(fd);
-    fd = -1;
-    if (n != 0 || rename(tmp, path) != 0)
-        goto fail;
-    return fsync_parent(path);
-fail:
-    saved = errno;
-    if (fd >= 0)
-        (void)close(fd);
-    (void)unlink(tmp);
-    errno = saved;
-    return -1;
-}
 
 /* ---- the table ------------------------------------------------------- */
 
@@ -414,13 +289,11 @@ static struct usertab *table_new(void)
 struct usertab *users_load(const char *path, char *err, size_t errlen)
 {
     struct usertab *t;
-    struct stat st = { 0 };
     char *text;
     size_t len, lineno = 0;
     const char *p, *end;
-    int exists;
 
-    if (file_read(path, &text, &len, &st, &exists) != 0) {
+    if (fs_read_file_or_empty(path, USERS_FILE_MAX, &text, &len) != 0) {
         err_fmt(err, errlen, "%s: %s", path, strerror(errno));
         return NULL;
     }
@@ -561,8 +434,7 @@ int users_file_add(const char *path, const char *address, const char *hash,
     char qbuf[32], *text, *addr, *out;
     const char *why;
     size_t len, o;
-    struct stat st = { 0 };
-    int exists, r;
+    int r;
 
     why = address ? check_address(address, strlen(address)) : "no address";
     if (why == NULL)
@@ -573,7 +445,7 @@ int users_file_add(const char *path, const char *address, const char *hash,
         err_fmt(err, errlen, "%s: %s", address ? address : "", why);
         return -1;
     }
-    if (file_read(path, &text, &len, &st, &exists) != 0) {
+    if (fs_read_file_or_empty(path, USERS_FILE_MAX, &text, &len) != 0) {
         err_fmt(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
@@ -597,7 +469,7 @@ int users_file_add(const char *path, const char *address, const char *hash,
         format_size(qbuf + 7, sizeof(qbuf) - 7, quota);
     }
     o += (size_t)sprintf(out + o, "%s %s%s\n", addr, hash, qbuf);
-    r = file_replace(path, out, o, &st, exists);
+    r = fs_replace(path, out, o, USERS_NEW_MODE);
     if (r != 0)
         err_fmt(err, errlen, "%s: %s", path, strerror(errno));
     free(text); free(addr); free(out);
@@ -608,14 +480,13 @@ int users_file_del(const char *path, const char *address, char *err, size_t errl
 {
     char *text, *out;
     size_t len, o;
-    struct stat st = { 0 };
-    int exists, r;
+    int r;
 
     if (address == NULL || address[0] == '\0') {
         err_fmt(err, errlen, "%s: no address", path);
         return -1;
     }
-    if (file_read(path, &text, &len, &st, &exists) != 0) {
+    if (fs_read_file_or_empty(path, USERS_FILE_MAX, &text, &len) != 0) {
         err_fmt(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
@@ -630,7 +501,7 @@ int users_file_del(const char *path, const char *address, char *err, size_t errl
         free(text); free(out);
         return -1;
     }
-    r = file_replace(path, out, o, &st, exists);
+    r = fs_replace(path, out, o, USERS_NEW_MODE);
     if (r != 0)
         err_fmt(err, errlen, "%s: %s", path, strerror(errno));
     free(text); free(out);

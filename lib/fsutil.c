@@ -6,6 +6,7 @@
  * Blocking by nature: callers on the event loop hand these to lib/work.c.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdint.h>
@@ -139,15 +140,20 @@ static int fs_write_tmp(const char *tmp, const void *data, size_t len, mode_t mo
 
 int fs_replace(const char *path, const void *data, size_t len, mode_t mode)
 {
+    static atomic_uint seq;
     char tmp[PATH_MAX], dir[PATH_MAX];
-    int n, saved;
+    struct stat st;
+    int n, saved, exists = stat(path, &st) == 0;
 
-    n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+    n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld.%u", path, (long)getpid(),
+                 atomic_fetch_add(&seq, 1));
     if (n < 0 || (size_t)n >= sizeof(tmp)) {
         errno = ENAMETOOLONG;
         return -1;
     }
-    if (fs_write_tmp(tmp, data, len, mode) < 0 || rename(tmp, path) < 0) {
+    if (fs_write_tmp(tmp, data, len, exists ? (st.st_mode & 07777) : mode) < 0 ||
+        (exists && chown(tmp, st.st_uid, st.st_gid) < 0 && errno != EPERM) ||
+        rename(tmp, path) < 0) {
         saved = errno;
         (void)unlink(tmp);
         errno = saved;
@@ -155,6 +161,17 @@ int fs_replace(const char *path, const void *data, size_t len, mode_t mode)
     }
     fs_dirname(path, dir, sizeof(dir));
     return fs_fsync_dir(dir);
+}
+
+int fs_read_file_or_empty(const char *path, size_t max, char **out, size_t *outlen)
+{
+    if (fs_read_file(path, max, out, outlen) == 0)
+        return 0;
+    if (errno != ENOENT)
+        return -1;
+    *out = calloc(1, 1);
+    *outlen = 0;
+    return *out ? 0 : -1;
 }
 
 /* Read fd to EOF into a growing buffer, at most max octets. */

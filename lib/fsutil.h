@@ -14,9 +14,12 @@ int fs_write_all(int fd, const void *buf, size_t len);
 int fs_fsync_dir(const char *path);
 /* mkdir -p with mode for created components.  0 or -1. */
 int fs_mkdirs(const char *path, mode_t mode);
-/* Replace `path` atomically with `data`: write path.tmp.PID, fsync, rename,
- * fsync the directory.  Keeps `mode`.  0 or -1 (errno). */
+/* Replace `path` atomically with `data`: write a unique path.tmp.PID.N,
+ * fsync, rename, fsync the directory.  An existing file keeps its mode and
+ * (when permitted) its owner; a new one gets `mode`.  0 or -1 (errno). */
 int fs_replace(const char *path, const void *data, size_t len, mode_t mode);
+/* fs_read_file, but a missing file reads as empty. */
+int fs_read_file_or_empty(const char *path, size_t max, char **out, size_t *outlen);
 /* Read a whole file (at most `max` bytes; larger → -1/EFBIG) into a
  * malloc'd NUL-terminated buffer.  0 or -1. */
 int fs_read_file(const char *path, size_t max, char **out, size_t *outlen);

@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/fsutil.h"
 #include "mta/aliases.h"
 
 #define ALIAS_ADDR_MAX   320                  /* octets of a name or target */
@@ -152,129 +153,6 @@ static const char *check_target(const char *s, size_t len)
     return NULL;
 }
 
-/* ---- whole-file read and atomic write --------------------------------- */
-
-static int file_read(const char *path, char **out, size_t *outlen,
-                     struct stat *st, int *exists)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC), saved;
-
-    *exists = 0;
-    if (fd < 0) {
-        if (errno != ENOENT)
-            return -1;
-        *out = calloc(1, 1);
-        *outlen = 0;
-        return *out ? 0 : -1;
-    }
-    if (fstat(fd, st) != 0)
-        goto fail;
-    if (st->st_size > ALIAS_FILE_MAX) {
-        errno = EFBIG;
-        goto fail;
-    }
-    buf = malloc((size_t)st->st_size + 1);
-    if (buf == NULL)
-        goto fail;
-    while (len < (size_t)st->st_size) {
-        ssize_t r = read(fd, buf + len, (size_t)st->st_size - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            goto fail;
-        if (r == 0)
-            break;
-        len += (size_t)r;
-    }
-    if (close(fd) != 0) {
-        fd = -1;
-        goto fail;
-    }
-    buf[len] = '\0';
-    *out = buf;
-    *outlen = len;
-    *exists = 1;
-    return 0;
-fail:
-    saved = errno;
-    free(buf);
-    if (fd >= 0)
-        (void)close(fd);
-    errno = saved;
-    return -1;
-}
-
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
-static int fsync_parent(const char *path)
-{
-    char dir[ALIAS_PATH_MAX];
-    const char *slash = strrchr(path, '/');
-    int fd, r;
-
-    if (slash == NULL)
-        snprintf(dir, sizeof(dir), ".");
-    else if (slash == path)
-        snprintf(dir, sizeof(dir), "/");
-    else
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    r = fsync(fd);
-    if (close(fd) != 0)
-        r = -1;
-    return r;
-}
-
-static int file_replace(const char *path, const char *data, size_t len,
-                        const struct stat *st, int exists)
-{
-    char tmp[ALIAS_PATH_MAX];
-    mode_t mode = exists ? (st->st_mode & 07777) : ALIAS_NEW_MODE;
-    int fd, n, saved;
-
-    n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
-    if (n < 0 || (size_t)n >= sizeof(tmp)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    if (unlink(tmp) != 0 && errno != ENOENT)
-        return -1;
-    fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return -1;
-    if (exists && fchown(fd, st->st_uid, st->st_gid) != 0 && errno != EPERM)
-        goto fail;
-    if (fchmod(fd, mode) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0)
-        goto fail;
-    n = close(fd);
-    fd = -1;
-    if (n != 0 || rename(tmp, path) != 0)
-        goto fail;
-    return fsync_parent(path);
-fail:
-    saved = errno;
-    if (fd >= 0)
-        (void)close(fd);
-    (void)unlink(tmp);
-    errno = saved;
-    return -1;
-}
 
 /* ---- the table ------------------------------------------------------- */
 
@@ -472,18 +350,16 @@ struct aliastab *aliases_load(const char *path, char *err, size_t errlen)
 {
     struct aliastab *t = calloc(1, sizeof(*t));
     struct alias *cur = NULL;
-    struct stat st = { 0 };
     size_t len, lineno = 0, cur_line = 0;
     const char *p, *end, *why = NULL;
     char *text = NULL;
-    int exists;
 
     if (t == NULL || table_grow(t) != 0) {
         err_fmt(err, errlen, "%s: out of memory", path);
         aliases_free(t);
         return NULL;
     }
-    if (file_read(path, &text, &len, &st, &exists) != 0) {
+    if (fs_read_file_or_empty(path, ALIAS_FILE_MAX, &text, &len) != 0) {
         err_fmt(err, errlen, "%s: %s", path, strerror(errno));
         aliases_free(t);
         return NULL;
@@ -690,12 +566,11 @@ static char *format_entry(const char *name, char *const *targets, size_t n,
 static int file_edit(const char *path, const char *name, const char *repl,
                      char *err, size_t errlen)
 {
-    struct stat st = { 0 };
     size_t len, o, found;
     char *text, *out;
-    int exists, r;
+    int r;
 
-    if (file_read(path, &text, &len, &st, &exists) != 0) {
+    if (fs_read_file_or_empty(path, ALIAS_FILE_MAX, &text, &len) != 0) {
         err_fmt(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
@@ -718,7 +593,7 @@ static int file_edit(const char *path, const char *name, const char *repl,
         memcpy(out + o, repl, strlen(repl));
         o += strlen(repl);
     }
-    r = file_replace(path, out, o, &st, exists);
+    r = fs_replace(path, out, o, ALIAS_NEW_MODE);
     if (r != 0)
         err_fmt(err, errlen, "%s: %s", path, strerror(errno));
     free(text);
