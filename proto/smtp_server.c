@@ -214,25 +214,29 @@ static void resume_reading(struct session *s)
 }
 
 /* A filter phase ended.  When it ended inside filter_run() the command loop
- * that called it simply goes on (no recursion under pipelining). */
+ * that called it simply goes on (no recursion under pipelining, and no
+ * reading switched off and on again); a filter that answered later resumes
+ * reading here. */
 static void filter_finished(struct session *s)
 {
     if (s->state != S_WAIT)
         return;
     if (s->in_filter_call) {
         s->state = S_CMD;
-        read_on(s);
         return;
     }
     resume_reading(s);
 }
 
+/* Run a phase's filters.  Reading stops only if one of them is pending. */
 static void run_filters(struct session *s, enum filter_phase phase, filter_done_fn done)
 {
-    stop_reading(s, S_WAIT);
+    s->state = S_WAIT;
     s->in_filter_call = 1;
     s->frun = filter_run(s->srv->filters, phase, &s->txn, done, s);
     s->in_filter_call = 0;
+    if (s->state == S_WAIT && s->frun)
+        bufferevent_disable(s->bev, EV_READ);
 }
 
 /* ------------------------------------------------------------ transaction */
@@ -626,14 +630,24 @@ static void commit_done(void *arg, int err)
     free(c);
 }
 
+/* The commit could not even start: answer, and go on reading commands
+ * (unless that answer hit the error limit and the session is closing). */
+static void commit_not_started(struct session *s, int code, const char *enh, const char *text)
+{
+    txn_reset(s);
+    reply_error(s, code, enh, text);
+    if (s->state == S_CLOSING)
+        return;
+    s->state = S_WAIT;
+    read_on(s);
+    filter_finished(s);
+}
+
 static void eom_commit(struct session *s)
 {
     struct commit_ctx *c = calloc(1, sizeof *c);
     if (!c) {
-        txn_reset(s);
-        reply_error(s, 451, "4.3.0", "Error: out of memory");
-        s->state = S_WAIT;
-        filter_finished(s);
+        commit_not_started(s, 451, "4.3.0", "Error: out of memory");
         return;
     }
     c->srv = s->srv;
@@ -646,10 +660,7 @@ static void eom_commit(struct session *s)
         log_err("cannot commit a queue file: %s", strerror(errno));
         env_clear(&c->env);
         free(c);
-        txn_reset(s);
-        reply_error(s, 452, "4.3.1", "Error: insufficient system storage");
-        s->state = S_WAIT;
-        filter_finished(s);
+        commit_not_started(s, 452, "4.3.1", "Error: insufficient system storage");
     }
 }
 
@@ -936,6 +947,8 @@ int smtp_session_start(struct smtp_server *srv, struct bufferevent *bev, enum sm
     bufferevent_enable(bev, EV_WRITE);
     txn_view(s);
     run_filters(s, FILTER_CONNECT, connect_done);
+    if (s->state == S_CMD)
+        read_on(s);
     /* a local client may have sent commands along with its first line */
     if (s->state == S_CMD && evbuffer_get_length(bufferevent_get_input(bev)) > 0)
         process_input(s);
