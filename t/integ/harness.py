@@ -93,7 +93,8 @@ class Hatod:
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen([HATOD, "-f", self.conf_path, "-d"],
                                      stdout=self.logf, stderr=self.logf)
-        if wait and not wait_for(self.listening, 10):
+        # the port is bound before queue recovery: wait for the start line too
+        if wait and not wait_for(lambda: self.listening() and "hatod started" in self.log(), 15):
             raise RuntimeError("hatod did not start:\n" + self.log())
         return self
 

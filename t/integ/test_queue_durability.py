@@ -244,7 +244,7 @@ class FullDisk(HatodTestCase):
         for sub in ("cur", "new", "tmp"):
             os.makedirs(os.path.join(h.state, "mail", "example.test", "bob", sub))
         filler = self.fs.fill()
-        # the queue file fits in what is left?  Free a little for the queue only.
+        # 64 KiB free: the queue file fits, the Maildir copy does not
         with open(filler, "r+b") as f:
             f.truncate(os.path.getsize(filler) - 64 * 1024)
         qid = send_ok(self, h, "a@remote.test", ["bob@example.test"],
