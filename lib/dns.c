@@ -4,13 +4,19 @@
  * Owns the query table that lets a caller cancel a query it no longer
  * wants; a cancelled query's callback never runs.
  */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <unbound.h>
 
 #include "lib/dns.h"
+#include "lib/fsutil.h"
 #include "lib/log.h"
 
 struct dns_query {
@@ -55,13 +61,80 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         log_warn("dns: ub_process: %s", ub_strerror(rc));
 }
 
+#define DNS_CONFIG_MAX (4 * 1024 * 1024)
+
+/* 1 if the first meaningful line of an unbound.conf is a clause header
+ * ("server:", "forward-zone:" ...), which libunbound requires. */
+static int starts_with_clause(const char *text)
+{
+    const char *p = text;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+            p++;
+        if (*p != '#')
+            break;
+        while (*p && *p != '\n')
+            p++;
+    }
+    const char *q = p;
+    while (isalnum((unsigned char)*q) || *q == '-')
+        q++;
+    if (q == p || *q != ':')
+        return 0;
+    for (q++; *q == ' ' || *q == '\t' || *q == '\r'; q++)
+        ;
+    return *q == '\n' || *q == '\0' || *q == '#';
+}
+
+/* libunbound reads options only inside a clause.  A resolver_config that
+ * starts directly with options (`local-zone: "." static`, as the tests and
+ * the demo write it) is handed over with "server:" in front, through a
+ * memfd; *tmpfd is that memfd (to close after), or -1 when the file is
+ * used as it is.  The path to give libunbound goes to buf. */
+static int config_path(const char *conf, char *buf, size_t len, int *tmpfd,
+                       char *err, size_t errlen)
+{
+    char *text;
+    size_t n;
+    *tmpfd = -1;
+    if (fs_read_file(conf, DNS_CONFIG_MAX, &text, &n) < 0) {
+        snprintf(err, errlen, "resolver_config %s: %s", conf, strerror(errno));
+        return -1;
+    }
+    if (starts_with_clause(text)) {
+        free(text);
+        snprintf(buf, len, "%s", conf);
+        return 0;
+    }
+    int fd = memfd_create("hato-resolver-config", MFD_CLOEXEC);
+    if (fd < 0 || fs_write_all(fd, "server:\n", 8) < 0 || fs_write_all(fd, text, n) < 0) {
+        snprintf(err, errlen, "resolver_config %s: %s", conf, strerror(errno));
+        free(text);
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    free(text);
+    *tmpfd = fd;
+    snprintf(buf, len, "/proc/self/fd/%d", fd);
+    return 0;
+}
+
 static int configure(struct ub_ctx *ctx, const char *conf, char *err, size_t errlen)
 {
     int rc;
     if (conf && *conf) {
-        rc = ub_ctx_config(ctx, conf);
+        char path[4200];
+        int tmpfd;
+        if (config_path(conf, path, sizeof path, &tmpfd, err, errlen) < 0)
+            return -1;
+        rc = ub_ctx_config(ctx, path);
+        if (tmpfd >= 0)
+            close(tmpfd);
         if (rc != 0) {
-            snprintf(err, errlen, "resolver_config %s: %s", conf, ub_strerror(rc));
+            snprintf(err, errlen, "resolver_config %s: %s%s", conf, ub_strerror(rc),
+                     tmpfd >= 0 ? " (read with a \"server:\" line added in front, so"
+                                  " libunbound's line numbers are one higher)" : "");
             return -1;
         }
     } else {

@@ -35,6 +35,8 @@
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static enum log_dest log_where = LOG_DEST_STDERR;
 static int log_fd = STDERR_FILENO;            /* stderr or the file */
+static int log_tee;                           /* a file log also goes to stderr */
+static long log_pid;                          /* cached: one getpid() per process */
 static char log_path[PATH_MAX];               /* LOG_DEST_FILE: for log_reopen */
 static char log_ident[LOG_IDENT_MAX] = LOG_PROGRAM;
 static atomic_int log_debug_on;
@@ -105,6 +107,19 @@ void log_reopen(void)
         log_warn("cannot reopen log file %s: %s", log_path, strerror(err));
 }
 
+void log_tee_stderr(int on)
+{
+    pthread_mutex_lock(&log_mu);
+    log_tee = on;
+    pthread_mutex_unlock(&log_mu);
+}
+
+/* After fork(): the child logs with its own pid. */
+void log_forget_pid(void)
+{
+    log_pid = 0;
+}
+
 void log_set_debug(int on)
 {
     atomic_store(&log_debug_on, on ? 1 : 0);
@@ -150,14 +165,20 @@ static void log_emit(int prio, const char *level, const char *fmt, va_list ap)
         syslog(prio, "%s%s", level, msg);
     } else {
         log_stamp(stamp, sizeof(stamp));
+        if (!log_pid)
+            log_pid = (long)getpid();
         n = snprintf(line, sizeof(line), "%s %s[%ld]: %s%s\n", stamp, LOG_PROGRAM,
-                     (long)getpid(), level, msg);
+                     log_pid, level, msg);
         if (n > 0 && (size_t)n >= sizeof(line)) {
             n = (int)sizeof(line) - 1;
             line[n - 1] = '\n';
         }
         if (n > 0 && write(log_fd, line, (size_t)n) < 0) {
             /* Nowhere left to report it. */
+        }
+        if (n > 0 && log_tee && log_fd != STDERR_FILENO &&
+            write(STDERR_FILENO, line, (size_t)n) < 0) {
+            /* likewise */
         }
     }
     pthread_mutex_unlock(&log_mu);

@@ -16,6 +16,10 @@ int log_open(enum log_dest dest, const char *arg);
 /* Re-open a log file (after SIGHUP / rotation).  No-op for other dests. */
 void log_reopen(void);
 void log_set_debug(int on);
+/* With a file log, also copy every line to stderr (hatod -d with log_file). */
+void log_tee_stderr(int on);
+/* Call in a child after fork() so lines carry the child's pid. */
+void log_forget_pid(void);
 
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

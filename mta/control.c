@@ -108,7 +108,8 @@ static void queue_list(struct ctl_conn *cc, int json)
     char *text = NULL;
     size_t len = 0;
     sched_foreach(cc->c->d->sched, collect, &acc);
-    qsort(acc.items, acc.n, sizeof *acc.items, by_id);
+    if (acc.n > 1)
+        qsort(acc.items, acc.n, sizeof *acc.items, by_id);
     FILE *f = open_memstream(&text, &len);
     if (!f) {
         free(acc.items);

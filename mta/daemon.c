@@ -179,12 +179,15 @@ static struct iplist *make_relay(const struct hato_config *c, char *err, size_t 
 static int open_log(struct hatod *d)
 {
     int rc;
-    if (d->foreground)
-        rc = log_open(LOG_DEST_STDERR, NULL);
-    else if (d->cfg.log_file[0])
+    log_forget_pid();                  /* after detach() this is the daemon */
+    if (d->cfg.log_file[0]) {
         rc = log_open(LOG_DEST_FILE, d->cfg.log_file);
-    else
+        log_tee_stderr(d->foreground);   /* -d: stderr as well as the file */
+    } else if (d->foreground) {
+        rc = log_open(LOG_DEST_STDERR, NULL);
+    } else {
         rc = log_open(LOG_DEST_SYSLOG, "hatod");
+    }
     if (rc < 0)
         fprintf(stderr, "hatod: cannot open the log: %s\n", strerror(errno));
     return rc;

@@ -13,6 +13,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -137,6 +138,10 @@ static int write_all(int fd, const void *data, size_t len)
 
 /* ---- unique names ---------------------------------------------------- */
 
+static char maildir_host[MAILDIR_HOST_MAX];   /* escaped, set once */
+static long maildir_pid;
+static pthread_once_t maildir_once = PTHREAD_ONCE_INIT;
+
 /* gethostname() with '/' → \057 and ':' → \072 (Maildir spec). */
 static void host_escaped(char *out, size_t len)
 {
@@ -158,18 +163,25 @@ static void host_escaped(char *out, size_t len)
     out[o] = '\0';
 }
 
+/* The host and pid parts of names: a process writes into Maildirs only
+ * after its last fork, and the host name does not change under it. */
+static void name_parts_init(void)
+{
+    host_escaped(maildir_host, sizeof(maildir_host));
+    maildir_pid = (long)getpid();
+}
+
 static int unique_name(char *buf, size_t len, long long size)
 {
-    char host[MAILDIR_HOST_MAX];
     struct timeval tv;
     unsigned long q = atomic_fetch_add(&maildir_counter, 1) + 1;
     int r;
 
     if (gettimeofday(&tv, NULL) != 0)
         return -1;
-    host_escaped(host, sizeof(host));
+    pthread_once(&maildir_once, name_parts_init);
     r = snprintf(buf, len, "%lld.M%ldP%ldQ%lu.%s,S=%lld", (long long)tv.tv_sec,
-                 (long)tv.tv_usec, (long)getpid(), q, host, size);
+                 (long)tv.tv_usec, maildir_pid, q, maildir_host, size);
     if (r < 0 || (size_t)r >= len) {
         errno = ENAMETOOLONG;
         return -1;

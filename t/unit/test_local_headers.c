@@ -32,7 +32,8 @@ int main(void)
     int n = local_headers_format(ALL, "bob@example.test", "0123456789ABCDEF", "mx.example.test",
                                  0, buf, sizeof buf);
     ok(n > 0 && (size_t)n == strlen(buf), "format returns the length");
-    ok(strstr(buf, "Date: Thu, 1 Jan 1970 00:00:00 +0000\r\n") != NULL, "Date line (%s)", buf);
+    ok(strstr(buf, "Date: Thu, ") != NULL && strstr(buf, "1 Jan 1970 00:00:00 +0000\r\n") != NULL,
+       "Date line (%s)", buf);
     ok(strstr(buf, "Message-ID: <0123456789ABCDEF@mx.example.test>\r\n") != NULL, "Message-ID line");
     ok(strstr(buf, "From: <bob@example.test>\r\n") != NULL, "From line");
     n = local_headers_format(LH_FROM, "", "Q", "mx.example.test", 0, buf, sizeof buf);
