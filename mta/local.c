@@ -26,6 +26,7 @@
 
 #define LOCAL_BATCH_MAX    256     /* deliveries per pool job */
 #define LOCAL_JOBS_MAX     2       /* batch jobs in flight at once */
+#define LOCAL_SYNCFS_MIN   4       /* batches this big flush with syncfs */
 
 struct local_item {                /* one recipient of one delivery */
     char mailbox[PATH_MAX];
@@ -48,6 +49,7 @@ struct local_job {
     struct local_agent *la;
     struct local_dl *dls;
     int syncfs_fd;
+    int whole_fs;                /* one syncfs for the batch, not an fsync per file */
 };
 
 struct local_agent {
@@ -114,7 +116,7 @@ static void write_all_tmp(struct local_job *j)
 
 static void sync_tmp(struct local_job *j)
 {
-    int batch = j->la->batch;
+    int batch = j->whole_fs;
     int ok = 1;
     if (batch && j->syncfs_fd >= 0)
         ok = syncfs(j->syncfs_fd) == 0;
@@ -142,7 +144,7 @@ static void finish_all(struct local_job *j)
                 set_result(it->res, e.temporary ? RCPT_PENDING : RCPT_BOUNCED, e.dsn, e.text);
                 continue;
             }
-            if (!j->la->batch) {
+            if (!j->whole_fs) {
                 char newdir[PATH_MAX];
                 snprintf(newdir, sizeof newdir, "%s/new", it->mailbox);
                 if (fs_fsync_dir(newdir) < 0) {
@@ -156,12 +158,17 @@ static void finish_all(struct local_job *j)
 static void job_run(void *arg)
 {
     struct local_job *j = arg;
+    size_t items = 0;
+    for (struct local_dl *d = j->dls; d; d = d->next)
+        items += d->nitems;
+    /* like queue commits: syncfs pays off only for a batch of some size */
+    j->whole_fs = j->la->batch && items >= LOCAL_SYNCFS_MIN;
     j->syncfs_fd = -1;
     write_all_tmp(j);
     sync_tmp(j);
     finish_all(j);
     int dirs_ok = 1;
-    if (j->la->batch && j->syncfs_fd >= 0)
+    if (j->whole_fs && j->syncfs_fd >= 0)
         dirs_ok = syncfs(j->syncfs_fd) == 0;
     for (struct local_dl *d = j->dls; d; d = d->next)
         for (size_t i = 0; i < d->nitems; i++) {

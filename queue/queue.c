@@ -18,8 +18,15 @@
 #include "lib/log.h"
 #include "lib/work.h"
 #include "queue/queue.h"
+#include "queue/spare.h"
 
 #define QUEUE_ENV_MAX (64 * 1024 * 1024)   /* a 100k-recipient envelope fits */
+#define QUEUE_SPARES  8192                 /* spent files kept for reuse */
+#define BATCH_MAX     1024                 /* commits in one group batch */
+#define QUEUE_SYNCFS_MIN 4                 /* batches this big flush with syncfs */
+#ifndef QUEUE_BATCHES
+#define QUEUE_BATCHES 2                    /* group-commit batches on the disk at once */
+#endif
 
 struct commit_item {
     struct queue *q;
@@ -38,11 +45,13 @@ struct commit_item {
 struct queue {
     char dir[PATH_MAX];
     char tmp[PATH_MAX], msg[PATH_MAX], env[PATH_MAX], hold[PATH_MAX], corrupt[PATH_MAX];
+    char spare_dir[PATH_MAX];
+    struct spares *spares;  /* queue/free: files reused instead of new inodes */
     int dirfd;              /* for syncfs */
     struct work_pool *pool;
     int group_commit;
     struct commit_item *waiting, *waiting_tail;   /* loop only */
-    int batch_in_flight;                          /* loop only */
+    int batches;                                  /* group batches on the disk; loop only */
 };
 
 struct queue_op {
@@ -76,7 +85,8 @@ struct queue *queue_open(const char *state_dir, struct work_pool *pool, int grou
     path_in(q->dir, "env", "", q->env, sizeof q->env);
     path_in(q->dir, "hold", "", q->hold, sizeof q->hold);
     path_in(q->dir, "corrupt", "", q->corrupt, sizeof q->corrupt);
-    const char *dirs[] = { q->tmp, q->msg, q->env, q->hold, q->corrupt };
+    path_in(q->dir, "free", "", q->spare_dir, sizeof q->spare_dir);
+    const char *dirs[] = { q->tmp, q->msg, q->env, q->hold, q->corrupt, q->spare_dir };
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         if (fs_mkdirs(dirs[i], 0700) < 0) {
             snprintf(err, errlen, "%s: %s", dirs[i], strerror(errno));
@@ -90,6 +100,13 @@ struct queue *queue_open(const char *state_dir, struct work_pool *pool, int grou
         free(q);
         return NULL;
     }
+    q->spares = spares_open(q->spare_dir, QUEUE_SPARES);
+    if (!q->spares) {
+        snprintf(err, errlen, "out of memory");
+        close(q->dirfd);
+        free(q);
+        return NULL;
+    }
     return q;
 }
 
@@ -98,6 +115,7 @@ void queue_close(struct queue *q)
     if (!q)
         return;
     close(q->dirfd);
+    spares_close(q->spares);
     free(q);
 }
 
@@ -119,7 +137,9 @@ int queue_writer_open(struct queue *q, struct queue_writer *w)
     for (int tries = 0; tries < 10; tries++) {
         qid_new(w->id);
         path_in(q->tmp, w->id, "", path, sizeof path);
-        w->fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+        w->fd = spares_take(q->spares, path);
+        if (w->fd < 0 && errno != EEXIST)
+            w->fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
         if (w->fd >= 0) {
             w->size = 0;
             w->err = 0;
@@ -161,7 +181,9 @@ static int write_env_tmp(struct commit_item *it, int *envfd)
 {
     char path[PATH_MAX];
     path_in(it->q->tmp, it->id, ".env", path, sizeof path);
-    *envfd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+    *envfd = spares_take(it->q->spares, path);
+    if (*envfd < 0)
+        *envfd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
     if (*envfd < 0)
         return -1;
     return fs_write_all(*envfd, it->envbuf, it->envlen);
@@ -218,27 +240,32 @@ static void commit_batch_run(void *arg)
 {
     struct commit_item *batch = arg;
     struct queue *q = batch->q;
-    int envfds[1024];
+    int envfds[BATCH_MAX];
     int n = 0;
+    for (struct commit_item *it = batch; it; it = it->next)
+        n++;
+    /* A big batch is cheaper with one syncfs than with a flush per file; a
+     * small one (a lone session) the other way round. */
+    int whole_fs = n >= QUEUE_SYNCFS_MIN;
+    n = 0;
     for (struct commit_item *it = batch; it; it = it->next, n++) {
         int fd = -1;
         if (it->content && write_content_tmp(it) < 0)
             fail_item(it);
         if (!it->err && write_env_tmp(it, &fd) < 0)
             fail_item(it);
-        if (!it->err && !q->group_commit &&
-            (fdatasync(it->fd) < 0 || fdatasync(fd) < 0))
+        if (!it->err && !whole_fs && (fdatasync(it->fd) < 0 || fdatasync(fd) < 0))
             fail_item(it);
         envfds[n] = fd;
     }
-    if (q->group_commit && syncfs(q->dirfd) < 0)
+    if (whole_fs && syncfs(q->dirfd) < 0)
         for (struct commit_item *it = batch; it; it = it->next)
             fail_item(it);
     for (struct commit_item *it = batch; it; it = it->next)
         if (!it->err && rename_into(it) < 0)
             fail_item(it);
-    int dirs_ok = q->group_commit ? syncfs(q->dirfd) == 0
-                                  : fs_fsync_dir(q->msg) == 0 && fs_fsync_dir(q->env) == 0;
+    int dirs_ok = whole_fs ? syncfs(q->dirfd) == 0
+                           : fs_fsync_dir(q->msg) == 0 && fs_fsync_dir(q->env) == 0;
     n = 0;
     for (struct commit_item *it = batch; it; it = it->next, n++) {
         if (!dirs_ok)
@@ -274,16 +301,14 @@ static void commit_batch_done(void *arg)
         it = next;
     }
     if (q->group_commit) {
-        q->batch_in_flight = 0;
+        q->batches--;
         start_batch(q);
     }
 }
 
-#define BATCH_MAX 1024
-
 static void start_batch(struct queue *q)
 {
-    while (q->waiting && !(q->group_commit && q->batch_in_flight)) {
+    while (q->waiting && !(q->group_commit && q->batches >= QUEUE_BATCHES)) {
         struct commit_item *head = q->waiting, *it = head;
         int n = 1;
         size_t limit = q->group_commit ? BATCH_MAX : 1;
@@ -307,7 +332,7 @@ static void start_batch(struct queue *q)
             continue;
         }
         if (q->group_commit)
-            q->batch_in_flight = 1;
+            q->batches++;
     }
 }
 
@@ -427,15 +452,26 @@ static void update_run(void *arg)
         op->err = errno ? errno : EIO;
 }
 
+/* Recycle a spent file into the pool, or unlink it. */
+static int retire(struct queue *q, const char *path)
+{
+    if (spares_put(q->spares, path) == 0)
+        return 0;
+    if (unlink(path) < 0 && errno != ENOENT)
+        return -1;
+    return 0;
+}
+
+/* The envelope goes first: a content file without one is removed at start. */
 static void remove_run(void *arg)
 {
     struct queue_op *op = arg;
     char path[PATH_MAX];
     path_in(op->q->env, op->id, "", path, sizeof path);
-    if (unlink(path) < 0 && errno != ENOENT)
+    if (retire(op->q, path) < 0)
         op->err = errno;
     path_in(op->q->msg, op->id, "", path, sizeof path);
-    if (unlink(path) < 0 && errno != ENOENT && !op->err)
+    if (retire(op->q, path) < 0 && !op->err)
         op->err = errno;
 }
 

@@ -1,7 +1,7 @@
 /*
  * queue/queue.h — the queue on disk (state_directory/queue/): tmp/ (being
  * received), msg/ID (content, immutable once committed), env/ID (envelope,
- * replaced via tmp + rename), hold/, corrupt/.
+ * replaced via tmp + rename), hold/, corrupt/, free/ (empty spare files).
  *
  * Commit (DESIGN.md): content written → made durable → renamed into msg/;
  * envelope written → durable → renamed into env/; directories durable; only
@@ -65,7 +65,8 @@ int queue_inject(struct queue *q, const char *content, size_t len, struct envelo
 /* Rewrite env/ID (tmp + fsync + rename + fsync dir) in the pool. */
 typedef void (*queue_done_cb)(void *arg, int err);
 int queue_update(struct queue *q, const struct envelope *env, queue_done_cb cb, void *arg);
-/* Remove env/ID then msg/ID in the pool. */
+/* Remove env/ID then msg/ID in the pool (recycled into queue/free/ as
+ * empty spares for the next messages, see queue/spare.h). */
 int queue_remove(struct queue *q, const char *id, queue_done_cb cb, void *arg);
 
 /* Start-up recovery (blocking: call before serving).  Empties tmp/, moves
