@@ -430,9 +430,10 @@ int daemon_start(struct hatod *d)
         return -1;
     }
     warn_unavailable(&d->cfg);
-    d->listeners = listeners_open(d);
-    d->control = d->listeners ? control_open(d) : NULL;
-    if (!d->control || drop_privileges(d, gid) < 0)
+    /* the control socket first: once SMTP answers, local submission works too */
+    d->control = control_open(d);
+    d->listeners = d->control ? listeners_open(d) : NULL;
+    if (!d->listeners || drop_privileges(d, gid) < 0)
         return -1;
     if (start_queue(d) < 0 || start_smtp(d) < 0 || start_signals(d) < 0)
         return -1;

@@ -26,7 +26,9 @@
 
 #define LOCAL_BATCH_MAX    256     /* deliveries per pool job */
 #define LOCAL_JOBS_MAX     2       /* batch jobs in flight at once */
+#ifndef LOCAL_SYNCFS_MIN
 #define LOCAL_SYNCFS_MIN   4       /* batches this big flush with syncfs */
+#endif
 
 struct local_item {                /* one recipient of one delivery */
     char mailbox[PATH_MAX];

@@ -58,7 +58,7 @@ struct pickup {
     struct event *timer;
     int running;
     int inflight;                /* commits not yet durable */
-    int more;                    /* the last scan stopped at PICKUP_BATCH */
+    int more;                    /* scan again when this one is done */
     int failed;                  /* files of the last scan not queued */
 };
 
@@ -286,14 +286,19 @@ static void scan_done(void *arg)
     }
     free(j);
     p->running = 0;
-    p->more = full >= PICKUP_BATCH;          /* more files wait */
+    if (full >= PICKUP_BATCH)
+        p->more = 1;                         /* more files wait */
     scan_more(p);
 }
 
 void pickup_scan(struct pickup *p)
 {
-    if (!p || p->running || p->inflight > 0)
-        return;          /* a file still being committed must not be read twice */
+    if (!p)
+        return;
+    if (p->running || p->inflight > 0) {
+        p->more = 1;     /* after this scan: a file being committed must not be read twice */
+        return;
+    }
     p->failed = 0;
     struct pickup_job *j = calloc(1, sizeof *j);
     if (!j)

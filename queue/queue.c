@@ -23,7 +23,9 @@
 #define QUEUE_ENV_MAX (64 * 1024 * 1024)   /* a 100k-recipient envelope fits */
 #define QUEUE_SPARES  8192                 /* spent files kept for reuse */
 #define BATCH_MAX     1024                 /* commits in one group batch */
+#ifndef QUEUE_SYNCFS_MIN
 #define QUEUE_SYNCFS_MIN 4                 /* batches this big flush with syncfs */
+#endif
 #ifndef QUEUE_BATCHES
 #define QUEUE_BATCHES 2                    /* group-commit batches on the disk at once */
 #endif
