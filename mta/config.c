@@ -57,7 +57,7 @@ static const struct conf_def schema[] = {
     { "anvil_rate_time_unit", CT_TIME, "60s", NULL },
     { "smtpd_timeout", CT_TIME, "300s", NULL },
     { "smtpd_pipelining_limit", CT_INT, "100", NULL },
-    { "smtpd_forbid_bare_newline", CT_CHOICE, "normalize", "normalize,yes" },
+    { "smtpd_forbid_bare_newline", CT_CHOICE, "normalize", "normalize,yes,no" },
     { "smtp_client_port", CT_INT, "25", NULL },
     { "minimal_backoff_time", CT_TIME, "300s", NULL },
     { "maximal_backoff_time", CT_TIME, "4000s", NULL },
@@ -178,7 +178,10 @@ static void fill(struct hato_config *c)
     c->anvil_rate_time_unit = num(c, "anvil_rate_time_unit");
     c->smtpd_timeout = num(c, "smtpd_timeout");
     c->smtpd_pipelining_limit = num(c, "smtpd_pipelining_limit");
-    c->smtpd_forbid_bare_newline = (enum bare_lf_policy)num(c, "smtpd_forbid_bare_newline");
+    /* "no" (Postfix's old behaviour) is served as normalize: bare LF is
+     * accepted as a line end, and it still never ends the data */
+    c->smtpd_forbid_bare_newline = num(c, "smtpd_forbid_bare_newline") == 1 ? BARE_LF_REJECT
+                                                                            : BARE_LF_NORMALIZE;
     c->smtp_client_port = num(c, "smtp_client_port");
     c->minimal_backoff_time = num(c, "minimal_backoff_time");
     c->maximal_backoff_time = num(c, "maximal_backoff_time");

@@ -215,6 +215,11 @@ class BareLFNormalize(SMTPCase):
         self.expect(r, b"MAIL FROM:<a@remote.test>\n", 250, "2.1.0")
 
 
+class BareLFPostfixNo(BareLFNormalize):
+    """Postfix's `no` is accepted in hato.conf and served as normalize."""
+    CONF = {"smtpd_forbid_bare_newline": "no"}
+
+
 class BareLFReject(SMTPCase):
     CONF = {"smtpd_forbid_bare_newline": "yes"}
 
