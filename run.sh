@@ -13,12 +13,12 @@ if [ -n "$missing" ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq && apt-get install -y -qq $missing >/dev/null
 fi
-[ -x configure ] || autoreconf -fi >/dev/null
-mkdir -p build
-( cd build && { [ -f Makefile ] || ../configure -q; } && make -s -j2 )
-
 RUN="$ROOT/run"
-mkdir -p "$RUN"
+mkdir -p "$RUN" build
+echo "building (log: run/build.log) ..."
+{ { [ -x configure ] || autoreconf -fi; } &&
+  ( cd build && { [ -f Makefile ] || ../configure -q; } && make -s -j2 ); } >"$RUN/build.log" 2>&1 \
+    || { tail -30 "$RUN/build.log"; echo "build failed"; exit 1; }
 if [ ! -f "$RUN/hato.conf" ]; then
     cat > "$RUN/hato.conf" <<CONF
 # demo configuration written by run.sh
