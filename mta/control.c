@@ -31,9 +31,12 @@
 
 #define CONTROL_TIMEOUT 30
 
+struct ctl_conn;
+
 struct control {
     struct hatod *d;
     struct evconnlistener *ev;
+    struct ctl_conn *waiting;    /* RELOAD callers waiting for their reload */
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
@@ -41,6 +44,8 @@ struct ctl_conn {
     struct control *c;
     struct bufferevent *bev;
     uid_t uid;
+    unsigned long reload_gen;    /* waiting for this reload; 0 = not waiting */
+    struct ctl_conn *next;
 };
 
 struct list_acc {
@@ -50,6 +55,11 @@ struct list_acc {
 
 static void conn_free(struct ctl_conn *cc)
 {
+    for (struct ctl_conn **pp = &cc->c->waiting; *pp; pp = &(*pp)->next)
+        if (*pp == cc) {
+            *pp = cc->next;
+            break;
+        }
     bufferevent_free(cc->bev);
     free(cc);
 }
@@ -134,7 +144,6 @@ static int may_reload(const struct ctl_conn *cc)
 static void run_command(struct ctl_conn *cc, const char *line)
 {
     struct hatod *d = cc->c->d;
-    char err[512];
     if (!strcasecmp(line, "SMTP")) {
         struct bufferevent *bev = cc->bev;
         uid_t uid = cc->uid;
@@ -143,12 +152,18 @@ static void run_command(struct ctl_conn *cc, const char *line)
         return;
     }
     if (!strcasecmp(line, "RELOAD")) {
-        if (!may_reload(cc))
+        if (!may_reload(cc)) {
             answer(cc, "ERR permission denied\n");
-        else if (daemon_reload(d, err, sizeof err) < 0)
-            answer(cc, "ERR %s\n", err);
-        else
-            answer(cc, "OK\n");
+            return;
+        }
+        cc->reload_gen = daemon_reload(d);
+        if (!cc->reload_gen) {
+            answer(cc, "ERR cannot reload now\n");
+            return;
+        }
+        bufferevent_disable(cc->bev, EV_READ);     /* answered by control_reloaded */
+        cc->next = cc->c->waiting;
+        cc->c->waiting = cc;
         return;
     }
     if (!strcasecmp(line, "QUEUE LIST") || !strcasecmp(line, "QUEUE LIST JSON")) {
@@ -233,6 +248,26 @@ struct control *control_open(struct hatod *d)
         (d->run_uid != getuid() && chown(c->path, d->run_uid, (gid_t)-1) < 0))
         log_warn("%s: cannot set the owner or mode: %s", c->path, strerror(errno));
     return c;
+}
+
+void control_reloaded(struct control *c, unsigned long gen, int ok, const char *err)
+{
+    if (!c)
+        return;
+    struct ctl_conn **pp = &c->waiting;
+    while (*pp) {
+        struct ctl_conn *cc = *pp;
+        if (cc->reload_gen > gen) {
+            pp = &cc->next;
+            continue;
+        }
+        *pp = cc->next;
+        cc->next = NULL;
+        if (ok)
+            answer(cc, "OK\n");
+        else
+            answer(cc, "ERR %s\n", err);
+    }
 }
 
 void control_disable(struct control *c)

@@ -27,6 +27,9 @@ struct control;
 struct control *control_open(struct hatod *d);
 /* Stop accepting (shutdown). */
 void control_disable(struct control *c);
+/* Reload number `gen` has ended: answer every RELOAD caller that waited for
+ * it or an earlier one ("OK", or "ERR reason"). */
+void control_reloaded(struct control *c, unsigned long gen, int ok, const char *err);
 void control_free(struct control *c);
 
 #endif

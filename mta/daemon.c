@@ -368,9 +368,7 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
 
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
-    char err[1024];
-    if (daemon_reload(arg, err, sizeof err) < 0)
-        log_err("reload failed, old configuration kept: %s", err);
+    daemon_reload(arg);
 }
 
 /* SIGHUP/SIGTERM/SIGINT are held from the start of daemon_start() until
@@ -464,59 +462,127 @@ static int same_list(char **a, size_t na, char **b, size_t nb)
     return 1;
 }
 
-int daemon_reload(struct hatod *d, char *err, size_t errlen)
-{
+/* A reload: everything is read and checked in the pool (a 100k-line users
+ * file must not stall the loop); the swap happens on the loop. */
+struct reload_job {
+    struct hatod *d;
+    unsigned long gen;
     struct hato_config nc;
-    if (config_load(d->config_path, &nc, err, errlen) < 0)
-        return -1;
+    struct tables *nt;
+    struct iplist *nr;
+    struct filter_chain *nf;
+    int loaded;
+    char err[1024];
+};
+
+static void reload_load(void *arg)
+{
+    struct reload_job *j = arg;
+    if (config_load(j->d->config_path, &j->nc, j->err, sizeof j->err) < 0)
+        return;
+    j->nt = tables_load(&j->nc, j->err, sizeof j->err);
+    j->nr = j->nt ? make_relay(&j->nc, j->err, sizeof j->err) : NULL;
+    j->nf = j->nr ? make_filters(j->nr) : NULL;
+    if (!j->nf) {
+        if (!j->err[0])
+            snprintf(j->err, sizeof j->err, "out of memory");
+        return;
+    }
+    j->loaded = 1;
+}
+
+static void reload_discard(struct reload_job *j)
+{
+    filter_chain_free(j->nf);
+    iplist_free(j->nr);
+    tables_free(j->nt);
+    if (j->nc.conf)
+        config_free(&j->nc);
+}
+
+/* Put the new configuration in force; the old one is freed.  0 or -1. */
+static int reload_apply(struct hatod *d, struct reload_job *j)
+{
+    struct hato_config *nc = &j->nc;
     /* The queue, the mailboxes, the maildrop and the control socket live
      * there and are open: a reload cannot move them. */
-    if (strcmp(nc.state_directory, d->cfg.state_directory) != 0) {
-        snprintf(err, errlen, "%s: state_directory cannot change on reload (%s -> %s); "
-                 "restart hatod", d->cfg.path, d->cfg.state_directory, nc.state_directory);
-        config_free(&nc);
+    if (strcmp(nc->state_directory, d->cfg.state_directory) != 0) {
+        snprintf(j->err, sizeof j->err, "%s: state_directory cannot change on reload "
+                 "(%s -> %s); restart hatod", d->cfg.path, d->cfg.state_directory,
+                 nc->state_directory);
         return -1;
     }
-    struct tables *nt = tables_load(&nc, err, errlen);
-    struct iplist *nr = nt ? make_relay(&nc, err, errlen) : NULL;
-    struct filter_chain *nf = nr ? make_filters(nr) : NULL;
-    if (!nf) {
-        iplist_free(nr);
-        tables_free(nt);
-        config_free(&nc);
-        if (!err[0])
-            snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    if (!same_list(nc.smtp_listen, nc.nsmtp_listen, d->cfg.smtp_listen, d->cfg.nsmtp_listen) ||
-        !same_list(nc.submission_listen, nc.nsubmission_listen, d->cfg.submission_listen,
+    if (!same_list(nc->smtp_listen, nc->nsmtp_listen, d->cfg.smtp_listen, d->cfg.nsmtp_listen) ||
+        !same_list(nc->submission_listen, nc->nsubmission_listen, d->cfg.submission_listen,
                    d->cfg.nsubmission_listen))
         log_warn("listen addresses changed: restart hatod to apply them");
     struct hato_config old = d->cfg;
     struct tables *ot = d->tables;
     struct iplist *orl = d->relay;
     struct filter_chain *of = d->filters;
-    d->cfg = nc;
+    d->cfg = *nc;
     d->cfg.path = conf_path(d->cfg.conf);
-    d->tables = nt;
-    d->relay = nr;
-    d->filters = nf;
+    d->tables = j->nt;
+    d->relay = j->nr;
+    d->filters = j->nf;
     struct smtp_server_params p;
     smtp_params(&d->cfg, &p);
     smtp_server_set_params(d->smtp, &p);
-    smtp_server_set_filters(d->smtp, nf);
+    smtp_server_set_filters(d->smtp, j->nf);
     long long retry[64];
     struct sched_config sc;
     sched_cfg(d, &sc, retry);
     sched_set_config(d->sched, &sc);
-    local_agent_set_tables(d->local, nt);
+    local_agent_set_tables(d->local, j->nt);
     filter_chain_free(of);
     iplist_free(orl);
     tables_free(ot);
     config_free(&old);
     log_reopen();
-    log_info("reloaded %s", d->cfg.path);
     return 0;
+}
+
+static void reload_done(void *arg)
+{
+    struct reload_job *j = arg;
+    struct hatod *d = j->d;
+    int ok = j->loaded && reload_apply(d, j) == 0;
+    if (ok)
+        log_info("reloaded %s", d->cfg.path);
+    else {
+        log_err("reload failed, old configuration kept: %s", j->err);
+        reload_discard(j);
+    }
+    d->reloading = 0;
+    control_reloaded(d->control, j->gen, ok, j->err);
+    free(j);
+    if (d->reload_again) {
+        d->reload_again = 0;
+        daemon_reload(d);
+    }
+}
+
+unsigned long daemon_reload(struct hatod *d)
+{
+    if (d->reloading) {
+        d->reload_again = 1;         /* the files may have changed since it read them */
+        return d->reload_gen + 1;
+    }
+    struct reload_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        log_err("reload: out of memory");
+        return 0;
+    }
+    j->d = d;
+    j->gen = d->reload_gen + 1;
+    if (work_submit(d->pool, reload_load, reload_done, j) < 0) {
+        log_err("reload: cannot start (shutting down)");
+        free(j);
+        return 0;
+    }
+    d->reload_gen = j->gen;
+    d->reloading = 1;
+    return j->gen;
 }
 
 /* ------------------------------------------------------------ teardown */

@@ -48,14 +48,20 @@ struct hatod {
     long long shutdown_deadline_us;
     uid_t run_uid;
     int stopping;
+    int reloading, reload_again;     /* a reload job is in the pool / wanted after it */
+    unsigned long reload_gen;        /* reloads started */
 };
 
 /* Everything up to the loop.  0, or -1 after logging why. */
 int daemon_start(struct hatod *d);
 /* Run until SIGTERM has finished; returns the exit code. */
 int daemon_run(struct hatod *d);
-/* SIGHUP work, also called by the control socket's RELOAD.  0 or -1. */
-int daemon_reload(struct hatod *d, char *err, size_t errlen);
+/* SIGHUP work, also the control socket's RELOAD: config, tables and relay
+ * list are read in the worker pool and put in force on the loop (or, on any
+ * error, logged and the old ones kept).  Returns the reload generation
+ * that will reflect the files as they are now (0 if no reload can start);
+ * its outcome is reported to control_reloaded(). */
+unsigned long daemon_reload(struct hatod *d);
 void daemon_free(struct hatod *d);
 /* Expand a recipient through the router into env (local mail submitted
  * through the maildrop): an unknown local user is added as already
