@@ -233,6 +233,14 @@ class BadConfig(unittest.TestCase):
         self.h.write_conf()
         self.check_refused("queue_group_commit")
 
+    def test_unreadable_config_file(self):
+        for path in (self.h.conf_path + ".missing", self.h.dir):   # absent; a directory
+            for flags in (["-n"], ["-d"]):
+                r = subprocess.run([HATOD, "-f", path] + flags, capture_output=True, timeout=30)
+                out = r.stdout + r.stderr
+                self.assertNotEqual(r.returncode, 0, out)
+                self.assertIn(path.encode(), out)
+
     def test_resolver_config_rejected_by_libunbound(self):
         with open(self.h.resolver_path, "w") as f:
             f.write("server:\n  bogus-option: yes\n")
