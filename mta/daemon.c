@@ -286,8 +286,7 @@ static int start_queue(struct hatod *d)
     }
     sched_cfg(d, &sc, retry);
     d->sched = sched_new(d->base, d->queue, d->pool, &sc);
-    d->local = local_agent_new(d->pool, d->cfg.state_directory, d->cfg.myhostname,
-                               (int)d->cfg.local_delivery_batch);
+    d->local = local_agent_new(d->pool, d->cfg.state_directory, (int)d->cfg.local_delivery_batch);
     if (!d->sched || !d->local)
         return -1;
     local_agent_set_tables(d->local, d->tables);

@@ -25,7 +25,9 @@
 #include "store/maildir.h"
 
 #define LOCAL_BATCH_MAX    256     /* deliveries per pool job */
+#ifndef LOCAL_JOBS_MAX
 #define LOCAL_JOBS_MAX     2       /* batch jobs in flight at once */
+#endif
 #ifndef LOCAL_SYNCFS_MIN
 #define LOCAL_SYNCFS_MIN   4       /* batches this big flush with syncfs */
 #endif
@@ -57,7 +59,6 @@ struct local_job {
 struct local_agent {
     struct work_pool *pool;
     char maildirs[PATH_MAX];       /* state_directory/mail */
-    char *myhostname;
     int batch;
     const struct tables *tables;
     struct local_dl *waiting, *waiting_tail;
@@ -320,8 +321,7 @@ void local_agent_deliver(void *ctx, struct sched_delivery *dl)
     start_jobs(la);
 }
 
-struct local_agent *local_agent_new(struct work_pool *pool, const char *state_dir,
-                                    const char *myhostname, int batch)
+struct local_agent *local_agent_new(struct work_pool *pool, const char *state_dir, int batch)
 {
     struct local_agent *la = calloc(1, sizeof *la);
     if (!la)
@@ -329,11 +329,6 @@ struct local_agent *local_agent_new(struct work_pool *pool, const char *state_di
     la->pool = pool;
     la->batch = batch;
     snprintf(la->maildirs, sizeof la->maildirs, "%s/mail", state_dir);
-    la->myhostname = strdup(myhostname);
-    if (!la->myhostname) {
-        free(la);
-        return NULL;
-    }
     return la;
 }
 
@@ -351,6 +346,5 @@ void local_agent_free(struct local_agent *la)
         la->waiting = d->next;
         dl_free(d);
     }
-    free(la->myhostname);
     free(la);
 }

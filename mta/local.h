@@ -13,8 +13,7 @@ struct sched_delivery;
 struct tables;
 struct local_agent;
 
-struct local_agent *local_agent_new(struct work_pool *pool, const char *state_dir,
-                                    const char *myhostname, int batch);
+struct local_agent *local_agent_new(struct work_pool *pool, const char *state_dir, int batch);
 /* The tables used to find mailboxes (swapped on reload; not owned). */
 void local_agent_set_tables(struct local_agent *la, const struct tables *t);
 /* The scheduler's deliver hook (ctx = the agent). */
