@@ -33,7 +33,7 @@
 #endif
 
 struct local_item {                /* one recipient of one delivery */
-    char mailbox[PATH_MAX];
+    char *mailbox;                 /* Maildir root (the tmp file borrows it) */
     long long quota;
     char *prefix;
     size_t prefix_len;
@@ -193,8 +193,10 @@ static void start_jobs(struct local_agent *la);
 
 static void dl_free(struct local_dl *d)
 {
-    for (size_t i = 0; i < d->nitems; i++)
+    for (size_t i = 0; i < d->nitems; i++) {
         free(d->items[i].prefix);
+        free(d->items[i].mailbox);
+    }
     free(d->items);
     free(d);
 }
@@ -253,13 +255,17 @@ static int find_mailbox(struct local_agent *la, const char *addr, struct local_i
     int found = -1;
     for (size_t i = 0; rr == ROUTE_OK && i < n; i++) {
         if (t[i].kind == ROUTE_LOCAL) {
-            snprintf(it->mailbox, sizeof it->mailbox, "%s/%s", la->maildirs, t[i].mailbox);
+            if (asprintf(&it->mailbox, "%s/%s", la->maildirs, t[i].mailbox) < 0) {
+                it->mailbox = NULL;
+                rr = ROUTE_ERROR;
+                break;
+            }
             it->quota = t[i].quota;
             found = 0;
             break;
         }
     }
-    if (rr == ROUTE_OK)
+    if (t)
         router_free_targets(t, n);
     if (found < 0) {
         if (rr == ROUTE_ERROR)
@@ -303,6 +309,8 @@ void local_agent_deliver(void *ctx, struct sched_delivery *dl)
             continue;
         if (make_prefix(it, dl->env->sender, addr) < 0) {
             set_result(it->res, RCPT_PENDING, "4.3.0", "out of memory");
+            free(it->mailbox);          /* the slot is reused by the next recipient */
+            it->mailbox = NULL;
             continue;
         }
         d->nitems++;

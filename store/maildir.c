@@ -599,19 +599,26 @@ static int check_quota(const char *dir, long long quota, long long size,
     return 0;
 }
 
+/* dir/SUB/name of a tmp file into buf.  0, or -1 (ENAMETOOLONG). */
+static int tmp_path(const struct maildir_tmp *t, const char *sub, char *buf, size_t len)
+{
+    int r = snprintf(buf, len, "%s/%s/%s", t->dir, sub, t->name);
+    if (r < 0 || (size_t)r >= len) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return 0;
+}
+
 static int make_paths(struct maildir_tmp *t, const char *dir, long long size)
 {
-    char name[NAME_MAX + 1];
-    int r1, r2, r3;
+    char path[PATH_MAX];
 
-    if (unique_name(name, sizeof(name), size) != 0)
+    t->dir = dir;
+    if (unique_name(t->name, sizeof(t->name), size) != 0)
         return -1;
-    r1 = snprintf(t->dir, sizeof(t->dir), "%s", dir);
-    r2 = snprintf(t->tmp_path, sizeof(t->tmp_path), "%s/tmp/%s", dir, name);
-    r3 = snprintf(t->new_path, sizeof(t->new_path), "%s/new/%s", dir, name);
-    if (r1 < 0 || r2 < 0 || r3 < 0 || (size_t)r1 >= sizeof(t->dir)
-        || (size_t)r2 >= sizeof(t->tmp_path) || (size_t)r3 >= sizeof(t->new_path)) {
-        errno = ENAMETOOLONG;
+    if (tmp_path(t, "tmp", path, sizeof(path)) != 0 || tmp_path(t, "new", path, sizeof(path)) != 0) {
+        t->name[0] = '\0';
         return -1;
     }
     return 0;
@@ -641,10 +648,12 @@ int maildir_begin(const char *dir, const char *prefix, size_t prefix_len,
         return -1;
     }
     t->quota = quota;
-    t->fd = open(t->tmp_path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC,
-                 MAILDIR_FILE_MODE);
+    char path[PATH_MAX];
+    if (tmp_path(t, "tmp", path, sizeof(path)) == 0)
+        t->fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, MAILDIR_FILE_MODE);
     if (t->fd < 0) {
         err_io(e, "create tmp file", errno);
+        t->name[0] = '\0';
         return -1;
     }
     if (prefix_len > 0 && write_all(t->fd, prefix, prefix_len) != 0) {
@@ -690,15 +699,21 @@ int maildir_finish(struct maildir_tmp *t, struct maildir_err *e)
     }
     /* ensure_maildir() only looks for tmp/: a Maildir that lost new/ (or
      * was made by hand with tmp/ alone) is repaired here, once. */
-    r = rename(t->tmp_path, t->new_path);
+    char from[PATH_MAX], to[PATH_MAX];
+    if (tmp_path(t, "tmp", from, sizeof(from)) != 0 || tmp_path(t, "new", to, sizeof(to)) != 0) {
+        err_io(e, "maildir name", errno);
+        maildir_abort(t);
+        return -1;
+    }
+    r = rename(from, to);
     if (r != 0 && errno == ENOENT && maildir_create(t->dir) == 0)
-        r = rename(t->tmp_path, t->new_path);
+        r = rename(from, to);
     if (r != 0) {
         err_io(e, "rename into new/", errno);
         maildir_abort(t);
         return -1;
     }
-    t->tmp_path[0] = '\0';
+    t->name[0] = '\0';
     size_file_add(t->dir, t->size, t->quota);
     return 0;
 }
@@ -709,8 +724,8 @@ void maildir_abort(struct maildir_tmp *t)
         (void)close(t->fd);
         t->fd = -1;
     }
-    if (t->tmp_path[0] != '\0') {
-        (void)unlink(t->tmp_path);
-        t->tmp_path[0] = '\0';
-    }
+    char path[PATH_MAX];
+    if (t->name[0] != '\0' && t->dir && tmp_path(t, "tmp", path, sizeof(path)) == 0)
+        (void)unlink(path);
+    t->name[0] = '\0';
 }

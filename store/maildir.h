@@ -22,11 +22,13 @@ struct maildir_err {
     char text[256];       /* human reason */
 };
 
+/* Small on purpose (one per recipient of a delivery batch): the paths are
+ * built from `dir` and `name` when needed. */
 struct maildir_tmp {
-    char dir[PATH_MAX];         /* the Maildir root */
-    char tmp_path[PATH_MAX];
-    char new_path[PATH_MAX];
-    int fd;                     /* open on tmp_path until finish/abort (-1 after) */
+    const char *dir;            /* the Maildir root: the caller's string, kept
+                                   alive until finish/abort */
+    char name[NAME_MAX + 1];    /* the file's unique name, "" when no tmp file */
+    int fd;                     /* open on dir/tmp/name until finish/abort (-1 after) */
     long long size;             /* octets written */
     long long quota;            /* bytes, 0 = none */
 };
