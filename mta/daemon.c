@@ -46,14 +46,6 @@
 
 /* ------------------------------------------------------------ recipients */
 
-static int env_has_rcpt(const struct envelope *env, const char *addr)
-{
-    for (size_t i = 0; i < env->nrcpt; i++)
-        if (!strcmp(env->rcpts[i].addr, addr))
-            return 1;
-    return 0;
-}
-
 static enum smtp_rcpt_verdict expand_into(struct hatod *d, struct envelope *env,
                                           const char *address, const char *orcpt)
 {
@@ -68,7 +60,7 @@ static enum smtp_rcpt_verdict expand_into(struct hatod *d, struct envelope *env,
     }
     enum smtp_rcpt_verdict v = SMTP_RCPT_OK;
     for (size_t i = 0; i < n && v == SMTP_RCPT_OK; i++)
-        if (!env_has_rcpt(env, t[i].addr) && env_add_rcpt(env, t[i].addr, orcpt) < 0)
+        if (env_add_rcpt_unique(env, t[i].addr, orcpt) < 0)
             v = SMTP_RCPT_TEMP;
     router_free_targets(t, n);
     return v;

@@ -130,10 +130,89 @@ static void rcpt_free(struct env_rcpt *r)
     memset(r, 0, sizeof(*r));
 }
 
+/* ---- the address index (env_add_rcpt_unique) ------------------------- */
+
+#define ENV_INDEX_MIN 64
+
+struct env_index {
+    size_t cap;                /* power of two, > 2 * nrcpt */
+    size_t *slot;              /* recipient index + 1; 0 = empty */
+};
+
+static size_t index_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return (size_t)h;
+}
+
+static void index_free(struct env_index *x)
+{
+    if (x) {
+        free(x->slot);
+        free(x);
+    }
+}
+
+/* The slot holding addr, or the empty slot where it would go. */
+static size_t *index_find(const struct envelope *e, const char *addr)
+{
+    const struct env_index *x = e->index;
+    size_t mask = x->cap - 1;
+    for (size_t i = index_hash(addr) & mask;; i = (i + 1) & mask)
+        if (x->slot[i] == 0 || strcmp(e->rcpts[x->slot[i] - 1].addr, addr) == 0)
+            return &x->slot[i];
+}
+
+/* (Re)build the index for the recipients there now.  0 or -1 (ENOMEM). */
+static int index_build(struct envelope *e)
+{
+    struct env_index *x = calloc(1, sizeof(*x));
+    size_t cap = ENV_INDEX_MIN;
+    while (cap <= 2 * (e->nrcpt + 1))
+        cap *= 2;
+    if (x)
+        x->slot = calloc(cap, sizeof(*x->slot));
+    if (x == NULL || x->slot == NULL) {
+        index_free(x);
+        return -1;
+    }
+    x->cap = cap;
+    index_free(e->index);
+    e->index = x;
+    for (size_t i = 0; i < e->nrcpt; i++) {
+        size_t *sl = index_find(e, e->rcpts[i].addr);
+        if (*sl == 0)
+            *sl = i + 1;
+    }
+    return 0;
+}
+
+/* Recipient i was just appended: index it (dropping the index on ENOMEM;
+ * the next unique add rebuilds it). */
+static void index_note(struct envelope *e, size_t i)
+{
+    if (e->index == NULL)
+        return;
+    if (2 * (e->nrcpt + 1) >= e->index->cap) {
+        if (index_build(e) < 0) {
+            index_free(e->index);
+            e->index = NULL;
+        }
+        return;
+    }
+    size_t *sl = index_find(e, e->rcpts[i].addr);
+    if (*sl == 0)
+        *sl = i + 1;
+}
+
 void env_clear(struct envelope *e)
 {
     size_t i;
 
+    index_free(e->index);
+    e->index = NULL;
     for (i = 0; i < e->nrcpt; i++)
         rcpt_free(&e->rcpts[i]);
     free(e->rcpts);
@@ -256,7 +335,23 @@ int env_add_rcpt(struct envelope *e, const char *addr, const char *orcpt)
     }
     if (env_too_long(addr) || env_too_long(orcpt))
         return -1;
-    return env_push_rcpt(e, addr, orcpt, RCPT_PENDING, "", "");
+    if (env_push_rcpt(e, addr, orcpt, RCPT_PENDING, "", "") < 0)
+        return -1;
+    index_note(e, e->nrcpt - 1);
+    return 0;
+}
+
+int env_add_rcpt_unique(struct envelope *e, const char *addr, const char *orcpt)
+{
+    if (addr == NULL || addr[0] == '\0') {
+        errno = EINVAL;
+        return -1;
+    }
+    if (e->index == NULL && index_build(e) < 0)
+        return -1;
+    if (*index_find(e, addr) != 0)
+        return 0;
+    return env_add_rcpt(e, addr, orcpt) < 0 ? -1 : 1;
 }
 
 static int env_state_ok(int st)

@@ -28,6 +28,8 @@
 #include <stddef.h>
 #include "queue/qid.h"
 
+struct env_index;
+
 enum rcpt_state {
     RCPT_PENDING = 'P',   /* to deliver (never tried, or deferred) */
     RCPT_SENT    = 'S',   /* delivered */
@@ -60,6 +62,8 @@ struct envelope {
     struct env_rcpt *rcpts;
     size_t nrcpt;
     size_t rcpt_cap;
+    struct env_index *index;   /* private: recipients by address, built by
+                                  env_add_rcpt_unique; never copied */
 };
 
 /* Zero an envelope (no allocation). */
@@ -70,6 +74,9 @@ void env_clear(struct envelope *e);
 int env_set_sender(struct envelope *e, const char *sender);
 int env_set_client(struct envelope *e, const char *client, const char *helo, const char *proto);
 int env_add_rcpt(struct envelope *e, const char *addr, const char *orcpt);
+/* Add unless a recipient with exactly this address is already there, in
+ * O(1) (a hash index kept with the envelope): 1 added, 0 duplicate, -1. */
+int env_add_rcpt_unique(struct envelope *e, const char *addr, const char *orcpt);
 int env_rcpt_set(struct env_rcpt *r, enum rcpt_state st, const char *dsn, const char *text);
 /* Recipients still in state P. */
 size_t env_pending(const struct envelope *e);

@@ -484,8 +484,43 @@ static void test_maildrop(void)
     ok(rmdir(dir) == 0, "temp dir removed");
 }
 
+/* env_add_rcpt_unique: O(1) duplicate suppression that survives growth,
+ * sees plain adds, and is never shared by a copy. */
+static void test_unique(void)
+{
+    struct envelope e, c;
+    char a[64];
+    int all_added = 1, all_dup = 1;
+    env_init(&e);
+    env_init(&c);
+    is_int(env_add_rcpt_unique(&e, "bob@example.test", "bob@example.test"), 1, "unique: first add");
+    is_int(env_add_rcpt_unique(&e, "bob@example.test", "x@example.test"), 0, "unique: duplicate refused");
+    is_int(env_add_rcpt_unique(&e, "Bob@example.test", ""), 1, "unique: exact match only");
+    env_add_rcpt(&e, "plain@example.test", "");
+    is_int(env_add_rcpt_unique(&e, "plain@example.test", ""), 0, "unique: sees a plain add");
+    for (int i = 0; i < 5000; i++) {
+        snprintf(a, sizeof a, "u%d@example.test", i);
+        if (env_add_rcpt_unique(&e, a, "") != 1)
+            all_added = 0;
+    }
+    ok(all_added, "unique: 5000 distinct addresses added through many rehashes");
+    for (int i = 0; i < 5000; i += 7) {
+        snprintf(a, sizeof a, "u%d@example.test", i);
+        if (env_add_rcpt_unique(&e, a, "") != 0)
+            all_dup = 0;
+    }
+    ok(all_dup, "unique: every one of them is then a duplicate");
+    is_int(e.nrcpt, 5003, "unique: recipient count");
+    ok(env_copy(&c, &e) == 0 && c.index == NULL && c.nrcpt == e.nrcpt, "copy: no index shared");
+    is_int(env_add_rcpt_unique(&c, "u1@example.test", ""), 0, "copy: builds its own index");
+    env_clear(&e);
+    ok(e.index == NULL && e.nrcpt == 0, "clear frees the index");
+    env_clear(&c);
+}
+
 int main(void)
 {
+    test_unique();
     test_round_trip();
     test_null_sender();
     test_truncation();
