@@ -266,8 +266,8 @@ static void commit_batch_run(void *arg)
     for (struct commit_item *it = batch; it; it = it->next)
         if (!it->err && rename_into(it) < 0)
             fail_item(it);
-    int dirs_ok = whole_fs ? syncfs(q->dirfd) == 0
-                           : fs_fsync_dir(q->msg) == 0 && fs_fsync_dir(q->env) == 0;
+    /* the renames: one syncfs covers both directories */
+    int dirs_ok = syncfs(q->dirfd) == 0;
     n = 0;
     for (struct commit_item *it = batch; it; it = it->next, n++) {
         if (!dirs_ok)
