@@ -25,6 +25,7 @@
 #include "lib/work.h"
 #include "mta/daemon.h"
 #include "mta/pickup.h"
+#include "proto/local_headers.h"
 #include "queue/maildrop.h"
 #include "queue/queue.h"
 #include "queue/scheduler.h"
@@ -78,18 +79,40 @@ static int is_tmp_name(const char *name)
 }
 
 /* Header-less content → CRLF content with a Received: line in front. */
+/* Octets of the header section: up to and including the first empty line
+ * (LF or CRLF), or all of it. */
+static size_t header_len(const char *body, size_t blen)
+{
+    if (blen > 0 && (body[0] == '\n' || (blen > 1 && body[0] == '\r' && body[1] == '\n')))
+        return 0;                          /* starts with the empty line: no header */
+    for (size_t i = 0; i < blen; i++) {
+        if (body[i] != '\n')
+            continue;
+        if (i + 1 < blen && body[i + 1] == '\n')
+            return i + 2;
+        if (i + 2 < blen && body[i + 1] == '\r' && body[i + 2] == '\n')
+            return i + 3;
+    }
+    return blen;
+}
+
 static int build_content(struct pickup_job *j, struct pickup_msg *m, const char *body, size_t blen)
 {
-    char date[64];
-    time_rfc5322(time(NULL), date, sizeof date);
+    char date[64], add[1024];
+    time_t now = time(NULL);
+    time_rfc5322(now, date, sizeof date);
     qid_new(m->id);
+    /* like local SMTP submission: the fields the message lacks */
+    int missing = local_headers_missing(body, header_len(body, blen));
+    int alen = local_headers_format(missing, m->hdr.sender ? m->hdr.sender : "", m->id,
+                                    j->host, now, add, sizeof add);
     char *out = NULL;
     size_t olen = 0;
     FILE *f = open_memstream(&out, &olen);
     if (!f)
         return -1;
-    fprintf(f, "Received: by %s (hato, from userid %u)\r\n\tid %s; %s\r\n",
-            j->host, (unsigned)m->uid, m->id, date);
+    fprintf(f, "Received: by %s (hato, from userid %u)\r\n\tid %s; %s\r\n%s",
+            j->host, (unsigned)m->uid, m->id, date, alen > 0 ? add : "");
     for (size_t i = 0; i < blen; i++) {
         if (body[i] == '\n' && (i == 0 || body[i - 1] != '\r'))
             fputc('\r', f);
