@@ -45,6 +45,7 @@ struct ctl_conn {
     struct bufferevent *bev;
     uid_t uid;
     unsigned long reload_gen;    /* waiting for this reload; 0 = not waiting */
+    int half_closed;             /* answer sent and SHUT_WR done */
     struct ctl_conn *next;
 };
 
@@ -64,11 +65,24 @@ static void conn_free(struct ctl_conn *cc)
     free(cc);
 }
 
+/* The answer is written: half-close, and free when the client closes (its
+ * EOF or the timeout).  Closing at once with input unread would make the
+ * kernel reset the connection, and the client could lose the answer. */
 static void on_flushed(struct bufferevent *bev, void *arg)
 {
     struct ctl_conn *cc = arg;
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    if (evbuffer_get_length(bufferevent_get_output(bev)) != 0 || cc->half_closed)
+        return;
+    cc->half_closed = 1;
+    if (shutdown(bufferevent_getfd(bev), SHUT_WR) < 0)
         conn_free(cc);
+}
+
+/* After the answer: whatever else the client sends is dropped. */
+static void on_discard(struct bufferevent *bev, void *arg)
+{
+    struct evbuffer *in = bufferevent_get_input(bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
 }
 
 static void on_conn_event(struct bufferevent *bev, short what, void *arg)
@@ -84,9 +98,9 @@ static void answer(struct ctl_conn *cc, const char *fmt, ...)
     va_start(ap, fmt);
     evbuffer_add_vprintf(bufferevent_get_output(cc->bev), fmt, ap);
     va_end(ap);
-    bufferevent_disable(cc->bev, EV_READ);
-    bufferevent_setcb(cc->bev, NULL, on_flushed, on_conn_event, cc);
-    bufferevent_enable(cc->bev, EV_WRITE);
+    evbuffer_drain(bufferevent_get_input(cc->bev), evbuffer_get_length(bufferevent_get_input(cc->bev)));
+    bufferevent_setcb(cc->bev, on_discard, on_flushed, on_conn_event, cc);
+    bufferevent_enable(cc->bev, EV_READ | EV_WRITE);
 }
 
 static void collect(void *arg, const struct envelope *env, int active)
