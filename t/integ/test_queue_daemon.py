@@ -328,6 +328,32 @@ class Pickup(unittest.TestCase):
         self.assertTrue(wait_queue_empty(h), h.log())
         self.assertTrue(stays(lambda: len(h.maildir("alice@example.test")) == 1, 1.0))
 
+    def test_maildrop_gets_missing_date_message_id_from(self):
+        """Like local SMTP submission: a message without Date:, Message-ID:
+        or From: gets them at pickup; fields it has are left alone."""
+        h = self.h
+        drop = os.path.join(h.state, "maildrop")
+        os.makedirs(drop)
+        with open(os.path.join(drop, "0005E8C2F1A2B003.aaa"), "wb") as f:
+            f.write(b"hato-maildrop 1\nsender bob@example.test\nrcpt alice@example.test\n\n"
+                    b"Subject: bare\n\nDate: not a header, body text\n")
+        with open(os.path.join(drop, "0005E8C2F1A2B004.bbb"), "wb") as f:
+            f.write(b"hato-maildrop 1\nsender bob@example.test\nrcpt carol@other.test\n\n"
+                    b"Date: Mon, 1 Jan 2024 00:00:00 +0000\nMessage-ID: <own@x>\n"
+                    b"From: Bob <bob@example.test>\n\nhi\n")
+        start(h)
+        self.assertTrue(h.wait_mail("alice@example.test", 1, 10), h.log())
+        self.assertTrue(h.wait_mail("carol@other.test", 1, 10), h.log())
+        bare = mails(h, "alice@example.test")[0]
+        head = bare.split(b"\r\n\r\n", 1)[0]
+        self.assertRegex(head, rb"\r\nDate: [A-Z][a-z]{2}, ")
+        self.assertRegex(head, rb"\r\nMessage-ID: <[0-9A-F]{16}@mx\.example\.test>")
+        self.assertIn(b"\r\nFrom: <bob@example.test>\r\n", head)
+        full = mails(h, "carol@other.test")[0]
+        self.assertEqual(full.count(b"Date:"), 1)
+        self.assertEqual(full.count(b"Message-ID:"), 1)
+        self.assertEqual(full.count(b"From:"), 1)
+
     def test_maildrop_more_than_one_batch(self):
         """More files than one scan takes: all are queued promptly, not one
         batch per 60 s timer tick."""
