@@ -30,10 +30,20 @@
 #define QUEUE_BATCHES 2                    /* group-commit batches on the disk at once */
 #endif
 
+/* A queue file being written: a spare (free/N) or a new file in tmp/. */
+struct qfile {
+    int fd;
+    int spare;              /* 1: sp names it; 0: tmp/ID<suffix> */
+    struct spare sp;
+    long long len;          /* octets written */
+    int placed;             /* renamed into msg/ or env/ */
+};
+
 struct commit_item {
     struct queue *q;
     char id[QID_LEN + 1];
-    int fd;                 /* content, in tmp/ */
+    struct qfile msg;       /* content */
+    struct qfile env;       /* envelope, written in the worker */
     char *envbuf;
     size_t envlen;
     char *content;          /* queue_inject: content still to write */
@@ -133,16 +143,94 @@ void queue_msg_path(const struct queue *q, const char *id, char *buf, size_t len
 
 /* ------------------------------------------------------------ receiving */
 
-int queue_writer_open(struct queue *q, struct queue_writer *w)
+/* Open a file to write a queue file into: a spare where it lies, or a new
+ * tmp/<id><suffix>.  0, or -1 (errno; EEXIST: pick another ID). */
+static int qfile_open(struct queue *q, const char *id, const char *suffix, struct qfile *f)
 {
     char path[PATH_MAX];
+    memset(f, 0, sizeof *f);
+    f->fd = spares_take(q->spares, &f->sp);
+    if (f->fd >= 0) {
+        f->spare = 1;
+        return 0;
+    }
+    path_in(q->tmp, id, suffix, path, sizeof path);
+    f->fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    return f->fd < 0 ? -1 : 0;
+}
+
+static void qfile_path(const struct queue *q, const char *id, const char *suffix,
+                       const struct qfile *f, char *buf, size_t len)
+{
+    if (f->spare)
+        spares_path(q->spares, &f->sp, buf, len);
+    else
+        path_in(q->tmp, id, suffix, buf, len);
+}
+
+/* Cut the file to what was written (a spare may hold more). */
+static int qfile_seal(const struct qfile *f)
+{
+    return spare_seal(f->fd, f->spare ? f->sp.stale : 0, f->len);
+}
+
+static int qfile_place(const struct queue *q, const char *id, const char *suffix,
+                       struct qfile *f, const char *dir)
+{
+    char from[PATH_MAX], to[PATH_MAX];
+    qfile_path(q, id, suffix, f, from, sizeof from);
+    path_in(dir, id, "", to, sizeof to);
+    if (rename(from, to) < 0)
+        return -1;
+    f->placed = 1;
+    return 0;
+}
+
+static void qfile_close(struct qfile *f)
+{
+    if (f->fd >= 0)
+        close(f->fd);
+    f->fd = -1;
+}
+
+/* Give up a file that was not renamed into place: a spare goes back to the
+ * pool, a tmp/ file is unlinked. */
+static void qfile_drop(struct queue *q, const char *id, const char *suffix, struct qfile *f)
+{
+    char path[PATH_MAX];
+    qfile_close(f);
+    if (f->placed)
+        return;
+    if (f->spare) {
+        spares_give_back(q->spares, &f->sp, f->sp.stale > f->len ? f->sp.stale : f->len);
+        f->spare = 0;
+        f->placed = 1;              /* nothing left to drop */
+        return;
+    }
+    qfile_path(q, id, suffix, f, path, sizeof path);
+    if (unlink(path) < 0 && errno != ENOENT)
+        log_warn("%s: cannot remove %s: %s", id, path, strerror(errno));
+    f->placed = 1;
+}
+
+static void writer_to_qfile(const struct queue_writer *w, struct qfile *f)
+{
+    memset(f, 0, sizeof *f);
+    f->fd = w->fd;
+    f->spare = w->spare;
+    f->sp = w->sp;
+    f->len = w->size;
+}
+
+int queue_writer_open(struct queue *q, struct queue_writer *w)
+{
     for (int tries = 0; tries < 10; tries++) {
+        struct qfile f;
         qid_new(w->id);
-        path_in(q->tmp, w->id, "", path, sizeof path);
-        w->fd = spares_take(q->spares, path);
-        if (w->fd < 0 && errno != EEXIST)
-            w->fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
-        if (w->fd >= 0) {
+        if (qfile_open(q, w->id, "", &f) == 0) {
+            w->fd = f.fd;
+            w->spare = f.spare;
+            w->sp = f.sp;
             w->size = 0;
             w->err = 0;
             return 0;
@@ -167,67 +255,49 @@ int queue_writer_write(struct queue_writer *w, const void *buf, size_t len)
 
 void queue_writer_abort(struct queue *q, struct queue_writer *w)
 {
-    char path[PATH_MAX];
-    if (w->fd >= 0)
-        close(w->fd);
+    struct qfile f;
+    writer_to_qfile(w, &f);
+    qfile_drop(q, w->id, "", &f);
     w->fd = -1;
-    path_in(q->tmp, w->id, "", path, sizeof path);
-    if (unlink(path) < 0 && errno != ENOENT)
-        log_warn("%s: cannot remove %s: %s", w->id, path, strerror(errno));
 }
 
 /* ------------------------------------------------------------ committing */
 
-/* Worker: write the envelope file tmp/ID.env (content already in tmp/ID). */
-static int write_env_tmp(struct commit_item *it, int *envfd)
+/* Worker: write the envelope into a spare or tmp/ID.env. */
+static int write_env(struct commit_item *it)
 {
-    char path[PATH_MAX];
-    path_in(it->q->tmp, it->id, ".env", path, sizeof path);
-    *envfd = spares_take(it->q->spares, path);
-    if (*envfd < 0)
-        *envfd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
-    if (*envfd < 0)
+    if (qfile_open(it->q, it->id, ".env", &it->env) < 0)
         return -1;
-    return fs_write_all(*envfd, it->envbuf, it->envlen);
-}
-
-/* Worker: write injected content into tmp/ID. */
-static int write_content_tmp(struct commit_item *it)
-{
-    char path[PATH_MAX];
-    path_in(it->q->tmp, it->id, "", path, sizeof path);
-    it->fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
-    if (it->fd < 0)
+    if (fs_write_all(it->env.fd, it->envbuf, it->envlen) < 0)
         return -1;
-    return fs_write_all(it->fd, it->content, it->content_len);
+    it->env.len = (long long)it->envlen;
+    return 0;
 }
 
-static void unlink_tmp(struct commit_item *it)
+/* Worker: write injected content into a spare or tmp/ID. */
+static int write_content(struct commit_item *it)
 {
-    char path[PATH_MAX];
-    path_in(it->q->tmp, it->id, "", path, sizeof path);
-    unlink(path);
-    path_in(it->q->tmp, it->id, ".env", path, sizeof path);
-    unlink(path);
+    if (qfile_open(it->q, it->id, "", &it->msg) < 0)
+        return -1;
+    if (fs_write_all(it->msg.fd, it->content, it->content_len) < 0)
+        return -1;
+    it->msg.len = (long long)it->content_len;
+    return 0;
 }
 
+/* Drop whatever of the item's files was not renamed into place. */
+static void drop_files(struct commit_item *it)
+{
+    qfile_drop(it->q, it->id, "", &it->msg);
+    qfile_drop(it->q, it->id, ".env", &it->env);
+}
+
+/* Content first: env/ID is the commit point. */
 static int rename_into(struct commit_item *it)
 {
-    char from[PATH_MAX], to[PATH_MAX];
-    path_in(it->q->tmp, it->id, "", from, sizeof from);
-    path_in(it->q->msg, it->id, "", to, sizeof to);
-    if (rename(from, to) < 0)
+    if (qfile_place(it->q, it->id, "", &it->msg, it->q->msg) < 0)
         return -1;
-    path_in(it->q->tmp, it->id, ".env", from, sizeof from);
-    path_in(it->q->env, it->id, "", to, sizeof to);
-    if (rename(from, to) < 0) {
-        int e = errno;
-        path_in(it->q->msg, it->id, "", to, sizeof to);
-        unlink(to);
-        errno = e;
-        return -1;
-    }
-    return 0;
+    return qfile_place(it->q, it->id, ".env", &it->env, it->q->env);
 }
 
 static void fail_item(struct commit_item *it)
@@ -242,23 +312,21 @@ static void commit_batch_run(void *arg)
 {
     struct commit_item *batch = arg;
     struct queue *q = batch->q;
-    int envfds[BATCH_MAX];
     int n = 0;
     for (struct commit_item *it = batch; it; it = it->next)
         n++;
     /* A big batch is cheaper with one syncfs than with a flush per file; a
      * small one (a lone session) the other way round. */
     int whole_fs = n >= QUEUE_SYNCFS_MIN;
-    n = 0;
-    for (struct commit_item *it = batch; it; it = it->next, n++) {
-        int fd = -1;
-        if (it->content && write_content_tmp(it) < 0)
+    for (struct commit_item *it = batch; it; it = it->next) {
+        if (it->content && write_content(it) < 0)
             fail_item(it);
-        if (!it->err && write_env_tmp(it, &fd) < 0)
+        if (!it->err && write_env(it) < 0)
             fail_item(it);
-        if (!it->err && !whole_fs && (fdatasync(it->fd) < 0 || fdatasync(fd) < 0))
+        if (!it->err && (qfile_seal(&it->msg) < 0 || qfile_seal(&it->env) < 0))
             fail_item(it);
-        envfds[n] = fd;
+        if (!it->err && !whole_fs && (fdatasync(it->msg.fd) < 0 || fdatasync(it->env.fd) < 0))
+            fail_item(it);
     }
     if (whole_fs && syncfs(q->dirfd) < 0)
         for (struct commit_item *it = batch; it; it = it->next)
@@ -268,22 +336,18 @@ static void commit_batch_run(void *arg)
             fail_item(it);
     /* the renames: one syncfs covers both directories */
     int dirs_ok = syncfs(q->dirfd) == 0;
-    n = 0;
-    for (struct commit_item *it = batch; it; it = it->next, n++) {
+    for (struct commit_item *it = batch; it; it = it->next) {
         if (!dirs_ok)
             fail_item(it);
-        if (envfds[n] >= 0)
-            close(envfds[n]);
-        if (it->fd >= 0)
-            close(it->fd);
-        it->fd = -1;
+        qfile_close(&it->msg);
+        qfile_close(&it->env);
         if (it->err) {
             char path[PATH_MAX];
             path_in(q->env, it->id, "", path, sizeof path);
             unlink(path);
             path_in(q->msg, it->id, "", path, sizeof path);
             unlink(path);
-            unlink_tmp(it);
+            drop_files(it);
         }
     }
 }
@@ -325,10 +389,7 @@ static void start_batch(struct queue *q)
         if (work_submit(q->pool, commit_batch_run, commit_batch_done, head) < 0) {
             for (it = head; it; it = it->next) {
                 it->err = ESHUTDOWN;
-                unlink_tmp(it);
-                if (it->fd >= 0)
-                    close(it->fd);
-                it->fd = -1;
+                drop_files(it);
             }
             commit_batch_done(head);
             continue;
@@ -356,7 +417,9 @@ static struct commit_item *item_new(struct queue *q, struct envelope *env,
     if (!it)
         return NULL;
     it->q = q;
-    it->fd = -1;
+    it->msg.fd = -1;
+    it->env.fd = -1;
+    it->env.placed = 1;     /* nothing to drop until write_env opens one */
     it->cb = cb;
     it->arg = arg;
     memcpy(it->id, env->id, sizeof it->id);
@@ -383,7 +446,7 @@ int queue_commit(struct queue *q, struct queue_writer *w, struct envelope *env,
         errno = ENOMEM;
         return -1;
     }
-    it->fd = w->fd;
+    writer_to_qfile(w, &it->msg);
     w->fd = -1;
     enqueue(q, it);
     return 0;
@@ -406,6 +469,7 @@ int queue_inject(struct queue *q, const char *content, size_t len, struct envelo
     }
     memcpy(it->content, content, len);
     it->content_len = len;
+    it->msg.placed = 1;     /* nothing to drop until write_content opens one */
     enqueue(q, it);
     return 0;
 }

@@ -1,16 +1,20 @@
 /*
  * queue/queue.h — the queue on disk (state_directory/queue/): tmp/ (being
- * received), msg/ID (content, immutable once committed), env/ID (envelope,
- * replaced via tmp + rename), hold/, corrupt/, free/ (empty spare files).
+ * received when no spare is at hand), msg/ID (content, immutable once
+ * committed), env/ID (envelope, replaced via tmp + rename), hold/, corrupt/,
+ * free/ (spare files, see queue/spare.h).
  *
  * Commit (DESIGN.md): content written → made durable → renamed into msg/;
  * envelope written → durable → renamed into env/; directories durable; only
- * then the callback reports success and the client may get its 250.  In
- * group-commit mode every commit waiting while a batch is on the disk goes
- * into the next batch, which makes all its files durable with one syncfs()
- * before the renames and one after (2 flushes per batch instead of 4 per
- * message).  All disk work of a commit runs in the worker pool; the content
- * itself is appended from the loop into the page cache as it arrives.
+ * then the callback reports success and the client may get its 250.  A new
+ * file is normally a spare written where it lies in free/ and renamed from
+ * there (one rename per file instead of two); env/ID is the commit point,
+ * so msg/ID without it is debris that start-up removes.  In group-commit
+ * mode every commit waiting while a batch is on the disk goes into the next
+ * batch, which makes all its files durable with one syncfs() before the
+ * renames and one after (2 flushes per batch instead of 4 per message).
+ * All disk work of a commit runs in the worker pool; the content itself is
+ * written from the loop into the page cache as it arrives.
  *
  * Callbacks run on the loop.  The queue never calls back into sessions: it
  * hands results to the callback given, which looks its caller up by id.
@@ -21,15 +25,18 @@
 #include <limits.h>
 #include <stddef.h>
 #include "queue/envelope.h"
+#include "queue/spare.h"
 
 struct work_pool;
 struct queue;
 
 struct queue_writer {
     char id[QID_LEN + 1];
-    int fd;               /* tmp/ID, -1 when closed */
+    int fd;               /* the content file, -1 when closed */
     long long size;       /* octets written */
     int err;              /* first write error (errno), 0 if none */
+    int spare;            /* 1: fd is a spare (queue/free/N), 0: tmp/ID */
+    struct spare sp;      /* which spare, and its stale octets */
 };
 
 /* Open the queue under state_dir, creating the directories (0700). */
@@ -40,11 +47,13 @@ const char *queue_dir(const struct queue *q);
 /* Path of the content file msg/ID. */
 void queue_msg_path(const struct queue *q, const char *id, char *buf, size_t len);
 
-/* Start a new message: a fresh ID and tmp/ID.  0, or -1 (errno). */
+/* Start a new message: a fresh ID and a file to write it into (a spare, or
+ * tmp/ID).  0, or -1 (errno). */
 int queue_writer_open(struct queue *q, struct queue_writer *w);
 /* Append content.  Errors are remembered in w->err (and returned as -1). */
 int queue_writer_write(struct queue_writer *w, const void *buf, size_t len);
-/* Drop an unfinished message (close + unlink tmp/ID). */
+/* Drop an unfinished message (close; the spare goes back, tmp/ID is
+ * unlinked). */
 void queue_writer_abort(struct queue *q, struct queue_writer *w);
 
 /* err = 0 on success, else an errno (ENOSPC, EIO ...). */
@@ -66,7 +75,7 @@ int queue_inject(struct queue *q, const char *content, size_t len, struct envelo
 typedef void (*queue_done_cb)(void *arg, int err);
 int queue_update(struct queue *q, const struct envelope *env, queue_done_cb cb, void *arg);
 /* Remove env/ID then msg/ID in the pool (recycled into queue/free/ as
- * empty spares for the next messages, see queue/spare.h). */
+ * spares for the next messages, see queue/spare.h). */
 int queue_remove(struct queue *q, const char *id, queue_done_cb cb, void *arg);
 
 /* Start-up recovery (blocking: call before serving).  Empties tmp/, moves

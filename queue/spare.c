@@ -1,8 +1,8 @@
 /*
- * queue/spare.c — the pool of spare queue files: a directory of empty
- * files named by number and a stack of those numbers behind a mutex.  It
- * must never hand out a file that still holds mail, and never replace an
- * existing file when a spare is renamed into place.
+ * queue/spare.c — the pool of spare queue files: a directory of files named
+ * by number, and a stack of (number, size) behind a mutex.  It must never
+ * let a spare replace an existing file, and must bound the stale octets it
+ * keeps on disk (SPARE_KEEP_FILE, SPARE_KEEP_TOTAL).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "queue/spare.h"
@@ -19,14 +20,20 @@
 struct spares {
     char dir[PATH_MAX];
     pthread_mutex_t mu;
-    unsigned long *stack;        /* numbers of the files in the pool */
+    struct spare *stack;         /* the files in the pool */
     size_t n, max;
+    long long bytes;             /* stale octets in the pool */
     unsigned long next;          /* next unused number */
 };
 
-static void spare_path(const struct spares *s, unsigned long num, char *buf, size_t len)
+static void num_path(const struct spares *s, unsigned long num, char *buf, size_t len)
 {
     snprintf(buf, len, "%s/%lu", s->dir, num);
+}
+
+void spares_path(const struct spares *s, const struct spare *sp, char *buf, size_t len)
+{
+    num_path(s, sp->num, buf, len);
 }
 
 static int parse_num(const char *name, unsigned long *out)
@@ -39,22 +46,42 @@ static int parse_num(const char *name, unsigned long *out)
     return errno || *end ? -1 : 0;
 }
 
-/* Adopt what a previous run left in the pool. */
+/* Under the lock: may a file of `size` octets keep its blocks? */
+static int may_keep(const struct spares *s, long long size)
+{
+    return size <= SPARE_KEEP_FILE && s->bytes + size <= SPARE_KEEP_TOTAL;
+}
+
+/* Adopt what a previous run left in the pool (start-up, single-threaded). */
 static void adopt(struct spares *s)
 {
     DIR *d = opendir(s->dir);
     struct dirent *de;
+    struct stat st;
     if (!d)
         return;
     while ((de = readdir(d))) {
         unsigned long num;
         if (de->d_name[0] == '.')
             continue;
-        if (parse_num(de->d_name, &num) < 0 || s->n == s->max) {
+        if (parse_num(de->d_name, &num) < 0 || s->n == s->max ||
+            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) {
             unlinkat(dirfd(d), de->d_name, 0);
             continue;
         }
-        s->stack[s->n++] = num;
+        long long size = st.st_size;
+        if (!may_keep(s, size)) {
+            char path[PATH_MAX];
+            num_path(s, num, path, sizeof path);
+            if (truncate(path, 0) < 0) {
+                unlinkat(dirfd(d), de->d_name, 0);
+                continue;
+            }
+            size = 0;
+        }
+        s->stack[s->n].num = num;
+        s->stack[s->n++].stale = size;
+        s->bytes += size;
         if (num >= s->next)
             s->next = num + 1;
     }
@@ -78,62 +105,92 @@ struct spares *spares_open(const char *dir, size_t max)
     return s;
 }
 
-static int pop(struct spares *s, unsigned long *num)
+static int pop(struct spares *s, struct spare *sp)
 {
     int ok = 0;
     pthread_mutex_lock(&s->mu);
     if (s->n > 0) {
-        *num = s->stack[--s->n];
+        *sp = s->stack[--s->n];
+        s->bytes -= sp->stale;
         ok = 1;
     }
     pthread_mutex_unlock(&s->mu);
     return ok;
 }
 
-int spares_take(struct spares *s, const char *path)
+int spares_take(struct spares *s, struct spare *sp)
 {
-    unsigned long num;
-    char from[PATH_MAX];
-    while (pop(s, &num)) {
-        spare_path(s, num, from, sizeof from);
-        if (renameat2(AT_FDCWD, from, AT_FDCWD, path, RENAME_NOREPLACE) < 0) {
-            if (errno == EEXIST) {
-                spares_put(s, from);     /* give it back; the caller picks a new name */
-                errno = EEXIST;
-                return -1;
-            }
-            continue;                    /* gone (ENOENT): try the next one */
-        }
-        return open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    char path[PATH_MAX];
+    while (pop(s, sp)) {
+        num_path(s, sp->num, path, sizeof path);
+        int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd >= 0)
+            return fd;
+        unlink(path);                    /* gone or unusable: try the next one */
     }
     errno = ENOENT;
     return -1;
 }
 
-int spares_put(struct spares *s, const char *path)
+/* Push a file named free/<num> holding `size` octets; emptied when over
+ * the keep limits.  0, or -1 when the pool is full (file left as is). */
+static int push(struct spares *s, unsigned long num, long long size)
 {
-    unsigned long num;
-    char to[PATH_MAX];
     pthread_mutex_lock(&s->mu);
     if (s->n == s->max) {
         pthread_mutex_unlock(&s->mu);
         return -1;
     }
-    num = s->next++;
+    int keep = may_keep(s, size);
+    if (keep)
+        s->bytes += size;         /* reserved now so that threads do not overshoot */
     pthread_mutex_unlock(&s->mu);
-    spare_path(s, num, to, sizeof to);
-    if (rename(path, to) < 0)
-        return -1;
-    if (truncate(to, 0) < 0) {       /* a spare must never hold mail */
-        unlink(to);
-        return 0;
+    if (!keep) {
+        char path[PATH_MAX];
+        num_path(s, num, path, sizeof path);
+        if (truncate(path, 0) < 0)
+            return -1;
+        size = 0;
     }
     pthread_mutex_lock(&s->mu);
-    if (s->n < s->max)
-        s->stack[s->n++] = num;
-    else
-        unlink(to);
+    if (s->n == s->max) {
+        s->bytes -= size;
+        pthread_mutex_unlock(&s->mu);
+        return -1;
+    }
+    s->stack[s->n].num = num;
+    s->stack[s->n++].stale = size;
     pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+void spares_give_back(struct spares *s, const struct spare *sp, long long size)
+{
+    char path[PATH_MAX];
+    if (push(s, sp->num, size) < 0) {
+        num_path(s, sp->num, path, sizeof path);
+        unlink(path);
+    }
+}
+
+int spares_put(struct spares *s, const char *path)
+{
+    struct stat st;
+    char to[PATH_MAX];
+    if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+        return -1;
+    pthread_mutex_lock(&s->mu);
+    if (s->n == s->max) {
+        pthread_mutex_unlock(&s->mu);
+        return -1;
+    }
+    unsigned long num = s->next++;
+    pthread_mutex_unlock(&s->mu);
+    num_path(s, num, to, sizeof to);
+    if (rename(path, to) < 0)
+        return -1;
+    if (push(s, num, st.st_size) < 0)
+        unlink(to);
     return 0;
 }
 
@@ -145,6 +202,14 @@ size_t spares_count(struct spares *s)
     return n;
 }
 
+long long spares_bytes(struct spares *s)
+{
+    pthread_mutex_lock(&s->mu);
+    long long b = s->bytes;
+    pthread_mutex_unlock(&s->mu);
+    return b;
+}
+
 void spares_close(struct spares *s)
 {
     if (!s)
@@ -152,4 +217,11 @@ void spares_close(struct spares *s)
     pthread_mutex_destroy(&s->mu);
     free(s->stack);
     free(s);
+}
+
+int spare_seal(int fd, long long stale, long long len)
+{
+    if (stale > len)
+        return ftruncate(fd, (off_t)len);
+    return 0;
 }

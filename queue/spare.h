@@ -1,32 +1,62 @@
 /*
  * queue/spare.h — spent queue files kept for reuse (queue/free/N).
  *
- * A removed message's files are renamed into the pool and truncated instead
- * of unlinked, and a new queue file is a spare renamed into place.  The
- * queue then allocates and frees (almost) no inodes in steady state: on
- * ext4 that saves the inode allocator's work, which without a journal
- * scans past every inode freed in the last seconds and dominated hatod's
- * CPU under load (bench/RESULTS.md).  Spares hold no mail: they are
- * truncated when they enter the pool.  Thread-safe.
+ * A removed message's files are renamed into the pool instead of unlinked,
+ * and a new queue file is written into a spare where it lies and renamed
+ * from there into msg/ or env/ at commit.  The queue then allocates and
+ * frees (almost) no inodes and no blocks in steady state.  On this
+ * project's reference disk (ext4 without a journal, mounted with discard)
+ * that saves the inode allocator's scan past recently freed inodes, and the
+ * synchronous discard that truncating or unlinking a file costs
+ * (bench/RESULTS.md).
+ *
+ * A spare may hold stale bytes of the file it used to be: whoever takes
+ * one overwrites it from offset 0 and cuts it to what it wrote
+ * (spare_seal) before renaming it into place.  The pool keeps at most
+ * SPARE_KEEP_FILE octets in one spare and SPARE_KEEP_TOTAL in all;
+ * beyond that a spare is truncated to empty when it enters the pool.
+ * The pool lives inside queue/ (mode 0700), like the queue files it
+ * recycles.  Thread-safe.
  */
 #ifndef HATO_SPARE_H
 #define HATO_SPARE_H
 
 #include <stddef.h>
 
+#define SPARE_KEEP_FILE  (1024LL * 1024)          /* larger spares are emptied */
+#define SPARE_KEEP_TOTAL (64LL * 1024 * 1024)     /* stale octets in the whole pool */
+
 struct spares;
+
+/* One spare taken from the pool: still named free/<num>; `stale` octets of
+ * old content in it. */
+struct spare {
+    unsigned long num;
+    long long stale;
+};
 
 /* The pool in dir (created by the caller), at most max files; files found
  * there are adopted (non-numeric names are removed).  NULL on ENOMEM. */
 struct spares *spares_open(const char *dir, size_t max);
-/* Rename a spare to `path` (which must not exist) and open it for writing,
- * empty.  The fd, or -1 when the pool is empty or the rename failed (the
- * caller then creates the file itself). */
-int spares_take(struct spares *s, const char *path);
-/* Recycle the file at `path` into the pool (renamed, truncated).  0, or
- * -1 when the pool is full or the rename failed (the caller unlinks). */
+/* Take a spare and open it for writing (not truncated).  The fd, or -1
+ * when the pool is empty (the caller then creates a new file). */
+int spares_take(struct spares *s, struct spare *sp);
+/* The path of a taken spare (free/<num>). */
+void spares_path(const struct spares *s, const struct spare *sp, char *buf, size_t len);
+/* Give back a taken spare that was not renamed away; `size` is what it
+ * holds now.  If the pool is full it is unlinked. */
+void spares_give_back(struct spares *s, const struct spare *sp, long long size);
+/* Recycle the file at `path` into the pool (renamed; emptied if it would
+ * exceed the keep limits).  0, or -1 when the pool is full or the rename
+ * failed (the caller unlinks). */
 int spares_put(struct spares *s, const char *path);
 size_t spares_count(struct spares *s);
+/* Stale octets held by the pool. */
+long long spares_bytes(struct spares *s);
 void spares_close(struct spares *s);
+
+/* Cut a file written from offset 0 with `len` octets to that length when
+ * it held `stale` octets before.  0 or -1 (errno). */
+int spare_seal(int fd, long long stale, long long len);
 
 #endif

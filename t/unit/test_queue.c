@@ -1,7 +1,8 @@
 /*
  * t/unit/test_queue.c — the on-disk queue: commit makes msg/ID and env/ID
  * (in both group and per-message modes), IDs are unique, inject, update and
- * remove work, a write error leaves nothing, and recovery cleans tmp/,
+ * remove work, a message written into a recycled spare holds no stale
+ * bytes, a write error leaves nothing, and recovery cleans tmp/,
  * removes unacknowledged content and moves corrupt envelopes aside.
  */
 #include <errno.h>
@@ -143,11 +144,41 @@ static void test_ops(const char *dir)
     event_base_dispatch(base);
     ok(!exists(dir, "msg", e.id) && !exists(dir, "env", e.id), "remove deleted both files");
 
+    /* the removed message's two files are spares now: a new message is
+     * written into one where it lies, and stale bytes never reach msg/ */
     struct queue_writer w;
-    queue_writer_open(q, &w);
+    ok(queue_writer_open(q, &w) == 0 && w.spare, "a new message is written into a spare");
+    ok(w.sp.stale > 2, "which holds stale octets");
+    queue_writer_write(&w, "S\r\n", 3);
+    struct envelope e3;
+    make_env(&e3, "bob@example.test");
+    nids = errors = 0;
+    outstanding = 1;
+    ok(queue_commit(q, &w, &e3, committed, &e3) == 0, "commit into a spare started");
+    event_base_dispatch(base);
+    ok(nids == 1 && errors == 0, "and committed");
+    char p[4096];
+    snprintf(p, sizeof p, "%s/queue/msg/%s", dir, e3.id);
+    struct stat st;
+    ok(stat(p, &st) == 0 && st.st_size == 3, "msg/ID holds exactly the 3 octets written");
+    struct envelope back3;
+    ok(queue_load_envelope(q, e3.id, &back3) == 0, "the envelope written into a spare loads");
+    env_clear(&back3);
+    is_int(count(dir, "tmp"), 0, "tmp/ was not used");
+    res = 0;
+    ok(queue_remove(q, e3.id, op_done, &res) == 0, "remove it again");
+    event_base_dispatch(base);
+    env_clear(&e3);
+
+    ok(queue_writer_open(q, &w) == 0 && w.spare, "another spare");
+    int before = count(dir, "free");
+    queue_writer_abort(q, &w);
+    is_int(count(dir, "free"), before, "abort gives the spare back to the pool");
+    while (queue_writer_open(q, &w) == 0 && w.spare)
+        close(w.fd);                     /* empty the pool (leaks the spares) */
     char tmpname[64];
     snprintf(tmpname, sizeof tmpname, "%s", w.id);
-    ok(exists(dir, "tmp", tmpname), "writer file is in tmp/");
+    ok(!w.spare && exists(dir, "tmp", tmpname), "with the pool empty the writer file is in tmp/");
     queue_writer_abort(q, &w);
     ok(!exists(dir, "tmp", tmpname), "abort removes it");
 

@@ -1,7 +1,9 @@
 /*
- * t/unit/test_spare.c — the pool of spare queue files: a recycled file is
- * empty, a spare never replaces an existing file, the pool holds at most
- * `max` files, and files left by a previous run are adopted.
+ * t/unit/test_spare.c — the pool of spare queue files: a spent file enters
+ * the pool by rename and keeps its blocks within the keep limits (else it
+ * is emptied), a taken spare is opened where it lies, spare_seal cuts
+ * stale bytes, the pool holds at most `max` files, a given-back spare is
+ * reused, and files left by a previous run are adopted with their sizes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -47,26 +49,20 @@ static int count_pool(void)
     return n;
 }
 
-int main(void)
+static void test_put_take(void)
 {
-    char p[256], q[256];
-    snprintf(dir, sizeof dir, "/tmp/hato-test-spare-XXXXXX");
-    ok(mkdtemp(dir) != NULL, "temp dir");
-    snprintf(pool, sizeof pool, "%s/free", dir);
-    mkdir(pool, 0700);
-
+    char p[256], q[256], buf[32];
+    struct spare sp;
     struct spares *s = spares_open(pool, 2);
     ok(s != NULL, "pool opened");
-    snprintf(p, sizeof p, "%s/new1", dir);
-    is_int(spares_take(s, p), -1, "an empty pool gives nothing");
+    is_int(spares_take(s, &sp), -1, "an empty pool gives nothing");
 
-    put_file("a", "secret mail");
+    put_file("a", "old mail text");
     snprintf(p, sizeof p, "%s/a", dir);
     is_int(spares_put(s, p), 0, "a spent file goes into the pool");
     ok(access(p, F_OK) != 0, "and is gone from its old place");
     is_int(spares_count(s), 1, "one spare");
-    snprintf(q, sizeof q, "%s/0", pool);
-    is_int(size_of(q), 0, "the spare is empty (no mail kept)");
+    is_int(spares_bytes(s), 13, "it keeps its 13 octets (no truncate, no discard)");
 
     put_file("b", "x");
     put_file("c", "y");
@@ -76,28 +72,68 @@ int main(void)
     is_int(spares_put(s, p), -1, "a full pool refuses");
     ok(access(p, F_OK) == 0, "and leaves the file for the caller to unlink");
 
-    put_file("taken", "exists");
-    snprintf(p, sizeof p, "%s/taken", dir);
-    errno = 0;
-    ok(spares_take(s, p) < 0 && errno == EEXIST, "a spare never replaces an existing file");
-    is_int(size_of(p), 6, "the existing file is untouched");
-    is_int(spares_count(s), 2, "the spare went back into the pool");
-
-    snprintf(p, sizeof p, "%s/fresh", dir);
-    int fd = spares_take(s, p);
-    ok(fd >= 0, "take renames a spare into place");
-    ok(write(fd, "hello", 5) == 5, "and it is writable");
+    int fd = spares_take(s, &sp);
+    ok(fd >= 0, "take opens a spare");
+    is_int((int)sp.stale, 1, "the last one in comes out first, with its size");
+    spares_path(s, &sp, q, sizeof q);
+    ok(access(q, F_OK) == 0, "the spare is still in the pool directory");
     close(fd);
-    is_int(size_of(p), 5, "with exactly what was written");
-    is_int(spares_count(s), 1, "one spare left");
-    spares_close(s);
+    spares_give_back(s, &sp, 1);
+    is_int(spares_count(s), 2, "a spare given back is in the pool again");
 
+    spares_take(s, &sp);                 /* "x" again */
+    fd = spares_take(s, &sp);
+    is_int((int)sp.stale, 13, "the first spare holds 13 stale octets");
+    ok(pwrite(fd, "hello", 5, 0) == 5, "it is writable from offset 0");
+    is_int(spare_seal(fd, sp.stale, 5), 0, "seal cuts it");
+    close(fd);
+    spares_path(s, &sp, q, sizeof q);
+    is_int(size_of(q), 5, "to exactly what was written");
+    fd = open(q, O_RDONLY);
+    memset(buf, 0, sizeof buf);
+    ok(fd >= 0 && read(fd, buf, sizeof buf) == 5 && !strcmp(buf, "hello"), "no stale byte left");
+    if (fd >= 0)
+        close(fd);
+    is_int(spare_seal(-1, 5, 5), 0, "seal does nothing when nothing is stale");
+    spares_close(s);
+}
+
+static void test_limits(void)
+{
+    char p[256];
+    struct spares *s = spares_open(pool, 16);
+    size_t before = spares_count(s);
+    snprintf(p, sizeof p, "%s/big", dir);
+    int fd = open(p, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    ok(fd >= 0 && ftruncate(fd, SPARE_KEEP_FILE + 1) == 0, "a file over the per-file limit");
+    if (fd >= 0)
+        close(fd);
+    long long bytes = spares_bytes(s);
+    is_int(spares_put(s, p), 0, "enters the pool");
+    is_int(spares_count(s), before + 1, "as a spare");
+    ok(spares_bytes(s) == bytes, "but emptied: the pool holds no more octets");
+    spares_close(s);
+}
+
+static void test_adopt(void)
+{
     put_file("free/junk", "z");
-    s = spares_open(pool, 8);
-    is_int(spares_count(s), 1, "a new pool adopts the numbered spares");
-    is_int(count_pool(), 1, "and removes what is not a spare");
+    struct spares *s = spares_open(pool, 8);
+    is_int(spares_count(s), 3, "a new pool adopts the numbered spares");
+    is_int(count_pool(), 3, "and removes what is not a spare");
+    is_int(spares_bytes(s), 6, "with their sizes (1 + 5 + 0 octets)");
     spares_close(s);
+}
 
+int main(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/hato-test-spare-XXXXXX");
+    ok(mkdtemp(dir) != NULL, "temp dir");
+    snprintf(pool, sizeof pool, "%s/free", dir);
+    mkdir(pool, 0700);
+    test_put_take();
+    test_limits();
+    test_adopt();
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
