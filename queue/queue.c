@@ -149,7 +149,7 @@ static int qfile_open(struct queue *q, const char *id, const char *suffix, struc
 {
     char path[PATH_MAX];
     memset(f, 0, sizeof *f);
-    f->fd = spares_take(q->spares, &f->sp);
+    f->fd = spares_take(q->spares, *suffix ? SPARE_ENV : SPARE_MSG, &f->sp);
     if (f->fd >= 0) {
         f->spare = 1;
         return 0;
@@ -519,9 +519,9 @@ static void update_run(void *arg)
 }
 
 /* Recycle a spent file into the pool, or unlink it. */
-static int retire(struct queue *q, const char *path)
+static int retire(struct queue *q, enum spare_kind k, const char *path)
 {
-    if (spares_put(q->spares, path) == 0)
+    if (spares_put(q->spares, k, path) == 0)
         return 0;
     if (unlink(path) < 0 && errno != ENOENT)
         return -1;
@@ -534,10 +534,10 @@ static void remove_run(void *arg)
     struct queue_op *op = arg;
     char path[PATH_MAX];
     path_in(op->q->env, op->id, "", path, sizeof path);
-    if (retire(op->q, path) < 0)
+    if (retire(op->q, SPARE_ENV, path) < 0)
         op->err = errno;
     path_in(op->q->msg, op->id, "", path, sizeof path);
-    if (retire(op->q, path) < 0 && !op->err)
+    if (retire(op->q, SPARE_MSG, path) < 0 && !op->err)
         op->err = errno;
 }
 

@@ -1,8 +1,9 @@
 /*
  * queue/spare.c — the pool of spare queue files: a directory of files named
- * by number, and a stack of (number, size) behind a mutex.  It must never
- * let a spare replace an existing file, and must bound the stale octets it
- * keeps on disk (SPARE_KEEP_FILE, SPARE_KEEP_TOTAL).
+ * by kind and number (m17, e18), and a stack of (number, size) per kind
+ * behind a mutex.  It must never let a spare replace an existing file, and
+ * must bound the stale octets it keeps on disk (SPARE_KEEP_FILE,
+ * SPARE_KEEP_TOTAL).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -20,29 +21,35 @@
 struct spares {
     char dir[PATH_MAX];
     pthread_mutex_t mu;
-    struct spare *stack;         /* the files in the pool */
-    size_t n, max;
+    struct spare *stack[SPARE_KINDS];   /* the files in the pool, by kind */
+    size_t n[SPARE_KINDS], max;         /* max: per kind */
     long long bytes;             /* stale octets in the pool */
     unsigned long next;          /* next unused number */
 };
 
-static void num_path(const struct spares *s, unsigned long num, char *buf, size_t len)
+static const char kind_char[SPARE_KINDS] = { 'm', 'e' };
+
+static void num_path(const struct spares *s, enum spare_kind k, unsigned long num,
+                     char *buf, size_t len)
 {
-    snprintf(buf, len, "%s/%lu", s->dir, num);
+    snprintf(buf, len, "%s/%c%lu", s->dir, kind_char[k], num);
 }
 
 void spares_path(const struct spares *s, const struct spare *sp, char *buf, size_t len)
 {
-    num_path(s, sp->num, buf, len);
+    num_path(s, sp->kind, sp->num, buf, len);
 }
 
-static int parse_num(const char *name, unsigned long *out)
+/* "m17" / "e18" → kind and number. */
+static int parse_name(const char *name, enum spare_kind *k, unsigned long *out)
 {
     char *end;
-    if (name[0] < '0' || name[0] > '9')
+    const char *c = memchr(kind_char, name[0], SPARE_KINDS);
+    if (!c || name[1] < '0' || name[1] > '9')
         return -1;
+    *k = (enum spare_kind)(c - kind_char);
     errno = 0;
-    *out = strtoul(name, &end, 10);
+    *out = strtoul(name + 1, &end, 10);
     return errno || *end ? -1 : 0;
 }
 
@@ -50,6 +57,14 @@ static int parse_num(const char *name, unsigned long *out)
 static int may_keep(const struct spares *s, long long size)
 {
     return size <= SPARE_KEEP_FILE && s->bytes + size <= SPARE_KEEP_TOTAL;
+}
+
+static int ftruncateat_empty(int dfd, const char *name)
+{
+    int fd = openat(dfd, name, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    return close(fd);
 }
 
 /* Adopt what a previous run left in the pool (start-up, single-threaded). */
@@ -62,25 +77,23 @@ static void adopt(struct spares *s)
         return;
     while ((de = readdir(d))) {
         unsigned long num;
+        enum spare_kind k;
         if (de->d_name[0] == '.')
             continue;
-        if (parse_num(de->d_name, &num) < 0 || s->n == s->max ||
+        if (parse_name(de->d_name, &k, &num) < 0 || s->n[k] == s->max ||
             fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) {
             unlinkat(dirfd(d), de->d_name, 0);
             continue;
         }
         long long size = st.st_size;
         if (!may_keep(s, size)) {
-            char path[PATH_MAX];
-            num_path(s, num, path, sizeof path);
-            if (truncate(path, 0) < 0) {
+            if (ftruncateat_empty(dirfd(d), de->d_name) < 0) {
                 unlinkat(dirfd(d), de->d_name, 0);
                 continue;
             }
             size = 0;
         }
-        s->stack[s->n].num = num;
-        s->stack[s->n++].stale = size;
+        s->stack[k][s->n[k]++] = (struct spare){ .num = num, .stale = size, .kind = k };
         s->bytes += size;
         if (num >= s->next)
             s->next = num + 1;
@@ -93,10 +106,12 @@ struct spares *spares_open(const char *dir, size_t max)
     struct spares *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->stack = calloc(max ? max : 1, sizeof *s->stack);
-    if (!s->stack) {
-        free(s);
-        return NULL;
+    for (int k = 0; k < SPARE_KINDS; k++) {
+        s->stack[k] = calloc(max ? max : 1, sizeof *s->stack[k]);
+        if (!s->stack[k]) {
+            spares_close(s);
+            return NULL;
+        }
     }
     snprintf(s->dir, sizeof s->dir, "%s", dir);
     s->max = max;
@@ -105,12 +120,12 @@ struct spares *spares_open(const char *dir, size_t max)
     return s;
 }
 
-static int pop(struct spares *s, struct spare *sp)
+static int pop(struct spares *s, enum spare_kind k, struct spare *sp)
 {
     int ok = 0;
     pthread_mutex_lock(&s->mu);
-    if (s->n > 0) {
-        *sp = s->stack[--s->n];
+    if (s->n[k] > 0) {
+        *sp = s->stack[k][--s->n[k]];
         s->bytes -= sp->stale;
         ok = 1;
     }
@@ -118,11 +133,11 @@ static int pop(struct spares *s, struct spare *sp)
     return ok;
 }
 
-int spares_take(struct spares *s, struct spare *sp)
+int spares_take(struct spares *s, enum spare_kind k, struct spare *sp)
 {
     char path[PATH_MAX];
-    while (pop(s, sp)) {
-        num_path(s, sp->num, path, sizeof path);
+    while (pop(s, k, sp)) {
+        spares_path(s, sp, path, sizeof path);
         int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd >= 0)
             return fd;
@@ -132,12 +147,13 @@ int spares_take(struct spares *s, struct spare *sp)
     return -1;
 }
 
-/* Push a file named free/<num> holding `size` octets; emptied when over
- * the keep limits.  0, or -1 when the pool is full (file left as is). */
-static int push(struct spares *s, unsigned long num, long long size)
+/* Push the file of sp holding `size` octets; emptied when over the keep
+ * limits.  0, or -1 when the pool is full (file left as is). */
+static int push(struct spares *s, struct spare sp, long long size)
 {
+    enum spare_kind k = sp.kind;
     pthread_mutex_lock(&s->mu);
-    if (s->n == s->max) {
+    if (s->n[k] == s->max) {
         pthread_mutex_unlock(&s->mu);
         return -1;
     }
@@ -147,19 +163,19 @@ static int push(struct spares *s, unsigned long num, long long size)
     pthread_mutex_unlock(&s->mu);
     if (!keep) {
         char path[PATH_MAX];
-        num_path(s, num, path, sizeof path);
+        spares_path(s, &sp, path, sizeof path);
         if (truncate(path, 0) < 0)
             return -1;
         size = 0;
     }
     pthread_mutex_lock(&s->mu);
-    if (s->n == s->max) {
+    if (s->n[k] == s->max) {
         s->bytes -= size;
         pthread_mutex_unlock(&s->mu);
         return -1;
     }
-    s->stack[s->n].num = num;
-    s->stack[s->n++].stale = size;
+    sp.stale = size;
+    s->stack[k][s->n[k]++] = sp;
     pthread_mutex_unlock(&s->mu);
     return 0;
 }
@@ -167,29 +183,29 @@ static int push(struct spares *s, unsigned long num, long long size)
 void spares_give_back(struct spares *s, const struct spare *sp, long long size)
 {
     char path[PATH_MAX];
-    if (push(s, sp->num, size) < 0) {
-        num_path(s, sp->num, path, sizeof path);
+    if (push(s, *sp, size) < 0) {
+        spares_path(s, sp, path, sizeof path);
         unlink(path);
     }
 }
 
-int spares_put(struct spares *s, const char *path)
+int spares_put(struct spares *s, enum spare_kind k, const char *path)
 {
     struct stat st;
     char to[PATH_MAX];
     if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
         return -1;
     pthread_mutex_lock(&s->mu);
-    if (s->n == s->max) {
+    if (s->n[k] == s->max) {
         pthread_mutex_unlock(&s->mu);
         return -1;
     }
-    unsigned long num = s->next++;
+    struct spare sp = { .num = s->next++, .kind = k };
     pthread_mutex_unlock(&s->mu);
-    num_path(s, num, to, sizeof to);
+    spares_path(s, &sp, to, sizeof to);
     if (rename(path, to) < 0)
         return -1;
-    if (push(s, num, st.st_size) < 0)
+    if (push(s, sp, st.st_size) < 0)
         unlink(to);
     return 0;
 }
@@ -197,7 +213,9 @@ int spares_put(struct spares *s, const char *path)
 size_t spares_count(struct spares *s)
 {
     pthread_mutex_lock(&s->mu);
-    size_t n = s->n;
+    size_t n = 0;
+    for (int k = 0; k < SPARE_KINDS; k++)
+        n += s->n[k];
     pthread_mutex_unlock(&s->mu);
     return n;
 }
@@ -215,7 +233,8 @@ void spares_close(struct spares *s)
     if (!s)
         return;
     pthread_mutex_destroy(&s->mu);
-    free(s->stack);
+    for (int k = 0; k < SPARE_KINDS; k++)
+        free(s->stack[k]);
     free(s);
 }
 

@@ -10,6 +10,10 @@
  * synchronous discard that truncating or unlinking a file costs
  * (bench/RESULTS.md).
  *
+ * Content files and envelopes are pooled apart (free/mN, free/eN), so that
+ * a small envelope is not written into a spare that held a big message:
+ * cutting that one short would free its blocks again.
+ *
  * A spare may hold stale bytes of the file it used to be: whoever takes
  * one overwrites it from offset 0 and cuts it to what it wrote
  * (spare_seal) before renaming it into place.  The pool keeps at most
@@ -28,20 +32,23 @@
 
 struct spares;
 
-/* One spare taken from the pool: still named free/<num>; `stale` octets of
- * old content in it. */
+enum spare_kind { SPARE_MSG, SPARE_ENV, SPARE_KINDS };
+
+/* One spare taken from the pool: still named free/<kind><num>; `stale`
+ * octets of old content in it. */
 struct spare {
     unsigned long num;
     long long stale;
+    enum spare_kind kind;
 };
 
-/* The pool in dir (created by the caller), at most max files; files found
- * there are adopted (non-numeric names are removed).  NULL on ENOMEM. */
+/* The pool in dir (created by the caller), at most max files of each kind;
+ * files found there are adopted (other names are removed).  NULL on ENOMEM. */
 struct spares *spares_open(const char *dir, size_t max);
 /* Take a spare and open it for writing (not truncated).  The fd, or -1
  * when the pool is empty (the caller then creates a new file). */
-int spares_take(struct spares *s, struct spare *sp);
-/* The path of a taken spare (free/<num>). */
+int spares_take(struct spares *s, enum spare_kind k, struct spare *sp);
+/* The path of a taken spare (free/<kind><num>). */
 void spares_path(const struct spares *s, const struct spare *sp, char *buf, size_t len);
 /* Give back a taken spare that was not renamed away; `size` is what it
  * holds now.  If the pool is full it is unlinked. */
@@ -49,7 +56,7 @@ void spares_give_back(struct spares *s, const struct spare *sp, long long size);
 /* Recycle the file at `path` into the pool (renamed; emptied if it would
  * exceed the keep limits).  0, or -1 when the pool is full or the rename
  * failed (the caller unlinks). */
-int spares_put(struct spares *s, const char *path);
+int spares_put(struct spares *s, enum spare_kind k, const char *path);
 size_t spares_count(struct spares *s);
 /* Stale octets held by the pool. */
 long long spares_bytes(struct spares *s);

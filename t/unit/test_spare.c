@@ -2,8 +2,9 @@
  * t/unit/test_spare.c — the pool of spare queue files: a spent file enters
  * the pool by rename and keeps its blocks within the keep limits (else it
  * is emptied), a taken spare is opened where it lies, spare_seal cuts
- * stale bytes, the pool holds at most `max` files, a given-back spare is
- * reused, and files left by a previous run are adopted with their sizes.
+ * stale bytes, the pool holds at most `max` files of a kind, content and
+ * envelope spares are kept apart, a given-back spare is reused, and files
+ * left by a previous run are adopted with their kinds and sizes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -55,11 +56,11 @@ static void test_put_take(void)
     struct spare sp;
     struct spares *s = spares_open(pool, 2);
     ok(s != NULL, "pool opened");
-    is_int(spares_take(s, &sp), -1, "an empty pool gives nothing");
+    is_int(spares_take(s, SPARE_MSG, &sp), -1, "an empty pool gives nothing");
 
     put_file("a", "old mail text");
     snprintf(p, sizeof p, "%s/a", dir);
-    is_int(spares_put(s, p), 0, "a spent file goes into the pool");
+    is_int(spares_put(s, SPARE_MSG, p), 0, "a spent file goes into the pool");
     ok(access(p, F_OK) != 0, "and is gone from its old place");
     is_int(spares_count(s), 1, "one spare");
     is_int(spares_bytes(s), 13, "it keeps its 13 octets (no truncate, no discard)");
@@ -67,12 +68,12 @@ static void test_put_take(void)
     put_file("b", "x");
     put_file("c", "y");
     snprintf(p, sizeof p, "%s/b", dir);
-    is_int(spares_put(s, p), 0, "second spare");
+    is_int(spares_put(s, SPARE_MSG, p), 0, "second spare");
     snprintf(p, sizeof p, "%s/c", dir);
-    is_int(spares_put(s, p), -1, "a full pool refuses");
+    is_int(spares_put(s, SPARE_MSG, p), -1, "a full pool refuses");
     ok(access(p, F_OK) == 0, "and leaves the file for the caller to unlink");
 
-    int fd = spares_take(s, &sp);
+    int fd = spares_take(s, SPARE_MSG, &sp);
     ok(fd >= 0, "take opens a spare");
     is_int((int)sp.stale, 1, "the last one in comes out first, with its size");
     spares_path(s, &sp, q, sizeof q);
@@ -81,8 +82,8 @@ static void test_put_take(void)
     spares_give_back(s, &sp, 1);
     is_int(spares_count(s), 2, "a spare given back is in the pool again");
 
-    spares_take(s, &sp);                 /* "x" again */
-    fd = spares_take(s, &sp);
+    spares_take(s, SPARE_MSG, &sp);                 /* "x" again */
+    fd = spares_take(s, SPARE_MSG, &sp);
     is_int((int)sp.stale, 13, "the first spare holds 13 stale octets");
     ok(pwrite(fd, "hello", 5, 0) == 5, "it is writable from offset 0");
     is_int(spare_seal(fd, sp.stale, 5), 0, "seal cuts it");
@@ -109,19 +110,43 @@ static void test_limits(void)
     if (fd >= 0)
         close(fd);
     long long bytes = spares_bytes(s);
-    is_int(spares_put(s, p), 0, "enters the pool");
+    is_int(spares_put(s, SPARE_MSG, p), 0, "enters the pool");
     is_int(spares_count(s), before + 1, "as a spare");
     ok(spares_bytes(s) == bytes, "but emptied: the pool holds no more octets");
+    spares_close(s);
+}
+
+static void test_kinds(void)
+{
+    char p[256];
+    struct spare sp;
+    struct spares *s = spares_open(pool, 16);
+    put_file("env1", "hato-envelope 1");
+    snprintf(p, sizeof p, "%s/env1", dir);
+    is_int(spares_put(s, SPARE_ENV, p), 0, "an envelope file enters the pool");
+    is_int(spares_count(s), 4, "next to three content spares");
+    int fd = spares_take(s, SPARE_ENV, &sp);
+    ok(fd >= 0 && sp.kind == SPARE_ENV && sp.stale == 15, "an envelope takes the envelope spare");
+    if (fd >= 0)
+        close(fd);
+    errno = 0;
+    ok(spares_take(s, SPARE_ENV, &sp) < 0, "and never a content spare");
     spares_close(s);
 }
 
 static void test_adopt(void)
 {
     put_file("free/junk", "z");
+    put_file("free/17", "a number without a kind");
     struct spares *s = spares_open(pool, 8);
-    is_int(spares_count(s), 3, "a new pool adopts the numbered spares");
-    is_int(count_pool(), 3, "and removes what is not a spare");
-    is_int(spares_bytes(s), 6, "with their sizes (1 + 5 + 0 octets)");
+    is_int(spares_count(s), 4, "a new pool adopts the spares");
+    is_int(count_pool(), 4, "and removes what is not a spare");
+    is_int(spares_bytes(s), 21, "with their sizes (1 + 5 + 0 + 15 octets)");
+    struct spare sp;
+    int fd = spares_take(s, SPARE_ENV, &sp);
+    ok(fd >= 0 && sp.stale == 15, "and their kinds");
+    if (fd >= 0)
+        close(fd);
     spares_close(s);
 }
 
@@ -133,6 +158,7 @@ int main(void)
     mkdir(pool, 0700);
     test_put_take();
     test_limits();
+    test_kinds();
     test_adopt();
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
