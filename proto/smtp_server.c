@@ -839,7 +839,7 @@ static size_t data_step(struct session *s, const char *p, size_t n)
  * per loop pass, which made a 100 KiB message take 25 passes), at most
  * SMTP_PULL_MAX per call for fairness.  End of file and errors are left for
  * the bufferevent to find and report; octets after the final dot (the
- * next commands) go back into the input buffer. */
+ * next commands) go into the input buffer, at its (unfrozen) front. */
 static void data_input(struct session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->bev);
@@ -860,8 +860,13 @@ static void data_input(struct session *s)
             break;
         pulled += (size_t)r;
         size_t used = data_step(s, s->srv->pullbuf, (size_t)r);
-        if (used < (size_t)r && s->state != S_CLOSING)
-            evbuffer_add(in, s->srv->pullbuf + used, (size_t)r - used);
+        /* the input buffer is empty here, and only its end is frozen */
+        if (used < (size_t)r && s->state != S_CLOSING &&
+            evbuffer_prepend(in, s->srv->pullbuf + used, (size_t)r - used) < 0) {
+            log_err("out of memory for the input of %s", s->peer_addr);
+            reply(s, 421, "4.3.0", "%s Error: out of memory", s->srv->p.myhostname);
+            close_after_reply(s);
+        }
     }
 }
 

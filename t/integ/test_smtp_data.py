@@ -66,6 +66,34 @@ class Streaming(SMTPCase):
         self.assertTrue(stored == content, "content differs")
 
 
+    def test_big_message_and_next_commands_in_one_write(self):
+        # content read straight from the socket in big steps must hand the
+        # commands after the final dot back to the command reader, in order,
+        # after the commit
+        content = b"Subject: one write\r\n\r\n" + b"z" * 200 + b"\r\n"
+        content += b"".join(b"%06d ..............................\r\n" % i for i in range(6000))
+        r = self.raw()
+        r.send(b"MAIL FROM:<a@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n")
+        self.check(*r.reply(), 250, "2.1.0")
+        self.check(*r.reply(), 250, "2.1.5")
+        self.check(*r.reply(), 354)
+        r.send(content + b".\r\nMAIL FROM:<b@remote.test>\r\nRCPT TO:<bob@example.test>\r\n"
+               b"DATA\r\nSubject: two\r\n\r\nsecond\r\n.\r\nQUIT\r\n")
+        code, lines = r.reply()
+        self.assertTrue(QUEUED_RE.match(lines[-1]), lines)
+        self.check(*r.reply(), 250, "2.1.0")
+        self.check(*r.reply(), 250, "2.1.5")
+        self.check(*r.reply(), 354)
+        code, lines = r.reply()
+        self.assertTrue(QUEUED_RE.match(lines[-1]), lines)
+        self.check(*r.reply(), 221)
+        files = self.h.wait_mail("bob@example.test", 2, 10)
+        self.assertEqual(len(files), 2, files)
+        sizes = sorted(len(strip_received(strip_delivery_headers(self.h.read_mail(f))))
+                       for f in files)
+        self.assertEqual(sizes, sorted([len(content), len(b"Subject: two\r\n\r\nsecond\r\n")]))
+
+
 class DotStuffing(SMTPCase):
     def test_dot_unstuffing(self):
         r = self.raw()
