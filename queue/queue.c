@@ -300,6 +300,17 @@ static int rename_into(struct commit_item *it)
     return qfile_place(it->q, it->id, ".env", &it->env, it->q->env);
 }
 
+/* syncfs of the queue's filesystem, reported to the spare pool (a spare is
+ * reused only after a flush that began after it entered the pool). */
+static int queue_syncfs(struct queue *q)
+{
+    unsigned long long ticket = spares_sync_begin(q->spares);
+    if (syncfs(q->dirfd) < 0)
+        return -1;
+    spares_sync_end(q->spares, ticket);
+    return 0;
+}
+
 static void fail_item(struct commit_item *it)
 {
     if (!it->err)
@@ -328,14 +339,14 @@ static void commit_batch_run(void *arg)
         if (!it->err && !whole_fs && (fdatasync(it->msg.fd) < 0 || fdatasync(it->env.fd) < 0))
             fail_item(it);
     }
-    if (whole_fs && syncfs(q->dirfd) < 0)
+    if (whole_fs && queue_syncfs(q) < 0)
         for (struct commit_item *it = batch; it; it = it->next)
             fail_item(it);
     for (struct commit_item *it = batch; it; it = it->next)
         if (!it->err && rename_into(it) < 0)
             fail_item(it);
     /* the renames: one syncfs covers both directories */
-    int dirs_ok = syncfs(q->dirfd) == 0;
+    int dirs_ok = queue_syncfs(q) == 0;
     for (struct commit_item *it = batch; it; it = it->next) {
         if (!dirs_ok)
             fail_item(it);

@@ -1,9 +1,10 @@
 /*
  * queue/spare.c — the pool of spare queue files: a directory of files named
- * by kind and number (m17, e18), and a stack of (number, size) per kind
- * behind a mutex.  It must never let a spare replace an existing file, and
- * must bound the stale octets it keeps on disk (SPARE_KEEP_FILE,
- * SPARE_KEEP_TOTAL).
+ * by kind and number (m17, e18), and a FIFO of (number, size, epoch) per
+ * kind behind a mutex.  It must never let a spare replace an existing file,
+ * never hand out a spare whose move into the pool may not be on disk yet
+ * (see spares_sync_begin), and must bound the stale octets it keeps on disk
+ * (SPARE_KEEP_FILE, SPARE_KEEP_TOTAL).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -21,8 +22,10 @@
 struct spares {
     char dir[PATH_MAX];
     pthread_mutex_t mu;
-    struct spare *stack[SPARE_KINDS];   /* the files in the pool, by kind */
-    size_t n[SPARE_KINDS], max;         /* max: per kind */
+    struct spare *ring[SPARE_KINDS];    /* the files in the pool, by kind, oldest first */
+    size_t head[SPARE_KINDS], n[SPARE_KINDS], max;   /* max: per kind */
+    unsigned long long started;         /* flushes begun (spares_sync_begin) */
+    unsigned long long durable;         /* highest flush completed */
     long long bytes;             /* stale octets in the pool */
     unsigned long next;          /* next unused number */
 };
@@ -93,7 +96,8 @@ static void adopt(struct spares *s)
             }
             size = 0;
         }
-        s->stack[k][s->n[k]++] = (struct spare){ .num = num, .stale = size, .kind = k };
+        /* epoch 0: found on disk, so its name in free/ is already durable */
+        s->ring[k][s->n[k]++] = (struct spare){ .num = num, .stale = size, .kind = k };
         s->bytes += size;
         if (num >= s->next)
             s->next = num + 1;
@@ -107,25 +111,31 @@ struct spares *spares_open(const char *dir, size_t max)
     if (!s)
         return NULL;
     for (int k = 0; k < SPARE_KINDS; k++) {
-        s->stack[k] = calloc(max ? max : 1, sizeof *s->stack[k]);
-        if (!s->stack[k]) {
+        s->ring[k] = calloc(max ? max : 1, sizeof *s->ring[k]);
+        if (!s->ring[k]) {
             spares_close(s);
             return NULL;
         }
     }
+    s->max = max ? max : 1;
+    s->started = s->durable = 1;
     snprintf(s->dir, sizeof s->dir, "%s", dir);
-    s->max = max;
     pthread_mutex_init(&s->mu, NULL);
     adopt(s);
     return s;
 }
 
+/* The oldest spare of kind k, if a flush begun after it entered the pool
+ * has completed (else its old name might come back after a power loss,
+ * pointing at whatever is written into it next). */
 static int pop(struct spares *s, enum spare_kind k, struct spare *sp)
 {
     int ok = 0;
     pthread_mutex_lock(&s->mu);
-    if (s->n[k] > 0) {
-        *sp = s->stack[k][--s->n[k]];
+    if (s->n[k] > 0 && s->ring[k][s->head[k]].epoch < s->durable) {
+        *sp = s->ring[k][s->head[k]];
+        s->head[k] = (s->head[k] + 1) % s->max;
+        s->n[k]--;
         s->bytes -= sp->stale;
         ok = 1;
     }
@@ -175,7 +185,7 @@ static int push(struct spares *s, struct spare sp, long long size)
         return -1;
     }
     sp.stale = size;
-    s->stack[k][s->n[k]++] = sp;
+    s->ring[k][(s->head[k] + s->n[k]++) % s->max] = sp;
     pthread_mutex_unlock(&s->mu);
     return 0;
 }
@@ -187,6 +197,22 @@ void spares_give_back(struct spares *s, const struct spare *sp, long long size)
         spares_path(s, sp, path, sizeof path);
         unlink(path);
     }
+}
+
+unsigned long long spares_sync_begin(struct spares *s)
+{
+    pthread_mutex_lock(&s->mu);
+    unsigned long long t = ++s->started;
+    pthread_mutex_unlock(&s->mu);
+    return t;
+}
+
+void spares_sync_end(struct spares *s, unsigned long long ticket)
+{
+    pthread_mutex_lock(&s->mu);
+    if (ticket > s->durable)
+        s->durable = ticket;
+    pthread_mutex_unlock(&s->mu);
 }
 
 int spares_put(struct spares *s, enum spare_kind k, const char *path)
@@ -205,6 +231,9 @@ int spares_put(struct spares *s, enum spare_kind k, const char *path)
     spares_path(s, &sp, to, sizeof to);
     if (rename(path, to) < 0)
         return -1;
+    pthread_mutex_lock(&s->mu);
+    sp.epoch = s->started;          /* the rename is done: any flush begun later covers it */
+    pthread_mutex_unlock(&s->mu);
     if (push(s, sp, st.st_size) < 0)
         unlink(to);
     return 0;
@@ -234,7 +263,7 @@ void spares_close(struct spares *s)
         return;
     pthread_mutex_destroy(&s->mu);
     for (int k = 0; k < SPARE_KINDS; k++)
-        free(s->stack[k]);
+        free(s->ring[k]);
     free(s);
 }
 

@@ -20,7 +20,16 @@
  * SPARE_KEEP_FILE octets in one spare and SPARE_KEEP_TOTAL in all;
  * beyond that a spare is truncated to empty when it enters the pool.
  * The pool lives inside queue/ (mode 0700), like the queue files it
- * recycles.  Thread-safe.
+ * recycles.
+ *
+ * Moving a spent file into the pool is a rename nobody flushes.  Until a
+ * flush of the filesystem records it, a power loss could bring the old name
+ * (env/ID or msg/ID of a delivered message) back, now pointing at whatever
+ * was written into the spare since: another message's content under the
+ * old envelope.  So a spare is handed out only once a flush that began after
+ * it entered the pool has completed (the queue reports its syncfs calls with
+ * spares_sync_begin/end; they run every batch), oldest first; until then
+ * spares_take finds nothing and the caller creates a new file.  Thread-safe.
  */
 #ifndef HATO_SPARE_H
 #define HATO_SPARE_H
@@ -40,23 +49,29 @@ struct spare {
     unsigned long num;
     long long stale;
     enum spare_kind kind;
+    unsigned long long epoch;   /* flushes begun before it entered the pool */
 };
 
 /* The pool in dir (created by the caller), at most max files of each kind;
  * files found there are adopted (other names are removed).  NULL on ENOMEM. */
 struct spares *spares_open(const char *dir, size_t max);
-/* Take a spare and open it for writing (not truncated).  The fd, or -1
- * when the pool is empty (the caller then creates a new file). */
+/* Take the oldest spare of kind k whose entry into the pool is durable, and
+ * open it for writing (not truncated).  The fd, or -1 when there is none
+ * (the caller then creates a new file). */
 int spares_take(struct spares *s, enum spare_kind k, struct spare *sp);
 /* The path of a taken spare (free/<kind><num>). */
 void spares_path(const struct spares *s, const struct spare *sp, char *buf, size_t len);
-/* Give back a taken spare that was not renamed away; `size` is what it
- * holds now.  If the pool is full it is unlinked. */
+/* Give back a taken spare that was not renamed away (it keeps its epoch);
+ * `size` is what it holds now.  If the pool is full it is unlinked. */
 void spares_give_back(struct spares *s, const struct spare *sp, long long size);
 /* Recycle the file at `path` into the pool (renamed; emptied if it would
  * exceed the keep limits).  0, or -1 when the pool is full or the rename
  * failed (the caller unlinks). */
 int spares_put(struct spares *s, enum spare_kind k, const char *path);
+/* Around a flush (syncfs) of the pool's filesystem: begin returns a ticket,
+ * end reports that flush complete.  Call end only if the flush succeeded. */
+unsigned long long spares_sync_begin(struct spares *s);
+void spares_sync_end(struct spares *s, unsigned long long ticket);
 size_t spares_count(struct spares *s);
 /* Stale octets held by the pool. */
 long long spares_bytes(struct spares *s);

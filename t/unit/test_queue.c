@@ -144,9 +144,20 @@ static void test_ops(const char *dir)
     event_base_dispatch(base);
     ok(!exists(dir, "msg", e.id) && !exists(dir, "env", e.id), "remove deleted both files");
 
-    /* the removed message's two files are spares now: a new message is
-     * written into one where it lies, and stale bytes never reach msg/ */
+    /* the removed message's two files are spares now, but their move into
+     * the pool is not flushed yet: the next message takes a new file, and
+     * its commit's flush makes the spares usable */
     struct queue_writer w;
+    struct envelope e4;
+    ok(queue_writer_open(q, &w) == 0 && !w.spare, "right after a removal no spare is handed out");
+    queue_writer_write(&w, "S\r\n", 3);
+    make_env(&e4, "bob@example.test");
+    outstanding = 1;
+    ok(queue_commit(q, &w, &e4, committed, &e4) == 0, "a commit (with its flush)");
+    event_base_dispatch(base);
+    env_clear(&e4);
+    /* now a new message is written into a spare where it lies, and stale
+     * bytes never reach msg/ */
     ok(queue_writer_open(q, &w) == 0 && w.spare, "a new message is written into a spare");
     ok(w.sp.stale > 2, "which holds stale octets");
     queue_writer_write(&w, "S\r\n", 3);
@@ -169,6 +180,9 @@ static void test_ops(const char *dir)
     ok(queue_remove(q, e3.id, op_done, &res) == 0, "remove it again");
     event_base_dispatch(base);
     env_clear(&e3);
+    struct envelope e5;
+    commit_many(q, 1, &e5);              /* a flush, so that those spares are usable */
+    env_clear(&e5);
 
     ok(queue_writer_open(q, &w) == 0 && w.spare, "another spare");
     int before = count(dir, "free");

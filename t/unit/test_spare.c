@@ -3,8 +3,9 @@
  * the pool by rename and keeps its blocks within the keep limits (else it
  * is emptied), a taken spare is opened where it lies, spare_seal cuts
  * stale bytes, the pool holds at most `max` files of a kind, content and
- * envelope spares are kept apart, a given-back spare is reused, and files
- * left by a previous run are adopted with their kinds and sizes.
+ * envelope spares are kept apart, a given-back spare is reused, files left
+ * by a previous run are adopted with their kinds and sizes, and a spare is
+ * handed out only after a flush that began after it entered the pool.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +37,13 @@ static long size_of(const char *path)
     return stat(path, &st) == 0 ? (long)st.st_size : -1;
 }
 
+static void unlink_spare(struct spares *s, const struct spare *sp)
+{
+    char p[256];
+    spares_path(s, sp, p, sizeof p);
+    unlink(p);
+}
+
 static int count_pool(void)
 {
     char cmd[300];
@@ -48,6 +56,12 @@ static int count_pool(void)
         pclose(f);
     }
     return n;
+}
+
+/* A flush of the pool's filesystem, as the queue reports its syncfs. */
+static void flush(struct spares *s)
+{
+    spares_sync_end(s, spares_sync_begin(s));
 }
 
 static void test_put_take(void)
@@ -72,19 +86,22 @@ static void test_put_take(void)
     snprintf(p, sizeof p, "%s/c", dir);
     is_int(spares_put(s, SPARE_MSG, p), -1, "a full pool refuses");
     ok(access(p, F_OK) == 0, "and leaves the file for the caller to unlink");
+    flush(s);
 
     int fd = spares_take(s, SPARE_MSG, &sp);
     ok(fd >= 0, "take opens a spare");
-    is_int((int)sp.stale, 1, "the last one in comes out first, with its size");
+    is_int((int)sp.stale, 13, "the oldest comes out first, with its size");
     spares_path(s, &sp, q, sizeof q);
     ok(access(q, F_OK) == 0, "the spare is still in the pool directory");
     close(fd);
-    spares_give_back(s, &sp, 1);
+    spares_give_back(s, &sp, sp.stale);
     is_int(spares_count(s), 2, "a spare given back is in the pool again");
 
-    spares_take(s, SPARE_MSG, &sp);                 /* "x" again */
     fd = spares_take(s, SPARE_MSG, &sp);
-    is_int((int)sp.stale, 13, "the first spare holds 13 stale octets");
+    is_int((int)sp.stale, 1, "then the second");
+    close(fd);
+    fd = spares_take(s, SPARE_MSG, &sp);
+    is_int((int)sp.stale, 13, "then the one given back, with its 13 stale octets");
     ok(pwrite(fd, "hello", 5, 0) == 5, "it is writable from offset 0");
     is_int(spare_seal(fd, sp.stale, 5), 0, "seal cuts it");
     close(fd);
@@ -125,12 +142,48 @@ static void test_kinds(void)
     snprintf(p, sizeof p, "%s/env1", dir);
     is_int(spares_put(s, SPARE_ENV, p), 0, "an envelope file enters the pool");
     is_int(spares_count(s), 4, "next to three content spares");
+    flush(s);
     int fd = spares_take(s, SPARE_ENV, &sp);
     ok(fd >= 0 && sp.kind == SPARE_ENV && sp.stale == 15, "an envelope takes the envelope spare");
     if (fd >= 0)
         close(fd);
     errno = 0;
     ok(spares_take(s, SPARE_ENV, &sp) < 0, "and never a content spare");
+    spares_close(s);
+}
+
+static void test_epochs(void)
+{
+    char p[256], pool2[160];
+    struct spare sp;
+    snprintf(pool2, sizeof pool2, "%s/free2", dir);
+    mkdir(pool2, 0700);
+    put_file("free2/m7", "old");
+    struct spares *s = spares_open(pool2, 16);
+    int fd = spares_take(s, SPARE_MSG, &sp);
+    ok(fd >= 0 && sp.stale == 3, "a spare found at start is handed out at once");
+    if (fd >= 0)
+        close(fd);
+    unlink_spare(s, &sp);
+    put_file("late", "spent");
+    snprintf(p, sizeof p, "%s/late", dir);
+    unsigned long long during = spares_sync_begin(s);    /* a flush already running */
+    is_int(spares_put(s, SPARE_MSG, p), 0, "a spent file enters the pool");
+    is_int(spares_take(s, SPARE_MSG, &sp), -1, "it is not handed out before any flush");
+    spares_sync_end(s, during);
+    is_int(spares_take(s, SPARE_MSG, &sp), -1, "nor after a flush that began before it came");
+    (void)spares_sync_begin(s);            /* a flush that failed: never ended */
+    is_int(spares_take(s, SPARE_MSG, &sp), -1, "nor after a failed flush");
+    flush(s);
+    fd = spares_take(s, SPARE_MSG, &sp);
+    ok(fd >= 0 && sp.stale == 5, "but after a flush that began after it");
+    if (fd >= 0)
+        close(fd);
+    spares_give_back(s, &sp, 5);
+    fd = spares_take(s, SPARE_MSG, &sp);
+    ok(fd >= 0 && sp.stale == 5, "a spare given back keeps its epoch (its name never moved)");
+    if (fd >= 0)
+        close(fd);
     spares_close(s);
 }
 
@@ -159,6 +212,7 @@ int main(void)
     test_put_take();
     test_limits();
     test_kinds();
+    test_epochs();
     test_adopt();
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
