@@ -112,7 +112,8 @@ struct queue *queue_open(const char *state_dir, struct work_pool *pool, int grou
         free(q);
         return NULL;
     }
-    q->spares = spares_open(q->spare_dir, QUEUE_SPARES);
+    const char *live[] = { q->msg, q->env, q->hold, q->corrupt, NULL };
+    q->spares = spares_open(q->spare_dir, QUEUE_SPARES, live);
     if (!q->spares) {
         snprintf(err, errlen, "out of memory");
         close(q->dirfd);

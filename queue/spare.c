@@ -70,20 +70,76 @@ static int ftruncateat_empty(int dfd, const char *name)
     return close(fd);
 }
 
-/* Adopt what a previous run left in the pool (start-up, single-threaded). */
-static void adopt(struct spares *s)
+/* The inode numbers of the files in dirs (a NULL-terminated list), sorted. */
+struct inos {
+    ino_t *v;
+    size_t n, cap;
+};
+
+static int ino_cmp(const void *a, const void *b)
 {
+    ino_t x = *(const ino_t *)a, y = *(const ino_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int collect_inos(const char *const *dirs, struct inos *in)
+{
+    for (; dirs && *dirs; dirs++) {
+        DIR *d = opendir(*dirs);
+        struct dirent *de;
+        if (!d)
+            continue;
+        while ((de = readdir(d))) {
+            if (de->d_name[0] == '.')
+                continue;
+            if (in->n == in->cap) {
+                size_t cap = in->cap ? in->cap * 2 : 256;
+                ino_t *v = realloc(in->v, cap * sizeof *v);
+                if (!v) {
+                    closedir(d);
+                    return -1;
+                }
+                in->v = v;
+                in->cap = cap;
+            }
+            in->v[in->n++] = de->d_ino;
+        }
+        closedir(d);
+    }
+    if (in->n)
+        qsort(in->v, in->n, sizeof *in->v, ino_cmp);
+    return 0;
+}
+
+static int ino_live(const struct inos *in, ino_t ino)
+{
+    return in->n && bsearch(&ino, in->v, in->n, sizeof *in->v, ino_cmp) != NULL;
+}
+
+/* Adopt what a previous run left in the pool (start-up, single-threaded).
+ * A name in the pool whose file also has a name in a live directory is
+ * dropped (only that name): after a power loss during a commit's flush the
+ * pool's directory may still list a spare that was renamed into msg/ or
+ * env/, and writing into it would overwrite queued mail. */
+static int adopt(struct spares *s, const char *const *live_dirs)
+{
+    struct inos live = { 0 };
+    if (collect_inos(live_dirs, &live) < 0)
+        return -1;
     DIR *d = opendir(s->dir);
     struct dirent *de;
     struct stat st;
-    if (!d)
-        return;
+    if (!d) {
+        free(live.v);
+        return 0;
+    }
     while ((de = readdir(d))) {
         unsigned long num;
         enum spare_kind k;
         if (de->d_name[0] == '.')
             continue;
         if (parse_name(de->d_name, &k, &num) < 0 || s->n[k] == s->max ||
+            ino_live(&live, de->d_ino) ||
             fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) {
             unlinkat(dirfd(d), de->d_name, 0);
             continue;
@@ -103,9 +159,11 @@ static void adopt(struct spares *s)
             s->next = num + 1;
     }
     closedir(d);
+    free(live.v);
+    return 0;
 }
 
-struct spares *spares_open(const char *dir, size_t max)
+struct spares *spares_open(const char *dir, size_t max, const char *const *live_dirs)
 {
     struct spares *s = calloc(1, sizeof *s);
     if (!s)
@@ -121,7 +179,10 @@ struct spares *spares_open(const char *dir, size_t max)
     s->started = s->durable = 1;
     snprintf(s->dir, sizeof s->dir, "%s", dir);
     pthread_mutex_init(&s->mu, NULL);
-    adopt(s);
+    if (adopt(s, live_dirs) < 0) {
+        spares_close(s);
+        return NULL;
+    }
     return s;
 }
 

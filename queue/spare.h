@@ -53,8 +53,10 @@ struct spare {
 };
 
 /* The pool in dir (created by the caller), at most max files of each kind;
- * files found there are adopted (other names are removed).  NULL on ENOMEM. */
-struct spares *spares_open(const char *dir, size_t max);
+ * files found there are adopted (other names are removed, and so is a name
+ * whose file also has a name in one of live_dirs, a NULL-terminated list or
+ * NULL).  NULL on ENOMEM. */
+struct spares *spares_open(const char *dir, size_t max, const char *const *live_dirs);
 /* Take the oldest spare of kind k whose entry into the pool is durable, and
  * open it for writing (not truncated).  The fd, or -1 when there is none
  * (the caller then creates a new file). */

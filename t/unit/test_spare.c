@@ -68,7 +68,7 @@ static void test_put_take(void)
 {
     char p[256], q[256], buf[32];
     struct spare sp;
-    struct spares *s = spares_open(pool, 2);
+    struct spares *s = spares_open(pool, 2, NULL);
     ok(s != NULL, "pool opened");
     is_int(spares_take(s, SPARE_MSG, &sp), -1, "an empty pool gives nothing");
 
@@ -119,7 +119,7 @@ static void test_put_take(void)
 static void test_limits(void)
 {
     char p[256];
-    struct spares *s = spares_open(pool, 16);
+    struct spares *s = spares_open(pool, 16, NULL);
     size_t before = spares_count(s);
     snprintf(p, sizeof p, "%s/big", dir);
     int fd = open(p, O_CREAT | O_WRONLY | O_TRUNC, 0600);
@@ -137,7 +137,7 @@ static void test_kinds(void)
 {
     char p[256];
     struct spare sp;
-    struct spares *s = spares_open(pool, 16);
+    struct spares *s = spares_open(pool, 16, NULL);
     put_file("env1", "hato-envelope 1");
     snprintf(p, sizeof p, "%s/env1", dir);
     is_int(spares_put(s, SPARE_ENV, p), 0, "an envelope file enters the pool");
@@ -159,7 +159,7 @@ static void test_epochs(void)
     snprintf(pool2, sizeof pool2, "%s/free2", dir);
     mkdir(pool2, 0700);
     put_file("free2/m7", "old");
-    struct spares *s = spares_open(pool2, 16);
+    struct spares *s = spares_open(pool2, 16, NULL);
     int fd = spares_take(s, SPARE_MSG, &sp);
     ok(fd >= 0 && sp.stale == 3, "a spare found at start is handed out at once");
     if (fd >= 0)
@@ -187,11 +187,35 @@ static void test_epochs(void)
     spares_close(s);
 }
 
+static void test_adopt_not_live(void)
+{
+    char live_dir[160], a[256], b[256];
+    const char *live[] = { live_dir, NULL };
+    snprintf(live_dir, sizeof live_dir, "%s/msg", dir);
+    mkdir(live_dir, 0700);
+    snprintf(a, sizeof a, "%s/free3", dir);
+    mkdir(a, 0700);
+    /* as after a power loss during a commit's flush: the spare's old name in
+     * the pool survived next to its new one in msg/ */
+    put_file("free3/m1", "queued mail");
+    snprintf(a, sizeof a, "%s/free3/m1", dir);
+    snprintf(b, sizeof b, "%s/msg/ID1", dir);
+    ok(link(a, b) == 0, "a file with a name in the pool and one in msg/");
+    put_file("free3/m2", "a real spare");
+    snprintf(a, sizeof a, "%s/free3", dir);
+    struct spares *s = spares_open(a, 8, live);
+    is_int(spares_count(s), 1, "only the real spare is adopted");
+    snprintf(a, sizeof a, "%s/free3/m1", dir);
+    ok(access(a, F_OK) != 0, "the stale name is removed from the pool");
+    is_int(size_of(b), 11, "and the queued file is untouched");
+    spares_close(s);
+}
+
 static void test_adopt(void)
 {
     put_file("free/junk", "z");
     put_file("free/17", "a number without a kind");
-    struct spares *s = spares_open(pool, 8);
+    struct spares *s = spares_open(pool, 8, NULL);
     is_int(spares_count(s), 4, "a new pool adopts the spares");
     is_int(count_pool(), 4, "and removes what is not a spare");
     is_int(spares_bytes(s), 21, "with their sizes (1 + 5 + 0 + 15 octets)");
@@ -213,6 +237,7 @@ int main(void)
     test_limits();
     test_kinds();
     test_epochs();
+    test_adopt_not_live();
     test_adopt();
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
