@@ -358,6 +358,35 @@ class ContentIntegrity(HatodTestCase):
         self.assertTrue(name.endswith(",S=%d" % len(data)), name)
 
 
+def load_clients(test, h, stop, body_of, on_ack, sessions, first=0):
+    """Start `sessions` SMTP clients (numbered from `first`) sending message
+    after message on one connection each until `stop` is set: body_of(n, i)
+    gives (content, marker), on_ack(marker, content) runs for every 250.
+    Returns the threads."""
+    def client(n):
+        i = 0
+        try:
+            c = RawSMTP(h.port, timeout=10)
+            test.addCleanup(c.close)
+            c.reply()
+            c.cmd("EHLO load%d.test" % n)
+            while not stop.is_set():
+                c.cmd("MAIL FROM:<a@remote.test>")
+                c.cmd("RCPT TO:<bob@example.test>")
+                if c.cmd("DATA")[0] != 354:
+                    return
+                body, marker = body_of(n, i)
+                if c.cmd(body + b".\r\n")[0] == 250:
+                    on_ack(marker, body)
+                i += 1
+        except (OSError, EOFError):
+            pass
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(first, first + sessions)]
+    for t in threads:
+        t.start()
+    return threads
+
+
 class CrashUnderLoad(HatodTestCase):
     """kill -9 while 10 sessions commit and deliver: after the restart every
     acknowledged message is delivered, and the queue holds no half message."""
@@ -366,28 +395,11 @@ class CrashUnderLoad(HatodTestCase):
         h = self.h
         acked, stop = [], threading.Event()
 
-        def client(n):
-            i = 0
-            try:
-                c = RawSMTP(h.port, timeout=10)
-                self.addCleanup(c.close)
-                c.reply()
-                c.cmd("EHLO load%d.test" % n)
-                while not stop.is_set():
-                    c.cmd("MAIL FROM:<a@remote.test>")
-                    c.cmd("RCPT TO:<bob@example.test>")
-                    if c.cmd("DATA")[0] != 354:
-                        return
-                    code, lines = c.cmd(message("m", "L-%d-%d-L" % (n, i), size=3000) + b".\r\n")
-                    if code == 250:
-                        acked.append("L-%d-%d-L" % (n, i))
-                    i += 1
-            except (OSError, EOFError):
-                pass
+        def body_of(n, i):
+            marker = "L-%d-%d-L" % (n, i)
+            return message("m", marker, size=3000), marker
 
-        threads = [threading.Thread(target=client, args=(n,)) for n in range(10)]
-        for t in threads:
-            t.start()
+        threads = load_clients(self, h, stop, body_of, lambda m, b: acked.append(m), 10)
         time.sleep(0.8)
         h.kill9()
         stop.set()
@@ -421,29 +433,7 @@ class RecycledFilesUnderLoad(HatodTestCase):
         return message("r", marker, size=self.SIZES[(n + i) % len(self.SIZES)]), marker
 
     def load(self, h, acked, stop, sessions=6, first=0):
-        def client(n):
-            i = 0
-            try:
-                c = RawSMTP(h.port, timeout=10)
-                self.addCleanup(c.close)
-                c.reply()
-                c.cmd("EHLO rec%d.test" % n)
-                while not stop.is_set():
-                    c.cmd("MAIL FROM:<a@remote.test>")
-                    c.cmd("RCPT TO:<bob@example.test>")
-                    if c.cmd("DATA")[0] != 354:
-                        return
-                    body, marker = self.body(n, i)
-                    if c.cmd(body + b".\r\n")[0] == 250:
-                        acked[marker] = body
-                    i += 1
-            except (OSError, EOFError):
-                pass
-        threads = [threading.Thread(target=client, args=(n,))
-                   for n in range(first, first + sessions)]
-        for t in threads:
-            t.start()
-        return threads
+        return load_clients(self, h, stop, self.body, acked.__setitem__, sessions, first)
 
     def check_mailbox(self, h, acked):
         seen = {}
