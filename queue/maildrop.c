@@ -122,20 +122,12 @@ static int md_copy(int in, int out)
 static int md_fsync_dir(const char *dir, const char *final)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int rc;
-
-    if (fd < 0 && errno == EACCES) {
+    int whole_fs = fd < 0 && errno == EACCES;
+    if (whole_fs)
         fd = open(final, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            return -1;
-        rc = syncfs(fd);
-        if (close(fd) != 0)
-            rc = -1;
-        return rc;
-    }
     if (fd < 0)
         return -1;
-    rc = fsync(fd);
+    int rc = whole_fs ? syncfs(fd) : fsync(fd);
     if (close(fd) != 0)
         rc = -1;
     return rc;

@@ -11,6 +11,17 @@ from test_queue_util import (Tmpfs, ls, mails, message, next_ids, qdir, read_env
                              restart, send, send_ok, stays, wait_queue_empty)
 
 
+def open_transaction(test, h):
+    """A connection with EHLO, MAIL and RCPT for bob@example.test accepted."""
+    c = RawSMTP(h.port)
+    test.addCleanup(c.close)
+    test.assertEqual(c.reply()[0], 220)
+    test.assertEqual(c.cmd("EHLO client.test")[0], 250)
+    test.assertEqual(c.cmd("MAIL FROM:<a@remote.test>")[0], 250)
+    test.assertEqual(c.cmd("RCPT TO:<bob@example.test>")[0], 250)
+    return c
+
+
 class KillAfterAck(HatodTestCase):
     """250 then kill -9: the message is delivered after the restart."""
     CONF = {"defer_transports": "local"}
@@ -36,12 +47,7 @@ class KillAfterAck(HatodTestCase):
 
     def test_kill9_mid_data_leaves_nothing(self):
         h = self.h
-        c = RawSMTP(h.port)
-        self.addCleanup(c.close)
-        self.assertEqual(c.reply()[0], 220)
-        self.assertEqual(c.cmd("EHLO client.test")[0], 250)
-        self.assertEqual(c.cmd("MAIL FROM:<a@remote.test>")[0], 250)
-        self.assertEqual(c.cmd("RCPT TO:<bob@example.test>")[0], 250)
+        c = open_transaction(self, h)
         self.assertEqual(c.cmd("DATA")[0], 354)
         half = message("half", size=20000)
         c.send(half)                 # no end of data
@@ -170,12 +176,7 @@ class FullDisk(HatodTestCase):
         before = send_ok(self, h, "a@remote.test", ["bob@example.test"],
                          message("before", "accepted-before-full"))
         filler = self.fs.fill()
-        c = RawSMTP(h.port)
-        self.addCleanup(c.close)
-        c.reply()
-        c.cmd("EHLO client.test")
-        self.assertEqual(c.cmd("MAIL FROM:<a@remote.test>")[0], 250)
-        self.assertEqual(c.cmd("RCPT TO:<bob@example.test>")[0], 250)
+        c = open_transaction(self, h)
         code, lines = c.cmd("DATA")
         if code == 354:
             code, lines = c.cmd(message("full", size=50000) + b".\r\n")
@@ -214,12 +215,7 @@ class FullDisk(HatodTestCase):
         pages = (os.path.getsize(filler) + page - 1) // page
         os.truncate(filler, (pages - 3) * page)
         self.assertEqual(os.statvfs(self.fs.dir).f_bavail, 3)
-        c = RawSMTP(h.port)
-        self.addCleanup(c.close)
-        c.reply()
-        c.cmd("EHLO client.test")
-        self.assertEqual(c.cmd("MAIL FROM:<a@remote.test>")[0], 250)
-        self.assertEqual(c.cmd("RCPT TO:<bob@example.test>")[0], 250)
+        c = open_transaction(self, h)
         self.assertEqual(c.cmd("DATA")[0], 354)
         # content (with the Received: line) fills the 3 pages, the envelope has none
         code, lines = c.cmd(message("env", size=3 * page - 400) + b".\r\n")

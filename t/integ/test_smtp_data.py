@@ -3,6 +3,8 @@ dot-unstuffing, end of data only on CRLF.CRLF (SMTP smuggling,
 CVE-2023-51764), bare LF policy, and the headers hatod adds."""
 import re
 import smtplib
+import threading
+import time
 
 from test_smtp_helpers import QUEUED_RE, SMTPCase, headers_and_body, unfold
 
@@ -65,6 +67,38 @@ class Streaming(SMTPCase):
         self.assertEqual(len(stored), len(content))
         self.assertTrue(stored == content, "content differs")
 
+
+    def test_other_client_served_while_one_streams_data(self):
+        # DATA is read straight from the socket until it is empty, at most
+        # 256 KiB per turn: a client streaming 60 MB (over message_size_limit,
+        # so discarded) must not keep the loop from another client.  (Here a
+        # Python sender never outruns hatod, so this holds even without the
+        # 256 KiB cap; it guards the property, not the constant.)
+        a = self.raw()
+        self.expect(a, "MAIL FROM:<a@remote.test>", 250, "2.1.0")
+        self.expect(a, "RCPT TO:<bob@example.test>", 250, "2.1.5")
+        self.expect(a, "DATA", 354)
+        chunk = (b"x" * 1022 + b"\r\n") * 1024
+        done = threading.Event()
+
+        def stream():
+            try:
+                for _ in range(60):
+                    a.send(chunk)
+                a.send(b".\r\n")
+            finally:
+                done.set()
+        sender = threading.Thread(target=stream, daemon=True)
+        sender.start()
+        time.sleep(0.2)
+        t0 = time.time()
+        b = self.raw()
+        self.expect(b, "NOOP", 250, "2.0.0")
+        self.expect(b, "QUIT", 221)
+        served = time.time() - t0
+        self.assertTrue(done.wait(60))
+        self.check(*a.reply(), 552, "5.3.4")
+        self.assertLess(served, 2.0)
 
     def test_big_message_and_next_commands_in_one_write(self):
         # content read straight from the socket in big steps must hand the

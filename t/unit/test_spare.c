@@ -133,6 +133,35 @@ static void test_limits(void)
     spares_close(s);
 }
 
+/* Sparse files: the pool counts st_size, so 64 MiB of them cost no disk. */
+static void test_total_limit(void)
+{
+    char sub[160], p[256];
+    snprintf(sub, sizeof sub, "%s/free4", dir);
+    mkdir(sub, 0700);
+    struct spares *s = spares_open(sub, 200, NULL);
+    int files = (int)(SPARE_KEEP_TOTAL / SPARE_KEEP_FILE);
+    int all = 1;
+    for (int i = 0; i <= files; i++) {
+        snprintf(p, sizeof p, "%s/t%d", dir, i);
+        int fd = open(p, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+        if (fd < 0 || ftruncate(fd, SPARE_KEEP_FILE) != 0 || spares_put(s, SPARE_MSG, p) != 0)
+            all = 0;
+        if (fd >= 0)
+            close(fd);
+    }
+    ok(all, "%d files of the per-file limit enter the pool", files + 1);
+    is_int(spares_count(s), files + 1, "all of them as spares");
+    ok(spares_bytes(s) == SPARE_KEEP_TOTAL, "but the pool keeps no more than its total");
+    int emptied = 0;
+    struct spare sp;
+    spares_sync_end(s, spares_sync_begin(s));
+    for (int fd; (fd = spares_take(s, SPARE_MSG, &sp)) >= 0; close(fd))
+        emptied += sp.stale == 0;
+    is_int(emptied, 1, "the one over it was emptied");
+    spares_close(s);
+}
+
 static void test_kinds(void)
 {
     char p[256];
@@ -235,6 +264,7 @@ int main(void)
     mkdir(pool, 0700);
     test_put_take();
     test_limits();
+    test_total_limit();
     test_kinds();
     test_epochs();
     test_adopt_not_live();
