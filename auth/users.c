@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "lib/fsutil.h"
+#include "lib/hash.h"
 #include "auth/users.h"
 
 #define USERS_ADDR_MAX    320                 /* octets of an address */
@@ -49,18 +50,6 @@ static void err_fmt(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-}
-
-static uint64_t hash_lower(const char *s, size_t len)
-{
-    uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
-    size_t i;
-
-    for (i = 0; i < len; i++) {
-        h ^= (unsigned char)tolower((unsigned char)s[i]);
-        h *= 1099511628211ULL;
-    }
-    return h;
 }
 
 static int is_space(char c)

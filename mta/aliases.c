@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "lib/fsutil.h"
+#include "lib/hash.h"
 #include "mta/aliases.h"
 
 #define ALIAS_ADDR_MAX   320                  /* octets of a name or target */
@@ -67,18 +68,6 @@ static void err_fmt(char *err, size_t errlen, const char *fmt, ...)
 static int is_blank(char c)
 {
     return c == ' ' || c == '\t' || c == '\r';
-}
-
-static uint64_t hash_lower(const char *s, size_t len)
-{
-    uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
-    size_t i;
-
-    for (i = 0; i < len; i++) {
-        h ^= (unsigned char)tolower((unsigned char)s[i]);
-        h *= 1099511628211ULL;
-    }
-    return h;
 }
 
 static char *dup_lower(const char *s, size_t len)

@@ -20,6 +20,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "lib/hash.h"
 #include "lib/iplist.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
@@ -62,10 +63,7 @@ struct listeners {
 
 static size_t ip_hash(const char *ip)
 {
-    uint32_t h = 2166136261u;
-    for (; *ip; ip++)
-        h = (h ^ (unsigned char)*ip) * 16777619u;
-    return h % LISTEN_BUCKETS;
+    return (size_t)(hash_str(ip) % LISTEN_BUCKETS);
 }
 
 static struct client *client_get(struct listeners *ls, const char *ip)

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/hash.h"
 #include "queue/envelope.h"
 #include "queue/maildrop.h"
 
@@ -141,10 +142,7 @@ struct env_index {
 
 static size_t index_hash(const char *s)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return (size_t)h;
+    return (size_t)hash_str(s);
 }
 
 static void index_free(struct env_index *x)

@@ -17,6 +17,7 @@
 
 #include <event2/event.h>
 
+#include "lib/hash.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
 #include "lib/work.h"
@@ -65,10 +66,7 @@ struct scheduler {
 
 static size_t hash_id(const char *id, size_t nb)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (; *id; id++)
-        h = (h ^ (unsigned char)*id) * 1099511628211ULL;
-    return (size_t)(h % nb);
+    return (size_t)(hash_str(id) % nb);
 }
 
 static struct smsg *lookup(const struct scheduler *s, const char *id)
