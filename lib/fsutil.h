@@ -26,4 +26,16 @@ int fs_read_file(const char *path, size_t max, char **out, size_t *outlen);
 /* Directory part of path into buf. */
 void fs_dirname(const char *path, char *buf, size_t len);
 
+/* The batch flush policy shared by queue commits and local delivery: a
+ * batch of FS_SYNCFS_BATCH_MIN files or more is flushed with one syncfs of
+ * its filesystem, a smaller one (a lone session) with a flush per file,
+ * which is cheaper there (bench/RESULTS.md).  -D overrides it for a bench. */
+#ifndef FS_SYNCFS_BATCH_MIN
+#define FS_SYNCFS_BATCH_MIN 4
+#endif
+static inline int fs_batch_wants_syncfs(size_t nfiles)
+{
+    return nfiles >= FS_SYNCFS_BATCH_MIN;
+}
+
 #endif

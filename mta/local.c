@@ -28,9 +28,6 @@
 #ifndef LOCAL_JOBS_MAX
 #define LOCAL_JOBS_MAX     2       /* batch jobs in flight at once */
 #endif
-#ifndef LOCAL_SYNCFS_MIN
-#define LOCAL_SYNCFS_MIN   4       /* batches this big flush with syncfs */
-#endif
 
 struct local_item {                /* one recipient of one delivery */
     char *mailbox;                 /* Maildir root (the tmp file borrows it) */
@@ -164,8 +161,8 @@ static void job_run(void *arg)
     size_t items = 0;
     for (struct local_dl *d = j->dls; d; d = d->next)
         items += d->nitems;
-    /* like queue commits: syncfs pays off only for a batch of some size */
-    j->whole_fs = j->la->batch && items >= LOCAL_SYNCFS_MIN;
+    /* the same policy as queue commits (lib/fsutil.h) */
+    j->whole_fs = j->la->batch && fs_batch_wants_syncfs(items);
     j->syncfs_fd = -1;
     write_all_tmp(j);
     sync_tmp(j);

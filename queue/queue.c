@@ -23,9 +23,6 @@
 #define QUEUE_ENV_MAX (64 * 1024 * 1024)   /* a 100k-recipient envelope fits */
 #define QUEUE_SPARES  8192                 /* spent files kept for reuse */
 #define BATCH_MAX     1024                 /* commits in one group batch */
-#ifndef QUEUE_SYNCFS_MIN
-#define QUEUE_SYNCFS_MIN 4                 /* batches this big flush with syncfs */
-#endif
 #ifndef QUEUE_BATCHES
 #define QUEUE_BATCHES 2                    /* group-commit batches on the disk at once */
 #endif
@@ -254,12 +251,45 @@ int queue_writer_write(struct queue_writer *w, const void *buf, size_t len)
     return 0;
 }
 
+/* An aborted message's file, dropped in the pool: closing it, unlinking
+ * tmp/ID or emptying a big spare on its way back into the pool frees
+ * blocks, a synchronous discard on a discard-mounted ext4.  The spare goes
+ * back (with its epoch) only when the job has cut it, so nobody takes it
+ * before. */
+struct abort_job {
+    struct queue *q;
+    char id[QID_LEN + 1];
+    struct qfile f;
+};
+
+static void abort_run(void *arg)
+{
+    struct abort_job *j = arg;
+    qfile_drop(j->q, j->id, "", &j->f);
+}
+
 void queue_writer_abort(struct queue *q, struct queue_writer *w)
 {
+    if (w->fd < 0)
+        return;
     struct qfile f;
     writer_to_qfile(w, &f);
-    qfile_drop(q, w->id, "", &f);
     w->fd = -1;
+    struct abort_job *j = calloc(1, sizeof *j);
+    if (j) {
+        j->q = q;
+        memcpy(j->id, w->id, sizeof j->id);
+        j->f = f;
+        if (q->pool && work_submit(q->pool, abort_run, free, j) == 0)
+            return;
+        free(j);
+    }
+    qfile_drop(q, w->id, "", &f);     /* no pool (teardown) or no memory */
+}
+
+void queue_detach_pool(struct queue *q)
+{
+    q->pool = NULL;
 }
 
 /* ------------------------------------------------------------ committing */
@@ -327,9 +357,7 @@ static void commit_batch_run(void *arg)
     int n = 0;
     for (struct commit_item *it = batch; it; it = it->next)
         n++;
-    /* A big batch is cheaper with one syncfs than with a flush per file; a
-     * small one (a lone session) the other way round. */
-    int whole_fs = n >= QUEUE_SYNCFS_MIN;
+    int whole_fs = fs_batch_wants_syncfs((size_t)n);
     for (struct commit_item *it = batch; it; it = it->next) {
         if (it->content && write_content(it) < 0)
             fail_item(it);
