@@ -47,6 +47,7 @@ static const struct conf_def schema[] = {
     { "relayhost", CT_STR, "", NULL },
     { "transport_maps", CT_LIST, "", NULL },
     { "recipient_delimiter", CT_STR, "+", NULL },
+    { "postmaster_recipient", CT_STR, "", NULL },  /* "": the first user of the first local domain */
     { "defer_transports", CT_LIST, "", NULL },
     { "message_size_limit", CT_SIZE, "10240000", NULL },
     { "header_size_limit", CT_SIZE, "102400", NULL },
@@ -168,6 +169,7 @@ static void fill(struct hato_config *c)
     c->relayhost = str(c, "relayhost");
     c->transport_maps = list(c, "transport_maps", &c->ntransport_maps);
     c->recipient_delimiter = str(c, "recipient_delimiter");
+    c->postmaster_recipient = str(c, "postmaster_recipient");
     c->defer_transports = list(c, "defer_transports", &c->ndefer_transports);
     c->message_size_limit = num(c, "message_size_limit");
     c->header_size_limit = num(c, "header_size_limit");

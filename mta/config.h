@@ -40,6 +40,7 @@ struct hato_config {
     const char *relayhost;
     char **transport_maps; size_t ntransport_maps;
     const char *recipient_delimiter;
+    const char *postmaster_recipient;    /* "" = the first user of the first local domain */
     char **defer_transports; size_t ndefer_transports;
 
     long long message_size_limit;        /* bytes; 0 = none */

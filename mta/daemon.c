@@ -318,6 +318,15 @@ static void warn_unavailable(const struct hato_config *c)
                  "remote mail stays queued");
 }
 
+/* postmaster must reach someone (RFC 5321 §4.5.1): say so at start and
+ * after every reload when it does not. */
+static void warn_postmaster(const struct tables *t)
+{
+    char msg[1024];
+    if (tables_check_postmaster(t, msg, sizeof msg) < 0)
+        log_warn("%s", msg);
+}
+
 /* ------------------------------------------------------------ signals */
 
 static void on_shutdown_poll(evutil_socket_t fd, short what, void *arg)
@@ -419,6 +428,7 @@ int daemon_start(struct hatod *d)
         return -1;
     }
     warn_unavailable(&d->cfg);
+    warn_postmaster(d->tables);
     /* the control socket first: once SMTP answers, local submission works too */
     d->control = control_open(d);
     d->listeners = d->control ? listeners_open(d) : NULL;
@@ -514,6 +524,7 @@ static int reload_apply(struct hatod *d, struct reload_job *j)
     d->cfg = *nc;
     d->cfg.path = conf_path(d->cfg.conf);
     d->tables = j->nt;
+    warn_postmaster(d->tables);
     d->relay = j->nr;
     d->filters = j->nf;
     struct smtp_server_params p;
@@ -584,6 +595,8 @@ void daemon_free(struct hatod *d)
     if (d->pool)
         work_pool_free(d->pool);
     d->pool = NULL;
+    if (d->queue)
+        queue_detach_pool(d->queue);    /* sessions freed below abort inline */
     smtp_server_free(d->smtp);
     listeners_free(d->listeners);
     control_free(d->control);

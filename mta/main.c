@@ -1,7 +1,8 @@
 /*
  * mta/main.c — hatod's command line: -f CONF, -d (foreground, log to
  * stderr), -n (check the configuration, the tables and the resolver
- * settings, then exit).  Without -d it detaches, and the parent exits only
+ * settings, then exit; a postmaster that reaches nobody is a warning).
+ * Without -d it detaches, and the parent exits only
  * when the daemon is serving (0) or has failed to start (1).
  */
 #include <errno.h>
@@ -33,6 +34,8 @@ static int check_only(struct hatod *d)
         fprintf(stderr, "hatod: %s\n", err);
         return 1;
     }
+    if (tables_check_postmaster(t, err, sizeof err) < 0)
+        fprintf(stderr, "hatod: warning: %s\n", err);
     tables_free(t);
     struct event_base *base = event_base_new();
     struct dns *dns = base ? dns_new(base, d->cfg.resolver_config, err, sizeof err) : NULL;

@@ -15,6 +15,10 @@
  * elsewhere has already been expanded and is skipped (duplicates go).
  * Local parts that could leave the mail directory ("", "/", leading '.')
  * are unknown.  Any unknown target makes the whole recipient unknown.
+ * "postmaster" (any case, no extension) whose alias is missing or unknown
+ * in its domain, and that has no user there, expands rc->postmaster
+ * instead, once per expansion (a postmaster_recipient that comes back to
+ * postmaster is unknown, not a recursion).
  *
  * Pure computation over the tables: no I/O, no global state.
  */
@@ -40,6 +44,7 @@ struct expand {
     char **done;                        /* aliases fully expanded */
     size_t ndone, capdone;
     size_t steps;
+    int postmaster_used;                /* rc->postmaster already expanded */
 };
 
 /* An address split for lookups. */
@@ -285,7 +290,38 @@ static enum route_result expand_alias(struct expand *x, const char *name,
     return r;
 }
 
-/* A local-domain address: alias (full, then base), else user. */
+/* Drop the targets added since there were n0 of them. */
+static void targets_truncate(struct expand *x, size_t n0)
+{
+    while (x->n > n0)
+        target_free(&x->v[--x->n]);
+}
+
+/* postmaster@domain (RFC 5321 §4.5.1: it must be accepted): its alias;
+ * if there is none, or it names someone unknown in this domain ("postmaster:
+ * bob" read at a domain without bob), the user of that name, else
+ * postmaster_recipient. */
+static enum route_result expand_postmaster(struct expand *x, const struct raddr *a,
+                                           char *const *targets, size_t n)
+{
+    const char *pm = x->rc->postmaster;
+    size_t n0 = x->n;
+    enum route_result r = ROUTE_UNKNOWN;
+
+    if (targets != NULL && n > 0)
+        r = expand_alias(x, a->llc, a->domain, targets, n);
+    if (r != ROUTE_UNKNOWN)
+        return r;
+    targets_truncate(x, n0);
+    r = expand_user(x, a);
+    if (r != ROUTE_UNKNOWN || pm == NULL || pm[0] == '\0' || x->postmaster_used)
+        return r;
+    x->postmaster_used = 1;
+    return expand_addr(x, pm);
+}
+
+/* A local-domain address: alias (full, then base), else user; postmaster
+ * falls back to postmaster_recipient. */
 static enum route_result expand_local(struct expand *x, const struct raddr *a)
 {
     char *const *targets;
@@ -299,6 +335,8 @@ static enum route_result expand_local(struct expand *x, const struct raddr *a)
         name = a->base;
         targets = aliases_lookup(x->rc->aliases, a->base, a->domain, &n);
     }
+    if (strcmp(a->llc, "postmaster") == 0)
+        return expand_postmaster(x, a, targets, n);
     if (targets != NULL && n > 0)
         return expand_alias(x, name, a->domain, targets, n);
     return expand_user(x, a);

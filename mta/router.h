@@ -3,6 +3,10 @@
  * (nested, with loop detection), plus-addressing (recipient_delimiter).
  * Expansion happens when the recipient is accepted (RCPT), like Postfix's
  * virtual aliases in cleanup, so the envelope holds final recipients.
+ * postmaster at every local domain (RFC 5321 §4.5.1) is never unknown while
+ * a target exists: its alias (unless that names someone unknown in the
+ * domain), else the user postmaster@domain, else postmaster_recipient.  abuse (RFC 2142) has no such fallback: it is an
+ * ordinary alias (a bare "abuse:" entry covers every local domain).
  */
 #ifndef HATO_ROUTER_H
 #define HATO_ROUTER_H
@@ -38,6 +42,10 @@ struct router_config {
     const char *recipient_delimiter;  /* "+" or "" */
     const struct usertab *users;
     const struct aliastab *aliases;
+    /* postmaster_recipient: where postmaster@ a local domain goes when that
+     * domain has no postmaster alias that routes and no postmaster user; NULL or "" =
+     * nowhere (postmaster is then unknown, which hatod -n warns about). */
+    const char *postmaster;
 };
 
 /* 1 if domain (any case) is one of local_domains. */

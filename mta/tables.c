@@ -34,6 +34,7 @@ void tables_free(struct tables *t)
         free(t->domains[i]);
     free(t->domains);
     free(t->delimiter);
+    free(t->postmaster);
     free(t);
 }
 
@@ -47,6 +48,53 @@ static int copy_domains(struct tables *t, const struct hato_config *cfg)
         if (!t->domains[i])
             return -1;
         t->ndomains++;
+    }
+    return 0;
+}
+
+/* postmaster_recipient, else the first user (in file order) of the first
+ * local domain; NULL if neither.  -1 only when out of memory. */
+static int choose_postmaster(struct tables *t, const struct hato_config *cfg)
+{
+    const char *pm = cfg->postmaster_recipient;
+    if (!pm[0] && t->ndomains > 0) {
+        for (size_t i = 0; i < users_count(t->users); i++) {
+            const char *a = users_at(t->users, i)->address;
+            const char *at = strrchr(a, '@');
+            if (at && !strcmp(at + 1, t->domains[0])) {
+                pm = a;
+                break;
+            }
+        }
+    }
+    if (!pm[0])
+        return 0;
+    t->postmaster = strdup(pm);
+    return t->postmaster ? 0 : -1;
+}
+
+int tables_check_postmaster(const struct tables *t, char *msg, size_t len)
+{
+    char addr[400];
+    for (size_t i = 0; i < t->ndomains; i++) {
+        struct route_target *v = NULL;
+        size_t n = 0;
+        snprintf(addr, sizeof addr, "postmaster@%s", t->domains[i]);
+        enum route_result r = router_expand(&t->rc, addr, &v, &n);
+        router_free_targets(v, n);
+        if (r == ROUTE_OK || r == ROUTE_ERROR)
+            continue;
+        const char *why = r == ROUTE_LOOP ? "alias loop"
+                          : r == ROUTE_TOO_MANY ? "too many targets" : "unknown";
+        if (t->postmaster)
+            snprintf(msg, len, "%s does not route (%s), nor does postmaster_recipient %s: "
+                     "mail to postmaster is refused", addr, why, t->postmaster);
+        else
+            snprintf(msg, len, "%s does not route (%s) and there is no postmaster_recipient "
+                     "(no user in %s to default to): mail to postmaster is refused; "
+                     "add an alias (hatoctl alias add postmaster USER) or set "
+                     "postmaster_recipient", addr, why, t->domains[0]);
+        return -1;
     }
     return 0;
 }
@@ -73,7 +121,7 @@ struct tables *tables_load(const struct hato_config *cfg, char *err, size_t errl
             goto fail;
     }
     t->delimiter = strdup(cfg->recipient_delimiter);
-    if (!t->delimiter || copy_domains(t, cfg) < 0) {
+    if (!t->delimiter || copy_domains(t, cfg) < 0 || choose_postmaster(t, cfg) < 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -82,6 +130,7 @@ struct tables *tables_load(const struct hato_config *cfg, char *err, size_t errl
     t->rc.recipient_delimiter = t->delimiter;
     t->rc.users = t->users;
     t->rc.aliases = t->aliases;
+    t->rc.postmaster = t->postmaster;
     return t;
 fail:
     tables_free(t);

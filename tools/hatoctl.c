@@ -2,7 +2,9 @@
  * tools/hatoctl.c — `hatoctl [-f CONF] COMMAND ...`: edit the user table and
  * the alias file (atomically, through auth/users and mta/aliases; concurrent
  * hatoctl edits serialized by a flock on the file's directory), then ask
- * hatod to reload; list the queue; flush it; reload.  One table of commands,
+ * hatod to reload; list the queue; flush it; reload; check the tables.
+ * After an edit, and on `check`, it warns when postmaster would reach
+ * nobody (no alias, no user, no postmaster_recipient).  One table of commands,
  * one function per command.  The daemon not running is not an error for a
  * file edit (the file is what counts); it is for reload and flush.
  * Exit codes: 0 ok, 1 failure, 2 usage.
@@ -26,6 +28,7 @@
 #include "lib/conf.h"
 #include "mta/aliases.h"
 #include "mta/config.h"
+#include "mta/tables.h"
 #include "tools/ctlclient.h"
 
 #define PROG "hatoctl"
@@ -126,11 +129,31 @@ static void edit_unlock(int fd)
         close(fd);   /* releases the flock */
 }
 
-/* After a table edit: ask hatod to reload.  Not running is fine. */
+/* Read the tables as hatod would and warn when postmaster reaches nobody
+ * (RFC 5321 §4.5.1).  0 if the tables load (warning or not), -1 if not. */
+static int warn_postmaster(const struct hato_config *cfg, int quiet_load_error)
+{
+    char err[ERR_MAX];
+    struct tables *t = tables_load(cfg, err, sizeof(err));
+
+    if (!t) {
+        if (!quiet_load_error)
+            errmsg("%s", err);
+        return -1;
+    }
+    if (tables_check_postmaster(t, err, sizeof(err)) < 0)
+        errmsg("warning: %s", err);
+    tables_free(t);
+    return 0;
+}
+
+/* After a table edit: warn about postmaster, ask hatod to reload.  Not
+ * running is fine. */
 static int reload_after_edit(const struct hato_config *cfg)
 {
     char err[ERR_MAX];
 
+    (void)warn_postmaster(cfg, 1);
     switch (ctl_command(cfg, "RELOAD", NULL, err, sizeof(err))) {
     case CTL_OK:
         return EXIT_OK;
@@ -556,6 +579,17 @@ static int queue_flush(const struct hato_config *cfg, int argc, char **argv)
     return simple_command(cfg, "QUEUE FLUSH", "queue flush");
 }
 
+/* The tables load as hatod would read them; postmaster reaches someone. */
+static int check(const struct hato_config *cfg, int argc, char **argv)
+{
+    if (argc != 0)
+        return -EXIT_USAGE;
+    if (warn_postmaster(cfg, 0) < 0)
+        return EXIT_FAIL;
+    printf("%s: tables OK\n", cfg->path);
+    return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+}
+
 static int reload(const struct hato_config *cfg, int argc, char **argv)
 {
     if (argc != 0)
@@ -573,6 +607,7 @@ static const struct command commands[] = {
     { "queue", "list", queue_list, "queue list [--json]" },
     { "queue", "flush", queue_flush, "queue flush" },
     { "reload", NULL, reload, "reload" },
+    { "check", NULL, check, "check" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -29,6 +29,7 @@ static const char *const users_text =
     "alice@example.com x\n"
     "root@example.com x\n"
     "root@example.org x\n"
+    "postmaster@example.org x\n"
     "carol@example.org x quota=1K\n"
     "dave@example.com x\n"
     "frank@example.com x\n"
@@ -246,6 +247,68 @@ static void test_limits(const struct router_config *base)
     aliases_free(t);
 }
 
+/* postmaster without an alias: its user, else postmaster_recipient, once;
+ * abuse has no fallback. */
+static void test_postmaster(const struct router_config *base)
+{
+    struct router_config rc = *base;
+    struct aliastab *noalias;
+    char path[512], err[512];
+
+    snprintf(path, sizeof(path), "%s/aliases-pm", root);
+    write_str(path, "abuse@example.org: carol\n");
+    noalias = aliases_load(path, err, sizeof(err));
+    ok(noalias != NULL, "alias table without postmaster loads");
+    rc.aliases = noalias;
+    rc.postmaster = NULL;
+    is_str(route(&rc, "postmaster@example.com"), "UNKNOWN",
+           "no alias, no user, no postmaster_recipient: unknown");
+    rc.postmaster = "alice@example.com";
+    is_str(route(&rc, "postmaster@example.com"), "L:alice@example.com:example.com/alice:0",
+           "no alias: postmaster_recipient");
+    is_str(route(&rc, "POSTMASTER@EXAMPLE.COM"), "L:alice@example.com:example.com/alice:0",
+           "any case");
+    is_str(route(&rc, "PostMaster@example.org"),
+           "L:PostMaster@example.org:example.org/postmaster:0",
+           "a user postmaster@ beats postmaster_recipient");
+    is_str(route(&rc, "postmaster"), "L:alice@example.com:example.com/alice:0",
+           "no domain: the default domain");
+    is_str(route(&rc, "postmaster+x@example.com"), "UNKNOWN", "an extension is not postmaster");
+    rc.postmaster = "";
+    is_str(route(&rc, "postmaster@example.com"), "UNKNOWN", "empty postmaster_recipient: none");
+    rc.postmaster = "Postmaster@example.com";
+    is_str(route(&rc, "postmaster@example.com"), "UNKNOWN",
+           "postmaster_recipient back to postmaster: unknown, no recursion");
+    rc.postmaster = "info";
+    is_str(route(&rc, "postmaster@example.com"), "UNKNOWN",
+           "postmaster_recipient that does not route: unknown");
+    rc.postmaster = "boss@remote.net";
+    is_str(route(&rc, "postmaster@example.com"), "R:boss@remote.net",
+           "postmaster_recipient may be remote");
+    rc.postmaster = "root@example.org";
+    is_str(route(&rc, "postmaster@example.com"), "L:root@example.org:example.org/root:0",
+           "postmaster_recipient in another local domain");
+    rc.aliases = base->aliases;
+    is_str(route(&rc, "postmaster@example.com"), "L:root@example.com:example.com/root:0",
+           "an alias beats postmaster_recipient");
+    snprintf(path, sizeof(path), "%s/aliases-pm2", root);
+    write_str(path, "postmaster: alice, nobody\npostmaster@example.org: frank\n");
+    rc.aliases = aliases_load(path, err, sizeof(err));
+    ok(rc.aliases != NULL, "alias table with a broken postmaster loads");
+    rc.postmaster = "bob@example.com";
+    is_str(route(&rc, "postmaster@example.com"), "L:bob@example.com:example.com/bob:10485760",
+           "an alias naming someone unknown: postmaster_recipient, none of the alias's targets");
+    is_str(route(&rc, "postmaster@example.org"),
+           "L:postmaster@example.org:example.org/postmaster:0",
+           "an alias naming someone unknown in its domain: the postmaster user");
+    aliases_free((struct aliastab *)rc.aliases);
+    rc.aliases = noalias;
+    is_str(route(&rc, "abuse@example.org"), "L:carol@example.org:example.org/carol:1024",
+           "abuse with an alias");
+    is_str(route(&rc, "abuse@example.com"), "UNKNOWN", "abuse without an alias: no default");
+    aliases_free(noalias);
+}
+
 static void test_config(const struct router_config *base)
 {
     struct router_config rc = *base;
@@ -287,11 +350,13 @@ int main(void)
     rc.recipient_delimiter = "+";
     rc.users = users;
     rc.aliases = aliases;
+    rc.postmaster = NULL;
     test_basic(&rc);
     test_plus(&rc);
     test_aliases(&rc);
     test_escape(&rc);
     test_limits(&rc);
+    test_postmaster(&rc);
     test_config(&rc);
     users_free(users);
     aliases_free(aliases);
