@@ -52,9 +52,15 @@ void queue_msg_path(const struct queue *q, const char *id, char *buf, size_t len
 int queue_writer_open(struct queue *q, struct queue_writer *w);
 /* Append content.  Errors are remembered in w->err (and returned as -1). */
 int queue_writer_write(struct queue_writer *w, const void *buf, size_t len);
-/* Drop an unfinished message (close; the spare goes back, tmp/ID is
- * unlinked). */
+/* Drop an unfinished message: the writer is reset at once, and the pool
+ * closes the file and unlinks tmp/ID or gives the spare back (emptied if
+ * the pool keeps no more stale octets), so the loop never waits for the
+ * blocks to be freed.  The spare is not handed out again before that job
+ * has finished. */
 void queue_writer_abort(struct queue *q, struct queue_writer *w);
+/* The worker pool is gone (teardown): what queue_writer_abort hands to it
+ * is done on the caller from now on. */
+void queue_detach_pool(struct queue *q);
 
 /* err = 0 on success, else an errno (ENOSPC, EIO ...). */
 typedef void (*queue_commit_cb)(void *arg, int err);
