@@ -1,8 +1,10 @@
 /*
- * lib/work.c — the worker pool.  Owns its threads, the job queue (mutex +
- * condition variable) and the completion queue, which the loop drains when
- * one eventfd becomes readable.  Never touches a caller's libevent objects
- * from a worker: `done` callbacks always run on the loop thread.
+ * lib/work.c — the worker pool.  Owns its threads, the job queues (one FIFO
+ * per class, under one mutex + condition variable), the per-class counts
+ * of running jobs that enforce reservations and caps, and the completion
+ * queue, which the loop drains when one eventfd becomes readable.  Never
+ * touches a caller's libevent objects from a worker: `done` callbacks
+ * always run on the loop thread.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -23,6 +25,8 @@ struct work_job {
     work_fn fn;
     work_done_fn done;
     void *arg;
+    enum work_class cls;
+    unsigned long long seq;      /* submission order across classes */
     struct work_job *next;
 };
 
@@ -35,14 +39,42 @@ struct work_pool {
     struct event *ev;            /* eventfd readable: completions waiting */
     int efd;
     pthread_t threads[WORK_MAX_THREADS];
-    int nthreads;
+    int nthreads;                /* started */
+    int size;                    /* asked for (clamped): the limits are computed for it */
+    int reserved[WORK_CLASSES], cap[WORK_CLASSES];
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct work_list todo;       /* guarded by mu */
+    struct work_list todo[WORK_CLASSES];   /* guarded by mu */
+    int running[WORK_CLASSES];   /* guarded by mu */
+    int busy;                    /* threads running a job; guarded by mu */
+    int queued;                  /* jobs in todo[]; guarded by mu */
+    unsigned long long seq;      /* guarded by mu */
     struct work_list finished;   /* guarded by mu */
     int pending;                 /* queued + running + finished-not-reaped; loop only */
     int stopping;                /* guarded by mu */
 };
+
+static int clamp_threads(int n)
+{
+    if (n < 1)
+        return 1;
+    return n > WORK_MAX_THREADS ? WORK_MAX_THREADS : n;
+}
+
+void work_class_limits(int nthreads, enum work_class c, int *reserved, int *cap)
+{
+    int n = clamp_threads(nthreads);
+    int res_commit = n >= 2, res_delivery = n >= 3;
+    int shared = n - res_commit - res_delivery;
+    int some = shared > 1 ? shared - 1 : 1;    /* leave one shared thread to the others */
+    switch (c) {
+    case WORK_COMMIT:   *reserved = res_commit;   *cap = n - res_delivery; break;
+    case WORK_DELIVERY: *reserved = res_delivery; *cap = n - res_commit;   break;
+    case WORK_AUTH:
+    case WORK_FILTER:   *reserved = 0;            *cap = some;             break;
+    default:            *reserved = 0;            *cap = 1;                break;
+    }
+}
 
 static void list_push(struct work_list *l, struct work_job *j)
 {
@@ -72,23 +104,76 @@ static void signal_loop(struct work_pool *p)
         ;
 }
 
+/* May an idle thread start a job of class c now?  Under its cap, and
+ * either within its own reservation or leaving every other class's unused
+ * reservation free.  Caller holds mu. */
+static int may_start(const struct work_pool *p, int c)
+{
+    if (p->running[c] >= p->cap[c])
+        return 0;
+    if (p->running[c] < p->reserved[c])
+        return 1;
+    int owed = 0;
+    for (int d = 0; d < WORK_CLASSES; d++)
+        if (d != c && p->running[d] < p->reserved[d])
+            owed += p->reserved[d] - p->running[d];
+    return p->size - p->busy > owed;
+}
+
+/* The class whose oldest queued job may start now and is the oldest of
+ * those, or -1.  Caller holds mu. */
+static int pick_class(const struct work_pool *p)
+{
+    int best = -1;
+    for (int c = 0; c < WORK_CLASSES; c++) {
+        const struct work_job *j = p->todo[c].head;
+        if (j && may_start(p, c) && (best < 0 || j->seq < p->todo[best].head->seq))
+            best = c;
+    }
+    return best;
+}
+
+/* Wait for a job this thread may start; NULL when stopping and every queue
+ * is empty.  Caller holds mu. */
+static struct work_job *next_job(struct work_pool *p)
+{
+    for (;;) {
+        int c = pick_class(p);
+        if (c >= 0) {
+            struct work_job *j = list_pop(&p->todo[c]);
+            p->queued--;
+            p->running[c]++;
+            p->busy++;
+            if (pick_class(p) >= 0)
+                pthread_cond_signal(&p->cv);    /* more can start: wake another thread */
+            return j;
+        }
+        if (p->stopping && p->queued == 0) {
+            pthread_cond_broadcast(&p->cv);     /* let the others see it too */
+            return NULL;
+        }
+        pthread_cond_wait(&p->cv, &p->mu);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     struct work_pool *p = arg;
+    pthread_mutex_lock(&p->mu);
     for (;;) {
-        pthread_mutex_lock(&p->mu);
-        while (!p->todo.head && !p->stopping)
-            pthread_cond_wait(&p->cv, &p->mu);
-        struct work_job *j = list_pop(&p->todo);
-        pthread_mutex_unlock(&p->mu);
+        struct work_job *j = next_job(p);
         if (!j)
-            return NULL;          /* stopping and nothing left */
+            break;
+        pthread_mutex_unlock(&p->mu);
         j->fn(j->arg);
         pthread_mutex_lock(&p->mu);
+        p->running[j->cls]--;
+        p->busy--;
         list_push(&p->finished, j);
-        pthread_mutex_unlock(&p->mu);
         signal_loop(p);
     }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
 }
 
 /* Run the `done` of every finished job, on the loop. */
@@ -123,10 +208,10 @@ struct work_pool *work_pool_new(struct event_base *base, int nthreads)
     if (!p)
         return NULL;
     p->efd = -1;
-    if (nthreads < 1)
-        nthreads = 1;
-    if (nthreads > WORK_MAX_THREADS)
-        nthreads = WORK_MAX_THREADS;
+    nthreads = clamp_threads(nthreads);
+    p->size = nthreads;
+    for (int c = 0; c < WORK_CLASSES; c++)
+        work_class_limits(nthreads, (enum work_class)c, &p->reserved[c], &p->cap[c]);
     p->base = base;
     p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (p->efd < 0)
@@ -148,11 +233,15 @@ fail:
     return NULL;
 }
 
-int work_submit(struct work_pool *p, work_fn fn, work_done_fn done, void *arg)
+int work_submit(struct work_pool *p, enum work_class c, work_fn fn, work_done_fn done,
+                void *arg)
 {
+    if ((unsigned)c >= WORK_CLASSES)
+        c = WORK_SCAN;
     struct work_job *j = malloc(sizeof *j);
     if (!j)
         return -1;
+    j->cls = c;
     j->fn = fn;
     j->done = done;
     j->arg = arg;
@@ -162,7 +251,9 @@ int work_submit(struct work_pool *p, work_fn fn, work_done_fn done, void *arg)
         free(j);
         return -1;
     }
-    list_push(&p->todo, j);
+    j->seq = p->seq++;
+    list_push(&p->todo[c], j);
+    p->queued++;
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
     p->pending++;

@@ -577,7 +577,7 @@ unsigned long daemon_reload(struct hatod *d)
     }
     j->d = d;
     j->gen = d->reload_gen + 1;
-    if (work_submit(d->pool, reload_load, reload_done, j) < 0) {
+    if (work_submit(d->pool, WORK_SCAN, reload_load, reload_done, j) < 0) {
         log_err("reload: cannot start (shutting down)");
         free(j);
         return 0;

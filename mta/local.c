@@ -235,7 +235,7 @@ static void start_jobs(struct local_agent *la)
         }
         if (!la->waiting)
             la->waiting_tail = NULL;
-        if (work_submit(la->pool, job_run, job_done, j) < 0) {
+        if (work_submit(la->pool, WORK_DELIVERY, job_run, job_done, j) < 0) {
             job_done(j);          /* results stay "deferred" */
             return;
         }

@@ -330,7 +330,7 @@ void pickup_scan(struct pickup *p)
     snprintf(j->dir, sizeof j->dir, "%s/maildrop", p->d->cfg.state_directory);
     snprintf(j->corrupt, sizeof j->corrupt, "%s/corrupt", queue_dir(p->d->queue));
     snprintf(j->host, sizeof j->host, "%s", p->d->cfg.myhostname);
-    if (work_submit(p->d->pool, scan_run, scan_done, j) < 0) {
+    if (work_submit(p->d->pool, WORK_SCAN, scan_run, scan_done, j) < 0) {
         free(j);
         return;
     }

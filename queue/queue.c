@@ -280,7 +280,7 @@ void queue_writer_abort(struct queue *q, struct queue_writer *w)
         j->q = q;
         memcpy(j->id, w->id, sizeof j->id);
         j->f = f;
-        if (q->pool && work_submit(q->pool, abort_run, free, j) == 0)
+        if (q->pool && work_submit(q->pool, WORK_SCAN, abort_run, free, j) == 0)
             return;
         free(j);
     }
@@ -426,7 +426,7 @@ static void start_batch(struct queue *q)
         if (!q->waiting)
             q->waiting_tail = NULL;
         it->next = NULL;
-        if (work_submit(q->pool, commit_batch_run, commit_batch_done, head) < 0) {
+        if (work_submit(q->pool, WORK_COMMIT, commit_batch_run, commit_batch_done, head) < 0) {
             for (it = head; it; it = it->next) {
                 it->err = ESHUTDOWN;
                 drop_files(it);
@@ -595,7 +595,7 @@ static int submit_op(struct queue *q, const char *id, char *buf, size_t len, wor
     op->len = len;
     op->cb = cb;
     op->arg = arg;
-    if (work_submit(q->pool, fn, op_done, op) < 0) {
+    if (work_submit(q->pool, WORK_DELIVERY, fn, op_done, op) < 0) {
         free(buf);
         free(op);
         return -1;

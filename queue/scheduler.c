@@ -594,7 +594,7 @@ static int start_dsn(struct scheduler *s, struct smsg *m, enum bounce_kind kind)
     }
     queue_msg_path(s->q, m->env.id, j->path, PATH_MAX);
     qid_new(j->new_id);
-    if (work_submit(s->pool, dsn_run, dsn_built, j) < 0) {
+    if (work_submit(s->pool, WORK_DELIVERY, dsn_run, dsn_built, j) < 0) {
         dsn_job_free(j);
         return -1;
     }

@@ -51,7 +51,7 @@ int main(void)
     struct work_pool *p = work_pool_new(base, 4);
     ok(p != NULL, "pool created");
     for (int i = 0; i < NJOBS; i++)
-        if (work_submit(p, job, done, &hits[i]) < 0)
+        if (work_submit(p, WORK_COMMIT, job, done, &hits[i]) < 0)
             ok(0, "submit %d", i);
     is_int(work_pending(p), NJOBS, "all jobs pending before the loop runs");
     event_base_dispatch(base);
@@ -68,7 +68,7 @@ int main(void)
 
     atomic_store(&ran, 0);
     for (int i = 0; i < 8; i++)
-        work_submit(p, slow, NULL, NULL);
+        work_submit(p, WORK_SCAN, slow, NULL, NULL);
     work_pool_free(p);
     is_int(atomic_load(&ran), 8, "free waits for queued jobs");
 
