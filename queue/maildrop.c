@@ -31,6 +31,7 @@
 #define MD_COPY_BUF    65536    /* read size when copying the content */
 #define MD_FILE_MODE   0644     /* readable by hatod's run_user */
 #define MD_RCPT_CAP0   4        /* first recipient array size */
+#define MD_UID_MAX     4294967294LL   /* (uid_t)-1 is no uid */
 
 /* ------------------------------------------------------------------ */
 /* writing                                                             */
@@ -70,7 +71,8 @@ static int md_header(const char *sender, char *const *rcpts, size_t nrcpt,
 
     if (f == NULL)
         return -1;
-    if (fprintf(f, "%s\n", MD_HEADER) < 0 || md_put_line(f, "sender", sender) < 0)
+    if (fprintf(f, "%s\n", MD_HEADER) < 0 || md_put_line(f, "sender", sender) < 0 ||
+        fprintf(f, "uid %u\n", (unsigned)geteuid()) < 0)
         rc = -1;
     for (i = 0; rc == 0 && i < nrcpt; i++) {
         if (rcpts[i] == NULL || rcpts[i][0] == '\0') {
@@ -277,6 +279,26 @@ static int md_line_chars_ok(const char *s, size_t n)
     return 1;
 }
 
+/* "uid N": decimal digits only, no sign, no leading zero. */
+static int md_uid(const char *line, long long *uid)
+{
+    const char *v = line + 4;
+    long long n = 0;
+
+    if (strncmp(line, "uid ", 4) != 0 || v[0] < '0' || v[0] > '9' ||
+        (v[0] == '0' && v[1] != '\0'))
+        return -1;
+    for (; *v; v++) {
+        if (*v < '0' || *v > '9')
+            return -1;
+        n = n * 10 + (*v - '0');
+        if (n > MD_UID_MAX)
+            return -1;
+    }
+    *uid = n;
+    return 0;
+}
+
 /* One header line (lineno from 1).  0, 1 at the blank line, or -1. */
 static int md_parse_line(struct maildrop_hdr *h, size_t lineno, const char *line,
                          char *err, size_t errlen)
@@ -289,6 +311,8 @@ static int md_parse_line(struct maildrop_hdr *h, size_t lineno, const char *line
     if (lineno == 2)
         return md_value(line, "sender", &h->sender) == 0 ? 0 :
                md_fail(err, errlen, "bad sender line");
+    if (lineno == 3 && strncmp(line, "uid", 3) == 0)
+        return md_uid(line, &h->uid) == 0 ? 0 : md_fail(err, errlen, "bad uid line");
     if (line[0] == '\0')
         return h->nrcpt > 0 ? 1 : md_fail(err, errlen, "no recipients");
     if (md_value(line, "rcpt", &v) < 0 || v[0] == '\0') {
@@ -333,10 +357,18 @@ static int md_parse_lines(const char *buf, size_t len, struct maildrop_hdr *h,
     return md_fail(err, errlen, "truncated header");
 }
 
+size_t maildrop_header_end(const char *buf, size_t len)
+{
+    const char *p = len >= 2 ? memmem(buf, len, "\n\n", 2) : NULL;
+
+    return p == NULL ? 0 : (size_t)(p - buf) + 2;
+}
+
 int maildrop_parse(const char *buf, size_t len, struct maildrop_hdr *h,
                    char *err, size_t errlen)
 {
     memset(h, 0, sizeof(*h));
+    h->uid = -1;
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     if (buf == NULL)
@@ -357,4 +389,5 @@ void maildrop_hdr_free(struct maildrop_hdr *h)
     free(h->rcpts);
     free(h->sender);
     memset(h, 0, sizeof(*h));
+    h->uid = -1;
 }

@@ -417,6 +417,7 @@ static void test_maildrop(void)
     is_int(maildrop_parse(buf, (size_t)n, &h, err, sizeof(err)), 0, "maildrop_parse");
     is_str(h.sender, "s@example.com", "sender");
     is_int(h.nrcpt, 3, "three rcpts");
+    ok(h.uid == (long long)geteuid(), "the writer's euid is recorded");
     if (h.nrcpt == 3) {
         is_str(h.rcpts[0], rcpts[0], "rcpt with space");
         is_str(h.rcpts[1], rcpts[1], "rcpt with %");
@@ -518,6 +519,33 @@ static void test_unique(void)
     env_clear(&c);
 }
 
+/* The "uid" line: written with the writer's euid, optional on reading,
+ * strict in form; maildrop_header_end finds the empty line. */
+static void test_maildrop_uid(void)
+{
+    struct maildrop_hdr h;
+    char buf[256];
+    const char *bad[] = { "uid -1", "uid 01", "uid 4294967295", "uid 1x", "uid ", "uid" };
+
+    snprintf(buf, sizeof(buf), "hato-maildrop 1\nsender s@x\nuid 65534\nrcpt r@x\n\nbody");
+    is_int(maildrop_parse(buf, strlen(buf), &h, err, sizeof(err)), 0, "parse with uid");
+    ok(h.uid == 65534 && h.nrcpt == 1, "uid 65534, one rcpt");
+    maildrop_hdr_free(&h);
+    snprintf(buf, sizeof(buf), "hato-maildrop 1\nsender s@x\nrcpt r@x\n\nbody");
+    is_int(maildrop_parse(buf, strlen(buf), &h, err, sizeof(err)), 0, "parse without uid");
+    ok(h.uid == -1, "no uid: -1");
+    maildrop_hdr_free(&h);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(buf, sizeof(buf), "hato-maildrop 1\nsender s@x\n%s\nrcpt r@x\n\n", bad[i]);
+        ok(maildrop_parse(buf, strlen(buf), &h, err, sizeof(err)) == -1, "refused: %s", bad[i]);
+    }
+    snprintf(buf, sizeof(buf), "hato-maildrop 1\nsender s@x\nrcpt r@x\nuid 0\n\n");
+    is_int(maildrop_parse(buf, strlen(buf), &h, err, sizeof(err)), -1, "uid only as line 3");
+    is_int(maildrop_header_end("a\nb\n\nc", 7), 5, "header end");
+    is_int(maildrop_header_end("a\nb\n", 4), 0, "header end not there yet");
+    is_int(maildrop_header_end("", 0), 0, "header end of nothing");
+}
+
 int main(void)
 {
     test_unique();
@@ -529,5 +557,6 @@ int main(void)
     test_setters();
     test_pct();
     test_maildrop();
+    test_maildrop_uid();
     return tap_done();
 }
