@@ -5,6 +5,14 @@
  * (log lines, backoff, lifetime, bounces, delay notices, envelope rewrite
  * or removal).  Disk work goes through queue/queue.c's pool jobs; reading
  * a message's headers for a DSN runs in the pool too.
+ *
+ * Never recursive: an agent may report a result from inside its deliver
+ * call (the "smtp" agent defers at once), so a finished delivery is only
+ * put on a ready list that an event drains from the loop, at most
+ * SCHED_BATCH messages per pass; one timer pass starts at most SCHED_BATCH
+ * attempts and yields.  A message holds its slot (SCHED_MAX_ACTIVE) from
+ * the start of an attempt until its envelope is rewritten or removed, so
+ * a due backlog never has more than that many jobs in the pool.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +34,7 @@
 #include "queue/scheduler.h"
 
 #define SCHED_MAX_ACTIVE   512            /* messages in delivery at once */
+#define SCHED_BATCH        64             /* attempts started / finished per loop pass */
 #define SCHED_HEADERS_MAX  (64 * 1024)    /* original headers quoted in a DSN */
 #define HEAP_NONE          SIZE_MAX
 
@@ -43,6 +52,7 @@ struct smsg {
     unsigned char *touched;
     int bounces_pending;         /* DSN jobs/commits outstanding */
     struct smsg *hnext;
+    struct smsg *ready_next;     /* on the ready list (attempt finished) */
 };
 
 struct scheduler {
@@ -58,7 +68,9 @@ struct scheduler {
     struct smsg **heap;
     size_t nheap, heapcap;
     struct event *timer;
-    size_t active;
+    struct event *ready_ev;      /* drains the ready list */
+    struct smsg *ready_head, **ready_tail;
+    size_t active;               /* attempts holding a slot */
     int stopped;
 };
 
@@ -213,8 +225,51 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct scheduler *s = arg;
     long long now = time_now_us() / 1000000;
-    while (!s->stopped && s->nheap > 0 && s->heap[0]->due <= now && s->active < SCHED_MAX_ACTIVE)
+    (void)fd;
+    (void)what;
+    for (int n = 0; n < SCHED_BATCH; n++) {
+        if (s->stopped || s->nheap == 0 || s->heap[0]->due > now || s->active >= SCHED_MAX_ACTIVE)
+            break;
         start_message(s, heap_pop(s));
+    }
+    arm_timer(s);                /* more due: a zero timer, after the loop's I/O */
+}
+
+/* ------------------------------------------------------------ ready list */
+
+static void finish_attempt(struct scheduler *s, struct smsg *m);
+
+/* Every agent has reported for m: finish the attempt from the loop, never
+ * from inside the agent's call (that recursed once per due message). */
+static void attempt_ready(struct scheduler *s, struct smsg *m)
+{
+    m->ready_next = NULL;
+    *s->ready_tail = m;
+    s->ready_tail = &m->ready_next;
+    event_active(s->ready_ev, 0, 0);
+}
+
+static void on_ready(evutil_socket_t fd, short what, void *arg)
+{
+    struct scheduler *s = arg;
+    (void)fd;
+    (void)what;
+    for (int n = 0; n < SCHED_BATCH && s->ready_head; n++) {
+        struct smsg *m = s->ready_head;
+        s->ready_head = m->ready_next;
+        if (!s->ready_head)
+            s->ready_tail = &s->ready_head;
+        finish_attempt(s, m);
+    }
+    if (s->ready_head)
+        event_active(s->ready_ev, 0, 0);
+}
+
+/* The attempt's envelope is rewritten or removed: its slot is free. */
+static void slot_release(struct scheduler *s)
+{
+    if (s->active > 0)
+        s->active--;
     arm_timer(s);
 }
 
@@ -255,7 +310,9 @@ struct scheduler *sched_new(struct event_base *base, struct queue *q, struct wor
     s->nbuckets = 1024;
     s->buckets = calloc(s->nbuckets, sizeof *s->buckets);
     s->timer = evtimer_new(base, on_timer, s);
-    if (!s->buckets || !s->timer) {
+    s->ready_ev = event_new(base, -1, 0, on_ready, s);
+    s->ready_tail = &s->ready_head;
+    if (!s->buckets || !s->timer || !s->ready_ev) {
         sched_free(s);
         return NULL;
     }
@@ -308,8 +365,6 @@ int sched_add(struct scheduler *s, const struct envelope *env)
 }
 
 /* ------------------------------------------------------------ attempts */
-
-static void finish_attempt(struct scheduler *s, struct smsg *m);
 
 static int prepare_results(struct smsg *m)
 {
@@ -392,7 +447,7 @@ static void start_message(struct scheduler *s, struct smsg *m)
             free(idx);
     }
     if (--m->outstanding == 0)
-        finish_attempt(s, m);
+        attempt_ready(s, m);
 }
 
 void sched_delivery_done(struct sched_delivery *dl)
@@ -410,7 +465,7 @@ void sched_delivery_done(struct sched_delivery *dl)
     free(dl->res);
     free(dl);
     if (m && --m->outstanding == 0)
-        finish_attempt(s, m);
+        attempt_ready(s, m);
 }
 
 /* ------------------------------------------------------------ results */
@@ -494,6 +549,10 @@ struct dsn_job {
     size_t len;
     struct envelope dsn_env;
     char new_id[QID_LEN + 1];
+    /* copied at submission: a reload frees the config the scheduler's
+     * strings point into while this job runs in a worker */
+    char myhostname[256];
+    char mail_name[128];
 };
 
 static size_t header_end(const char *buf, size_t len)
@@ -517,7 +576,7 @@ static void dsn_run(void *arg)
         close(fd);
     }
     struct bounce_info bi = {
-        .myhostname = j->s->cfg.myhostname, .mail_name = j->s->cfg.mail_name,
+        .myhostname = j->myhostname, .mail_name = j->mail_name,
         .new_id = j->new_id, .now = time(NULL),
         .orig_headers = got > 0 ? hdr : NULL,
         .orig_headers_len = got > 0 ? header_end(hdr, (size_t)got) : 0,
@@ -584,6 +643,8 @@ static int start_dsn(struct scheduler *s, struct smsg *m, enum bounce_kind kind)
         return -1;
     j->s = s;
     j->kind = kind;
+    snprintf(j->myhostname, sizeof j->myhostname, "%s", s->cfg.myhostname);
+    snprintf(j->mail_name, sizeof j->mail_name, "%s", s->cfg.mail_name);
     snprintf(j->id, sizeof j->id, "%s", m->env.id);
     env_init(&j->env);
     env_init(&j->dsn_env);
@@ -633,7 +694,6 @@ static int has_state(const struct smsg *m, enum rcpt_state st)
 static void finish_attempt(struct scheduler *s, struct smsg *m)
 {
     long long now = time_now_us() / 1000000;
-    s->active--;
     m->phase = PH_BOUNCING;
     m->env.attempts++;
     apply_results(s, m);
@@ -658,7 +718,6 @@ static void finish_attempt(struct scheduler *s, struct smsg *m)
     }
     if (--m->bounces_pending == 0)
         after_bounces(s, m);
-    on_timer(-1, 0, s);          /* a slot is free: start what is due */
 }
 
 /* Everything for this attempt is decided: rewrite or remove the envelope. */
@@ -670,8 +729,11 @@ static void after_bounces(struct scheduler *s, struct smsg *m)
         if (r && queue_remove(s->q, m->env.id, removed, r) == 0)
             return;
         free(r);
-        log_err("%s: cannot remove the queue files", m->env.id);
-        removed(NULL, 0);
+        /* Nothing is pending, but the files are still there: try the
+         * removal again later (an attempt then finds nothing to do). */
+        log_err("%s: cannot start removing the queue files; retrying later", m->env.id);
+        schedule(s, m, time_now_us() / 1000000 + s->cfg.minimal_backoff);
+        slot_release(s);
         return;
     }
     long long now = time_now_us() / 1000000;
@@ -681,6 +743,7 @@ static void after_bounces(struct scheduler *s, struct smsg *m)
     free(r);
     log_err("%s: cannot start the envelope rewrite", m->env.id);
     schedule(s, m, m->env.next_try);
+    slot_release(s);
 }
 
 static void written(void *arg, int err)
@@ -691,14 +754,13 @@ static void written(void *arg, int err)
         log_err("%s: cannot rewrite the envelope: %s", r->id, strerror(err));
     if (m)
         schedule(r->s, m, m->env.next_try);
+    slot_release(r->s);
     free(r);
 }
 
 static void removed(void *arg, int err)
 {
     struct io_ref *r = arg;
-    if (!r)
-        return;
     struct smsg *m = lookup(r->s, r->id);
     if (err)
         log_err("%s: cannot remove the queue files: %s", r->id, strerror(err));
@@ -707,6 +769,7 @@ static void removed(void *arg, int err)
         table_del(r->s, m);
         smsg_free(m);
     }
+    slot_release(r->s);
     free(r);
 }
 
@@ -764,6 +827,8 @@ void sched_free(struct scheduler *s)
     }
     if (s->timer)
         event_free(s->timer);
+    if (s->ready_ev)
+        event_free(s->ready_ev);
     free(s->buckets);
     free(s->heap);
     free(s->retry);
