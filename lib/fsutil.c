@@ -20,6 +20,24 @@
 
 #define FS_READ_CHUNK 65536    /* first allocation when the size is unknown */
 
+int fs_rename_noreplace(const char *from, const char *to)
+{
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != EINVAL && errno != ENOSYS)
+        return -1;
+    /* no RENAME_NOREPLACE here: link() refuses an existing name too */
+    if (link(from, to) < 0)
+        return -1;
+    if (unlink(from) < 0) {
+        int e = errno;
+        (void)unlink(to);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
 int fs_write_all(int fd, const void *buf, size_t len)
 {
     const char *p = buf;

@@ -10,6 +10,10 @@
 
 /* write() until done; retries EINTR.  0 or -1 (errno). */
 int fs_write_all(int fd, const void *buf, size_t len);
+/* rename() that never replaces: -1/EEXIST if `to` exists.  Uses
+ * renameat2(RENAME_NOREPLACE), or link + unlink where the filesystem
+ * lacks it.  0 or -1 (errno). */
+int fs_rename_noreplace(const char *from, const char *to);
 /* fsync a directory by path.  0 or -1. */
 int fs_fsync_dir(const char *path);
 /* mkdir -p with mode for created components.  0 or -1. */

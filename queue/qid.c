@@ -6,8 +6,10 @@
  * (arrival time in µs << 12) | sequence.  Each new value is
  * max(last + 1, now << 12), so IDs strictly increase within the process
  * even when the wall clock steps back (the time part then runs a little
- * ahead of the clock until the clock catches up).  Lock-free: one
- * compare-and-swap loop on an atomic.  Never blocks, never allocates.
+ * ahead of the clock until the clock catches up).  qid_seen() raises the
+ * counter to an ID found on disk, so a restart with the clock set back
+ * still issues IDs above every queued one.  Lock-free: compare-and-swap
+ * loops on an atomic.  Never blocks, never allocates.
  */
 #include <stdatomic.h>
 #include <stdint.h>
@@ -44,6 +46,33 @@ static void qid_print(uint64_t v, char out[QID_LEN + 1])
     out[QID_LEN] = '\0';
 }
 
+static int qid_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+void qid_seen(const char *id)
+{
+    uint64_t v = 0;
+    int i;
+
+    if (id == NULL)
+        return;
+    for (i = 0; i < QID_LEN; i++) {
+        int d = qid_hexval(id[i]);
+        if (d < 0)
+            return;
+        v = v << 4 | (uint64_t)d;
+    }
+    uint64_t last = atomic_load(&qid_last);
+    while (last < v && !atomic_compare_exchange_weak(&qid_last, &last, v))
+        ;
+}
+
 void qid_new(char out[QID_LEN + 1])
 {
     uint64_t last = atomic_load(&qid_last);
@@ -56,14 +85,6 @@ void qid_new(char out[QID_LEN + 1])
     qid_print(next, out);
 }
 
-static int qid_hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 int qid_valid(const char *s)
 {

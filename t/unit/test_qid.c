@@ -1,8 +1,10 @@
 /*
  * t/unit/test_qid.c — queue IDs: format, validation, monotonic order
- * (also across threads), string order = time order, time decoding.
+ * (also across threads), string order = time order, time decoding, and
+ * qid_seen raising the counter above IDs found on disk.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -125,6 +127,32 @@ static void test_threads(void)
     is_int(dups, 0, "no duplicates across threads");
 }
 
+/* An ID from the future (a clock that has since stepped back): the next
+ * new IDs sort after it; an older or malformed one changes nothing. */
+static void test_seen(void)
+{
+    char a[QID_LEN + 1], b[QID_LEN + 1], c[QID_LEN + 1];
+    char future[QID_LEN + 1];
+
+    qid_new(a);
+    snprintf(future, sizeof future, "%013llX%03X",
+             (unsigned long long)(qid_time_us(a) + 3600LL * 1000000), 0x123);
+    qid_seen(future);
+    qid_new(b);
+    ok(strcmp(b, future) > 0, "new id %s after seen %s", b, future);
+    qid_seen("0000000000000001");
+    qid_seen("not-an-id");
+    qid_seen(NULL);
+    qid_new(c);
+    ok(strcmp(c, b) > 0, "older/malformed seen ids do not lower the counter");
+    char suffixed[QID_LEN + 8];
+    snprintf(suffixed, sizeof suffixed, "%013llX%03X.env",
+             (unsigned long long)(qid_time_us(c) + 7200LL * 1000000), 0);
+    qid_seen(suffixed);
+    qid_new(a);
+    ok(strncmp(a, suffixed, QID_LEN) > 0, "ID.env names count too");
+}
+
 int main(void)
 {
     test_valid();
@@ -132,5 +160,6 @@ int main(void)
     test_monotonic();
     test_sort_is_time();
     test_threads();
+    test_seen();
     return tap_done();
 }

@@ -2,8 +2,9 @@
  * t/unit/test_queue.c — the on-disk queue: commit makes msg/ID and env/ID
  * (in both group and per-message modes), IDs are unique, inject, update and
  * remove work, a message written into a recycled spare holds no stale
- * bytes, a write error leaves nothing, and recovery cleans tmp/,
- * removes unacknowledged content and moves corrupt envelopes aside.
+ * bytes, a write error leaves nothing, a commit never replaces an existing
+ * queue file, and recovery cleans tmp/, removes unacknowledged content,
+ * moves corrupt envelopes aside and makes new IDs sort after every ID found.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +41,13 @@ static void op_done(void *arg, int err)
 {
     *(int *)arg = err ? err : -1;
     event_base_loopbreak(base);
+}
+
+/* Run the loop until the pool has no job left (aborts run there). */
+static void drain(struct work_pool *pool)
+{
+    while (work_pending(pool) > 0)
+        event_base_loop(base, EVLOOP_ONCE);
 }
 
 static int exists(const char *dir, const char *sub, const char *name)
@@ -194,7 +202,8 @@ static void test_ops(const char *dir)
     snprintf(tmpname, sizeof tmpname, "%s", w.id);
     ok(!w.spare && exists(dir, "tmp", tmpname), "with the pool empty the writer file is in tmp/");
     queue_writer_abort(q, &w);
-    ok(!exists(dir, "tmp", tmpname), "abort removes it");
+    drain(pool);
+    ok(!exists(dir, "tmp", tmpname), "abort removes it (in the pool)");
 
     queue_writer_open(q, &w);
     w.err = ENOSPC;                      /* as if a write had failed */
@@ -203,9 +212,57 @@ static void test_ops(const char *dir)
     errno = 0;
     ok(queue_commit(q, &w, &e2, committed, &e2) < 0 && errno == ENOSPC,
        "commit after a write error fails with that error");
+    drain(pool);
     is_int(count(dir, "tmp"), 0, "and leaves nothing in tmp/");
     env_clear(&e2);
     env_clear(&e);
+    queue_close(q);
+    work_pool_free(pool);
+}
+
+static void read_back(const char *dir, const char *sub, const char *name, char *buf, size_t len)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/queue/%s/%s", dir, sub, name);
+    FILE *f = fopen(p, "r");
+    size_t n = f ? fread(buf, 1, len - 1, f) : 0;
+    buf[n] = '\0';
+    if (f)
+        fclose(f);
+}
+
+static void put(const char *dir, const char *sub, const char *name, const char *text);
+
+/* A message whose ID is already taken on disk (a reused ID): the commit
+ * fails and the existing files are untouched. */
+static void test_no_replace(const char *dir, int group)
+{
+    char err[256], buf[64];
+    struct work_pool *pool = work_pool_new(base, 2);
+    struct queue *q = queue_open(dir, pool, group, err, sizeof err);
+    const char *which[] = { "msg", "env" };
+    for (int k = 0; k < 2; k++) {
+        struct queue_writer w;
+        struct envelope e;
+        ok(queue_writer_open(q, &w) == 0, "writer open");
+        queue_writer_write(&w, "new\r\n", 5);
+        put(dir, which[k], w.id, "OLD");
+        make_env(&e, "bob@example.test");
+        nids = errors = 0;
+        outstanding = 1;
+        ok(queue_commit(q, &w, &e, committed, &e) == 0, "commit over an existing %s/ID started",
+           which[k]);
+        event_base_dispatch(base);
+        ok(errors == 1, "%s mode: commit over an existing %s/ID fails",
+           group ? "group" : "single", which[k]);
+        read_back(dir, which[k], e.id, buf, sizeof buf);
+        ok(strcmp(buf, "OLD") == 0, "the existing %s/ID is untouched (%s: \"%s\")", which[k], e.id, buf);
+        ok(!exists(dir, which[1 - k], e.id), "nothing of the new message under its ID");
+        char p[4096];
+        snprintf(p, sizeof p, "%s/queue/%s/%s", dir, which[k], e.id);
+        unlink(p);
+        env_clear(&e);
+    }
     queue_close(q);
     work_pool_free(pool);
 }
@@ -248,6 +305,17 @@ static void test_recover(const char *dir)
        "torn envelope and its content moved to corrupt/");
     ok(exists(dir, "corrupt", "garbage.env"), "garbage in env/ moved to corrupt/");
     queue_close(q);
+    /* IDs found on disk, from a clock ahead of today's: new ones sort after */
+    q = queue_open(dir, pool, 1, err, sizeof err);
+    put(dir, "corrupt", "7FFFFFFFFFFFF000.env", "x");
+    put(dir, "msg", "7FFFFFFFFFFFE000", "never acknowledged");
+    queue_recover(q, on_found, NULL);
+    struct queue_writer w;
+    ok(queue_writer_open(q, &w) == 0 && strcmp(w.id, "7FFFFFFFFFFFF000") > 0,
+       "after recovery new IDs sort after every ID found (%s)", w.id);
+    queue_writer_abort(q, &w);
+    drain(pool);
+    queue_close(q);
     work_pool_free(pool);
 }
 
@@ -260,6 +328,8 @@ int main(void)
     test_commit(dir, 1);
     test_commit(dir, 0);
     test_ops(dir);
+    test_no_replace(dir, 1);
+    test_no_replace(dir, 0);
     test_recover(dir);
     event_base_free(base);
     char cmd[4200];
