@@ -244,3 +244,24 @@ void ip_to_string(const struct sockaddr *sa, char *buf, size_t len)
     if (inet_ntop(alen == IPL_V4_LEN ? AF_INET : AF_INET6, bin, buf, (socklen_t)len) == NULL)
         snprintf(buf, len, "unknown");
 }
+
+void ip_client_key(const struct sockaddr *sa, int v6_prefix, char *buf, size_t len)
+{
+    const unsigned char *bin;
+    unsigned char net[IPL_V6_LEN];
+    char text[INET6_ADDRSTRLEN];
+    int alen = sa ? ipl_sockaddr(sa, &bin) : 0;
+
+    if (alen != IPL_V6_LEN || v6_prefix >= 128 || v6_prefix < 0) {
+        ip_to_string(sa, buf, len);
+        return;
+    }
+    memset(net, 0, sizeof(net));
+    memcpy(net, bin, (size_t)v6_prefix / 8);
+    if (v6_prefix % 8)
+        net[v6_prefix / 8] = (unsigned char)(bin[v6_prefix / 8] & (0xff00 >> (v6_prefix % 8)));
+    if (inet_ntop(AF_INET6, net, text, sizeof(text)) == NULL)
+        snprintf(buf, len, "unknown");
+    else
+        snprintf(buf, len, "%s/%d", text, v6_prefix);
+}

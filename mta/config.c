@@ -55,6 +55,7 @@ static const struct conf_def schema[] = {
     { "smtpd_hard_error_limit", CT_INT, "20", NULL },
     { "smtpd_client_connection_count_limit", CT_INT, "50", NULL },
     { "smtpd_client_connection_rate_limit", CT_INT, "0", NULL },
+    { "smtpd_client_ipv6_prefix", CT_INT, "64", NULL },
     { "anvil_rate_time_unit", CT_TIME, "60s", NULL },
     { "smtpd_timeout", CT_TIME, "300s", NULL },
     { "smtpd_pipelining_limit", CT_INT, "100", NULL },
@@ -177,6 +178,7 @@ static void fill(struct hato_config *c)
     c->smtpd_hard_error_limit = num(c, "smtpd_hard_error_limit");
     c->smtpd_client_connection_count_limit = num(c, "smtpd_client_connection_count_limit");
     c->smtpd_client_connection_rate_limit = num(c, "smtpd_client_connection_rate_limit");
+    c->smtpd_client_ipv6_prefix = num(c, "smtpd_client_ipv6_prefix");
     c->anvil_rate_time_unit = num(c, "anvil_rate_time_unit");
     c->smtpd_timeout = num(c, "smtpd_timeout");
     c->smtpd_pipelining_limit = num(c, "smtpd_pipelining_limit");
@@ -281,6 +283,8 @@ static int check(struct hato_config *c, char *err, size_t errlen)
         return bad(c, "worker_threads", err, errlen, "%s", "must be 1..64");
     if (c->smtp_client_port < 1 || c->smtp_client_port > 65535)
         return bad(c, "smtp_client_port", err, errlen, "%s", "must be 1..65535");
+    if (c->smtpd_client_ipv6_prefix < 0 || c->smtpd_client_ipv6_prefix > 128)
+        return bad(c, "smtpd_client_ipv6_prefix", err, errlen, "%s", "must be 0..128");
     if (c->smtpd_pipelining_limit < 1)
         return bad(c, "smtpd_pipelining_limit", err, errlen, "%s", "must be >= 1");
     return 0;

@@ -49,6 +49,7 @@ struct hato_config {
     long long smtpd_hard_error_limit;
     long long smtpd_client_connection_count_limit;  /* 0 = none */
     long long smtpd_client_connection_rate_limit;   /* per anvil_rate_time_unit; 0 = none */
+    long long smtpd_client_ipv6_prefix;  /* IPv6 clients counted per this prefix (0..128) */
     long long anvil_rate_time_unit;      /* seconds */
     long long smtpd_timeout;             /* seconds */
     long long smtpd_pipelining_limit;    /* queued commands before reading stops */

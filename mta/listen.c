@@ -1,7 +1,9 @@
 /*
  * mta/listen.c — TCP listeners and per-client connection limits (count and
- * rate, like Postfix's anvil).  Owns the listening sockets, the per-IP
- * counters and the pause-on-EMFILE timer; a session is handed to
+ * rate, like Postfix's anvil).  Owns the listening sockets, the per-client
+ * counters (one per IPv4 address, one per IPv6 smtpd_client_ipv6_prefix,
+ * /64 by default: a client holds a whole /64) and the pause-on-EMFILE
+ * timer; a session is handed to
  * proto/smtp_server.c as soon as it is admitted.
  */
 #include <arpa/inet.h>
@@ -32,8 +34,8 @@
 #define LISTEN_BUCKETS   1024
 #define LISTEN_MAX       64
 
-struct client {                 /* anvil entry for one IP */
-    char ip[64];
+struct client {                 /* anvil entry for one IPv4 address or IPv6 prefix */
+    char ip[64];                /* ip_client_key(): "192.0.2.1", "2001:db8::/64" */
     long long count;            /* connections open */
     long long rate;             /* connections in the current window */
     long long window_start;     /* seconds */
@@ -163,7 +165,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
     struct listeners *ls = l->owner;
     struct hatod *d = ls->d;
     char ip[64];
-    ip_to_string(sa, ip, sizeof ip);
+    ip_client_key(sa, (int)d->cfg.smtpd_client_ipv6_prefix, ip, sizeof ip);
     struct client *c = client_get(ls, ip);
     struct conn_ref *r = malloc(sizeof *r);
     if (!c || !r) {

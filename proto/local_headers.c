@@ -1,9 +1,13 @@
 /*
- * proto/local_headers.c — finds which of Date:, Message-ID: and From: a
- * local message lacks and formats the missing ones.  Never looks past the
- * header section it is given, never allocates.
+ * proto/local_headers.c — formats hatod's Received: field (sized to what
+ * it holds, so the date is never cut), finds which of Date:, Message-ID:
+ * and From: a local message lacks and formats the missing ones.  Never
+ * looks past the header section it is given; only received_format
+ * allocates.
  */
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -81,4 +85,44 @@ int local_headers_format(int missing, const char *sender, const char *qid,
         used += (size_t)n;
     }
     return (int)used;
+}
+
+/* printf into a new buffer of exactly the needed size. */
+static char *format_alloc(size_t *len, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *format_alloc(size_t *len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return NULL;
+    char *buf = malloc((size_t)n + 1);
+    if (!buf)
+        return NULL;
+    va_start(ap, fmt);
+    int m = vsnprintf(buf, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    if (m != n) {
+        free(buf);
+        return NULL;
+    }
+    *len = (size_t)n;
+    return buf;
+}
+
+char *received_format(const struct received_info *ri, size_t *len)
+{
+    char date[64];
+    time_rfc5322(ri->now, date, sizeof date);
+    if (ri->local)
+        return format_alloc(len, "Received: by %s (%s, from userid %u)\r\n\tid %s; %s\r\n",
+                            ri->myhostname, ri->mail_name, ri->uid, ri->qid, date);
+    int has_for = ri->for_rcpt && *ri->for_rcpt;
+    return format_alloc(len, "Received: from %s ([%s%s])\r\n"
+                        "\tby %s (%s) with %s id %s%s%s%s; %s\r\n",
+                        ri->helo ? ri->helo : "unknown", ri->ipv6 ? "IPv6:" : "",
+                        ri->client_addr, ri->myhostname, ri->mail_name, ri->proto, ri->qid,
+                        has_for ? "\r\n\tfor <" : "", has_for ? ri->for_rcpt : "",
+                        has_for ? ">" : "", date);
 }

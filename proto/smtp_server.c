@@ -527,25 +527,26 @@ static void cmd_rcpt(struct session *s, const char *arg)
 
 static int write_received(struct session *s)
 {
-    char date[64], buf[1400], by[600];
-    time_rfc5322(time(NULL), date, sizeof date);
-    const char *for_rcpt = s->env.nrcpt == 1 ? s->env.rcpts[0].orcpt : NULL;
-    char forpart[400] = "";
-    if (for_rcpt && *for_rcpt)
-        snprintf(forpart, sizeof forpart, "\r\n\tfor <%s>", for_rcpt);
-    snprintf(by, sizeof by, "by %s (%s) with %s id %s%s; %s", s->srv->p.myhostname,
-             s->srv->p.mail_name, proto_name(s), s->w.id, forpart, date);
-    int n;
-    if (s->mode == SMTP_MODE_LOCAL)
-        n = snprintf(buf, sizeof buf, "Received: by %s (%s, from userid %u)\r\n\tid %s; %s\r\n",
-                     s->srv->p.myhostname, s->srv->p.mail_name, (unsigned)s->uid, s->w.id, date);
-    else
-        n = snprintf(buf, sizeof buf, "Received: from %s ([%s%s])\r\n\t%s\r\n",
-                     s->helo ? s->helo : "unknown",
-                     s->peer.ss_family == AF_INET6 ? "IPv6:" : "", s->peer_addr, by);
-    if (n < 0 || (size_t)n >= sizeof buf)
-        n = (int)strlen(buf);
-    return queue_writer_write(&s->w, buf, (size_t)n);
+    struct received_info ri = {
+        .local = s->mode == SMTP_MODE_LOCAL,
+        .uid = (unsigned)s->uid,
+        .helo = s->helo,
+        .client_addr = s->peer_addr,
+        .ipv6 = s->peer.ss_family == AF_INET6,
+        .myhostname = s->srv->p.myhostname,
+        .mail_name = s->srv->p.mail_name,
+        .proto = proto_name(s),
+        .qid = s->w.id,
+        .for_rcpt = s->env.nrcpt == 1 ? s->env.rcpts[0].orcpt : NULL,
+        .now = time(NULL),
+    };
+    size_t n;
+    char *buf = received_format(&ri, &n);
+    if (!buf)
+        return -1;
+    int r = queue_writer_write(&s->w, buf, n);
+    free(buf);
+    return r;
 }
 
 static void cmd_data(struct session *s, const char *arg)
@@ -997,6 +998,8 @@ int smtp_session_start(struct smtp_server *srv, struct bufferevent *bev, enum sm
     struct session *s = calloc(1, sizeof *s);
     if (!s) {
         bufferevent_free(bev);
+        if (on_close)
+            on_close(close_arg);    /* the caller's accounting ends here too */
         return -1;
     }
     s->id = ++srv->next_id;
@@ -1023,9 +1026,12 @@ int smtp_session_start(struct smtp_server *srv, struct bufferevent *bev, enum sm
     event_assign(&s->flush_ev, srv->base, -1, 0, flush_output, s);
     bufferevent_disable(bev, EV_WRITE);
     if (!evbuffer_add_cb(bufferevent_get_output(bev), on_output_added, s)) {
+        log_err("cannot start a session for %s: out of memory", s->peer_addr);
         session_unlink(s);
         bufferevent_free(bev);
         free(s);
+        if (on_close)
+            on_close(close_arg);
         return -1;
     }
     if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)

@@ -70,7 +70,8 @@ void smtp_server_set_filters(struct smtp_server *srv, struct filter_chain *filte
 
 /* Start a session on bev (the server owns it from now on).  peer is NULL
  * for SMTP_MODE_LOCAL, where uid is the submitting user.  `on_close` (may
- * be NULL) runs when the session ends, for connection accounting. */
+ * be NULL) runs once when the session ends, for connection accounting:
+ * also when the start fails (-1; bev is freed then too). */
 int smtp_session_start(struct smtp_server *srv, struct bufferevent *bev, enum smtp_mode mode,
                        const struct sockaddr *peer, socklen_t peerlen, uid_t uid,
                        void (*on_close)(void *arg), void *close_arg);

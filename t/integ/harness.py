@@ -54,6 +54,7 @@ class Hatod:
         self.resolver_path = os.path.join(self.dir, "unbound.conf")
         self.log_path = os.path.join(self.dir, "hatod.log")
         self.proc = None
+        self.env = None          # hatod's environment (None: the tests' own)
         self.conf = {
             "myhostname": "mx.example.test",
             "state_directory": self.state,
@@ -92,7 +93,7 @@ class Hatod:
     def start(self, wait=True):
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen([HATOD, "-f", self.conf_path, "-d"],
-                                     stdout=self.logf, stderr=self.logf)
+                                     stdout=self.logf, stderr=self.logf, env=self.env)
         # the port is bound before queue recovery: wait for the start line too
         if wait and not wait_for(lambda: self.listening() and "hatod started" in self.log(), 15):
             raise RuntimeError("hatod did not start:\n" + self.log())

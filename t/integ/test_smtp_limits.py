@@ -1,9 +1,22 @@
 """Session limits: smtpd_recipient_limit, smtpd_hard_error_limit,
 smtpd_timeout, and the per-client connection count and rate limits."""
+import os
+import socket
+import subprocess
 import time
 
-from harness import RawSMTP, wait_for
-from test_smtp_helpers import QUEUED_RE, SMTPCase
+from harness import Hatod, RawSMTP, wait_for
+from test_smtp_helpers import QUEUED_RE, SMTPCase, free_port6, port_listening
+
+SHIMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shims")
+
+
+def build_shim(name, outdir):
+    """Compile t/integ/shims/NAME.c into OUTDIR/NAME.so (for LD_PRELOAD)."""
+    so = os.path.join(outdir, name + ".so")
+    subprocess.run([os.environ.get("CC", "cc"), "-shared", "-fPIC", "-O1", "-o", so,
+                    os.path.join(SHIMS, name + ".c"), "-ldl"], check=True)
+    return so
 
 
 class RecipientLimit(SMTPCase):
@@ -169,3 +182,85 @@ class ConnectionRateLimit(SMTPCase):
         self.track(c)
         self.check(*c.reply(), 421, "4.7.0")
         self.assertTrue(c.closed(3))
+
+
+class ConnectionCountAfterFailedStarts(SMTPCase):
+    """A session start that fails (here: libevent's evbuffer_add_cb out of
+    memory, forced by an LD_PRELOAD shim for the first FAILS starts) must
+    still give its slot back: before the fix the per-IP count never dropped
+    and, after `limit` failures, every later connection got 421."""
+    CONF = {"smtpd_client_connection_count_limit": "2", "relay_clients": "192.0.2.0/24"}
+    FAILS = 3
+
+    def setUp(self):
+        self.h = Hatod(conf=self.CONF)
+        env = dict(os.environ)
+        env["LD_PRELOAD"] = build_shim("fail_add_cb", self.h.dir)
+        env["HATO_SHIM_FAIL_ADD_CB"] = str(self.FAILS)
+        # the shim loads before an ASan runtime; that is fine here
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+        self.h.env = env
+        self.h.start(wait=False)
+        if not wait_for(lambda: self.h.proc.poll() is not None or port_listening(self.h.port), 10) \
+                or self.h.proc.poll() is not None:
+            raise RuntimeError("hatod did not start:\n" + self.h.log())
+
+    def test_failed_starts_release_their_slot(self):
+        for i in range(self.FAILS):
+            c = RawSMTP(self.h.port)
+            self.track(c)
+            self.assertTrue(c.closed(5), i)
+            self.assertEqual(c.buf, b"", i)        # no banner, no 421: just closed
+        self.assertTrue(wait_for(lambda: self.h.log().count("cannot start a session") == self.FAILS,
+                                 5), self.h.log())
+        # the limit (2) still admits two, and still refuses the third
+        a = self.raw()
+        b = self.raw()
+        c = RawSMTP(self.h.port)
+        self.track(c)
+        self.check(*c.reply(), 421, "4.7.0")
+        self.expect(a, "NOOP", 250)
+        self.expect(b, "NOOP", 250)
+
+
+class ConnectionCountIPv6Prefix(SMTPCase):
+    """Over ::1 (the only IPv6 address here) the limit counts the client's
+    /64 by default: the refusal names "::/64"; with
+    smtpd_client_ipv6_prefix = 128 the address itself.  (That two
+    addresses of one /64 share a counter is t/unit/test_iplist.c.)"""
+    PREFIX = None
+    KEY = "::/64"
+
+    def setUp(self):
+        self.port6 = free_port6()
+        conf = {"smtpd_client_connection_count_limit": "1", "relay_clients": "192.0.2.0/24",
+                "smtp_listen": "[::1]:%d" % self.port6}
+        if self.PREFIX is not None:
+            conf["smtpd_client_ipv6_prefix"] = self.PREFIX
+        self.h = Hatod(conf=conf)
+        self.h.start(wait=False)
+        if not wait_for(lambda: self.h.proc.poll() is not None
+                        or port_listening(self.port6, socket.AF_INET6), 10) \
+                or self.h.proc.poll() is not None:
+            raise RuntimeError("hatod did not start:\n" + self.h.log())
+
+    def test_second_connection_refused_per_prefix(self):
+        a = self.raw(port=self.port6, host="::1")
+        c = RawSMTP(self.port6, host="::1")
+        self.track(c)
+        self.check(*c.reply(), 421, "4.7.0", "too many connections from " + self.KEY)
+        self.assertTrue(c.closed(3))
+        self.assertIn("exceeded for " + self.KEY, self.h.log())
+        self.expect(a, "QUIT", 221)
+        self.assertTrue(a.closed(3))
+
+        def admitted():
+            d = RawSMTP(self.port6, host="::1")
+            self.track(d)
+            return d.reply()[0] == 220
+        self.assertTrue(wait_for(admitted, 5, 0.2))
+
+
+class ConnectionCountIPv6PerAddress(ConnectionCountIPv6Prefix):
+    PREFIX = "128"
+    KEY = "::1"

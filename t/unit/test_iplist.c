@@ -183,6 +183,48 @@ static void test_to_string(void)
     ok(strlen(tiny) < sizeof(tiny), "tiny buffer stays terminated");
 }
 
+/* The per-client counter key of text address a with prefix p. */
+static const char *key(const char *a, int p)
+{
+    static char buf[64];
+    struct sockaddr_in s4;
+    struct sockaddr_in6 s6;
+
+    memset(&s4, 0, sizeof(s4));
+    memset(&s6, 0, sizeof(s6));
+    if (inet_pton(AF_INET, a, &s4.sin_addr) == 1) {
+        s4.sin_family = AF_INET;
+        ip_client_key((struct sockaddr *)&s4, p, buf, sizeof(buf));
+    } else if (inet_pton(AF_INET6, a, &s6.sin6_addr) == 1) {
+        s6.sin6_family = AF_INET6;
+        s6.sin6_port = htons(25);
+        ip_client_key((struct sockaddr *)&s6, p, buf, sizeof(buf));
+    } else {
+        snprintf(buf, sizeof(buf), "bad test address");
+    }
+    return buf;
+}
+
+static void test_client_key(void)
+{
+    char k1[64];
+
+    is_str(key("2001:db8:1:2:aaaa::1", 64), "2001:db8:1:2::/64", "v6 cut to its /64");
+    snprintf(k1, sizeof(k1), "%s", key("2001:db8:1:2::1", 64));
+    is_str(key("2001:db8:1:2:ffff:ffff:ffff:fffe", 64), k1, "two addresses in one /64 share a key");
+    ok(strcmp(key("2001:db8:1:3::1", 64), k1) != 0, "the next /64 has its own key");
+    ok(strcmp(key("2001:db9:1:2::1", 64), k1) != 0, "another network has its own key");
+    is_str(key("2001:db8:1:2::1", 128), "2001:db8:1:2::1", "128: every address apart");
+    is_str(key("2001:db8:1:2::1", 48), "2001:db8:1::/48", "/48");
+    is_str(key("2001:db8:1:ffff::1", 57), "2001:db8:1:ff80::/57", "a prefix inside a byte");
+    is_str(key("2001:db8::1", 1), "::/1", "/1: the first bit");
+    is_str(key("8001:db8::1", 1), "8000::/1", "/1: the first bit set");
+    is_str(key("2001:db8::1", 0), "::/0", "0: all of IPv6 shares one key");
+    is_str(key("::1", 64), "::/64", "loopback /64");
+    is_str(key("192.0.2.7", 64), "192.0.2.7", "v4: the address, whatever the prefix");
+    is_str(key("::ffff:192.0.2.7", 64), "192.0.2.7", "v4-mapped v6: the v4 address");
+}
+
 int main(void)
 {
     test_v4();
@@ -190,5 +232,6 @@ int main(void)
     test_mixed();
     test_errors();
     test_to_string();
+    test_client_key();
     return tap_done();
 }
