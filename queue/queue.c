@@ -56,7 +56,6 @@ struct queue {
     char tmp[PATH_MAX], msg[PATH_MAX], env[PATH_MAX], hold[PATH_MAX], corrupt[PATH_MAX];
     char spare_dir[PATH_MAX];
     struct spares *spares;  /* queue/free: files reused instead of new inodes */
-    int dirfd;              /* for syncfs */
     struct work_pool *pool;
     int group_commit;
     struct commit_item *waiting, *waiting_tail;   /* loop only */
@@ -103,17 +102,10 @@ struct queue *queue_open(const char *state_dir, struct work_pool *pool, int grou
             return NULL;
         }
     }
-    q->dirfd = open(q->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (q->dirfd < 0) {
-        snprintf(err, errlen, "%s: %s", q->dir, strerror(errno));
-        free(q);
-        return NULL;
-    }
     const char *live[] = { q->msg, q->env, q->hold, q->corrupt, NULL };
     q->spares = spares_open(q->spare_dir, QUEUE_SPARES, live);
     if (!q->spares) {
         snprintf(err, errlen, "out of memory");
-        close(q->dirfd);
         free(q);
         return NULL;
     }
@@ -124,7 +116,6 @@ void queue_close(struct queue *q)
 {
     if (!q)
         return;
-    close(q->dirfd);
     spares_close(q->spares);
     free(q);
 }
@@ -331,12 +322,15 @@ static int rename_into(struct commit_item *it)
     return qfile_place(it->q, it->id, ".env", &it->env, it->q->env);
 }
 
-/* syncfs of the queue's filesystem, reported to the spare pool (a spare is
- * reused only after a flush that began after it entered the pool). */
-static int queue_syncfs(struct queue *q)
+/* syncfs of the queue's filesystem on a batch's own descriptor (-1: it
+ * could not be opened), reported to the spare pool (a spare is reused only
+ * after a flush that began after it entered the pool). */
+static int queue_syncfs(struct queue *q, int fd)
 {
+    if (fd < 0)
+        return -1;
     unsigned long long ticket = spares_sync_begin(q->spares);
-    if (syncfs(q->dirfd) < 0)
+    if (syncfs(fd) < 0)
         return -1;
     spares_sync_end(q->spares, ticket);
     return 0;
@@ -348,8 +342,26 @@ static void fail_item(struct commit_item *it)
         it->err = errno ? errno : EIO;
 }
 
-/* Worker: make a batch durable.  Group mode: syncfs before and after the
- * renames; otherwise fsync each file and both directories. */
+/* After a syncfs that returned 0: did the content reach the disk?  It was
+ * written on the loop before the batch opened its descriptor, so a
+ * writeback error of it that another flush reported first is not reported
+ * to the batch's syncfs; the content's own descriptor, open since before
+ * those writes, is told.  sync_file_range only waits and reports (no
+ * second flush of the disk's cache). */
+static int content_written(const struct commit_item *it)
+{
+    return sync_file_range(it->msg.fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE |
+                           SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+}
+
+/* Worker: make a batch durable.  A big batch: syncfs before and after the
+ * renames; a small one: fdatasync each file, syncfs after the renames.
+ * Every flush error must reach every batch it affects.  The kernel reports
+ * a writeback error once to each open file (errseq: to each descriptor that
+ * has not seen it yet), so a descriptor shared by the two batches on the
+ * disk would let one take the other's EIO while the other answers 250.
+ * Each batch syncfs's on its own descriptor of the queue, opened before its
+ * writes; the per-file descriptors are the batch's own already. */
 static void commit_batch_run(void *arg)
 {
     struct commit_item *batch = arg;
@@ -358,8 +370,12 @@ static void commit_batch_run(void *arg)
     for (struct commit_item *it = batch; it; it = it->next)
         n++;
     int whole_fs = fs_batch_wants_syncfs((size_t)n);
+    int fd = open(q->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        for (struct commit_item *it = batch; it; it = it->next)
+            fail_item(it);
     for (struct commit_item *it = batch; it; it = it->next) {
-        if (it->content && write_content(it) < 0)
+        if (!it->err && it->content && write_content(it) < 0)
             fail_item(it);
         if (!it->err && write_env(it) < 0)
             fail_item(it);
@@ -368,14 +384,17 @@ static void commit_batch_run(void *arg)
         if (!it->err && !whole_fs && (fdatasync(it->msg.fd) < 0 || fdatasync(it->env.fd) < 0))
             fail_item(it);
     }
-    if (whole_fs && queue_syncfs(q) < 0)
+    if (whole_fs) {
+        int fs_ok = queue_syncfs(q, fd) == 0;
         for (struct commit_item *it = batch; it; it = it->next)
-            fail_item(it);
+            if (!it->err && (!fs_ok || content_written(it) < 0))
+                fail_item(it);
+    }
     for (struct commit_item *it = batch; it; it = it->next)
         if (!it->err && rename_into(it) < 0)
             fail_item(it);
     /* the renames: one syncfs covers both directories */
-    int dirs_ok = queue_syncfs(q) == 0;
+    int dirs_ok = queue_syncfs(q, fd) == 0;
     for (struct commit_item *it = batch; it; it = it->next) {
         if (!dirs_ok)
             fail_item(it);
@@ -390,6 +409,8 @@ static void commit_batch_run(void *arg)
             drop_files(it);
         }
     }
+    if (fd >= 0)
+        close(fd);
 }
 
 static void start_batch(struct queue *q);
