@@ -4,7 +4,8 @@
  * (pct_encode/pct_decode, declared in maildrop.h).
  *
  * Owns: struct envelope's memory, env_format (always produces a file that
- * env_parse accepts, or fails), env_parse (strict version 1: every key once,
+ * env_parse accepts, or fails), env_version (the first line's number),
+ * env_parse (strict version 1: every key once,
  * unknown keys, bad tokens, a missing "end" line or bytes after it are
  * errors).  Pure: no I/O, no global state; env_parse must survive any input.
  */
@@ -771,6 +772,24 @@ static int env_parse_body(struct env_parse_ctx *c, const char *buf, size_t len)
     }
     c->lineno = 0;
     return env_fail(c, "no end marker (torn write)");
+}
+
+int env_version(const char *buf, size_t len)
+{
+    static const char magic[] = "hato-envelope ";
+    size_t i = sizeof magic - 1;
+    long v = 0;
+
+    if (buf == NULL || len <= i || memcmp(buf, magic, i) != 0)
+        return -1;
+    for (; i < len && buf[i] >= '0' && buf[i] <= '9'; i++) {
+        v = v * 10 + (buf[i] - '0');
+        if (v > 1000000)
+            return -1;
+    }
+    if (i == sizeof magic - 1 || i == len || buf[i] != '\n')
+        return -1;
+    return (int)v;
 }
 
 int env_parse(const char *buf, size_t len, struct envelope *e, char *err, size_t errlen)

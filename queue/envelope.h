@@ -21,6 +21,17 @@
  *   end
  *
  * In a rcpt line every token is %-encoded and "-" stands for empty.
+ *
+ * Versions.  The first line names the format's version (ENV_VERSION).
+ * Within a version the format is fixed: every key once, unknown keys are
+ * an error, so a file that does not parse as its own version is torn or
+ * damaged and recovery moves it to corrupt/.  Any change an older reader
+ * could not parse (a new key, per-recipient field, DSN or SMTPUTF8 data)
+ * raises ENV_VERSION; a hatod reads every version up to its own and writes
+ * its own.  An envelope of a newer version than this hatod knows is never
+ * touched: recovery stops, hatod refuses to start and says which file and
+ * which version (run the newer hatod again, or convert the queue), so a
+ * downgrade can never move live mail to corrupt/.
  */
 #ifndef HATO_ENVELOPE_H
 #define HATO_ENVELOPE_H
@@ -36,6 +47,8 @@ enum rcpt_state {
     RCPT_BOUNCED = 'B',   /* failed permanently; bounce to be sent */
     RCPT_DONE    = 'D',   /* failed permanently and bounce already queued */
 };
+
+#define ENV_VERSION  1    /* the version env_format writes */
 
 #define ENV_F_BOUNCE 0x1  /* this message is a DSN: never bounce it */
 
@@ -86,6 +99,9 @@ int env_format(const struct envelope *e, char **buf, size_t *len);
 /* Parse; requires the header line and the end marker.  0, or -1 with a
  * reason in err.  `e` must be env_init'ed; on error it is cleared. */
 int env_parse(const char *buf, size_t len, struct envelope *e, char *err, size_t errlen);
+/* The version named by the file's first line ("hato-envelope N"), or -1
+ * if it has no such line (then it is no envelope of any version). */
+int env_version(const char *buf, size_t len);
 /* Deep copy. 0 or -1. */
 int env_copy(struct envelope *dst, const struct envelope *src);
 

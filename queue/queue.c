@@ -169,8 +169,13 @@ static int qfile_place(const struct queue *q, const char *id, const char *suffix
     char from[PATH_MAX], to[PATH_MAX];
     qfile_path(q, id, suffix, f, from, sizeof from);
     path_in(dir, id, "", to, sizeof to);
-    if (rename(from, to) < 0)
+    /* never over an existing queue file: an ID reused across a restart
+     * or a clock step fails this commit (4xx) instead of replacing mail */
+    if (fs_rename_noreplace(from, to) < 0) {
+        if (errno == EEXIST)
+            log_err("%s: %s exists already: commit refused", id, to);
         return -1;
+    }
     f->placed = 1;
     return 0;
 }
@@ -271,7 +276,7 @@ void queue_writer_abort(struct queue *q, struct queue_writer *w)
         j->q = q;
         memcpy(j->id, w->id, sizeof j->id);
         j->f = f;
-        if (q->pool && work_submit(q->pool, WORK_SCAN, abort_run, free, j) == 0)
+        if (q->pool && work_submit(q->pool, WORK_DELIVERY, abort_run, free, j) == 0)
             return;
         free(j);
     }
@@ -401,11 +406,15 @@ static void commit_batch_run(void *arg)
         qfile_close(&it->msg);
         qfile_close(&it->env);
         if (it->err) {
+            /* unplace only what this commit renamed into place, never an
+             * existing file its rename was refused over */
             char path[PATH_MAX];
             path_in(q->env, it->id, "", path, sizeof path);
-            unlink(path);
+            if (it->env.placed)
+                unlink(path);
             path_in(q->msg, it->id, "", path, sizeof path);
-            unlink(path);
+            if (it->msg.placed)
+                unlink(path);
             drop_files(it);
         }
     }
@@ -688,7 +697,8 @@ int queue_load_envelope(const struct queue *q, const char *id, struct envelope *
     return rc;
 }
 
-/* One env/ID at start-up: good → found(); bad → corrupt/. */
+/* One env/ID at start-up: good → found() and 1; bad → corrupt/ and 0; a
+ * newer version than ours → -1 (EPROTONOSUPPORT), nothing touched. */
 static int recover_one(struct queue *q, const char *id,
                        void (*found)(void *, struct envelope *), void *arg)
 {
@@ -704,6 +714,15 @@ static int recover_one(struct queue *q, const char *id,
     if (fs_read_file(path, QUEUE_ENV_MAX, &buf, &len) < 0) {
         move_corrupt(q, id, strerror(errno));
         return 0;
+    }
+    int version = env_version(buf, len);
+    if (version > ENV_VERSION) {
+        /* a newer hatod's mail: never ours to call corrupt (envelope.h) */
+        log_err("%s: %s is an envelope of version %d; this hatod reads versions up to %d: "
+                "refusing to start (run the newer hatod)", id, path, version, ENV_VERSION);
+        free(buf);
+        errno = EPROTONOSUPPORT;
+        return -1;
     }
     struct envelope env;
     env_init(&env);
@@ -745,8 +764,25 @@ static void remove_orphans(struct queue *q)
     closedir(d);
 }
 
+/* Every ID on disk, so that this process issues only greater ones (the
+ * clock may have stepped back across the restart). */
+static void note_ids(const struct queue *q)
+{
+    const char *dirs[] = { q->tmp, q->msg, q->env, q->hold, q->corrupt };
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        DIR *d = opendir(dirs[i]);
+        if (!d)
+            continue;
+        struct dirent *de;
+        while ((de = readdir(d)))
+            qid_seen(de->d_name);
+        closedir(d);
+    }
+}
+
 int queue_recover(struct queue *q, void (*found)(void *arg, struct envelope *env), void *arg)
 {
+    note_ids(q);
     clean_tmp(q);
     DIR *d = opendir(q->env);
     if (!d)
@@ -771,8 +807,14 @@ int queue_recover(struct queue *q, void (*found)(void *arg, struct envelope *env
         snprintf(ids[nids++], NAME_MAX + 1, "%s", de->d_name);
     }
     closedir(d);
-    for (size_t i = 0; i < nids; i++)
-        n += recover_one(q, ids[i], found, arg);
+    for (size_t i = 0; i < nids; i++) {
+        int r = recover_one(q, ids[i], found, arg);
+        if (r < 0) {
+            free(ids);
+            return -1;           /* errno set; stop before removing anything */
+        }
+        n += r;
+    }
     free(ids);
     remove_orphans(q);
     return n;

@@ -42,6 +42,7 @@ struct queue_writer {
 /* Open the queue under state_dir, creating the directories (0700). */
 struct queue *queue_open(const char *state_dir, struct work_pool *pool,
                          int group_commit, char *err, size_t errlen);
+/* Only once the pool has run every job it was given for q (aborts too). */
 void queue_close(struct queue *q);
 const char *queue_dir(const struct queue *q);
 /* Path of the content file msg/ID. */
@@ -88,7 +89,10 @@ int queue_remove(struct queue *q, const char *id, queue_done_cb cb, void *arg);
  * unreadable envelopes (and their content) to corrupt/ with a log line,
  * deletes content without an envelope (never acknowledged), and calls
  * found(arg, env) for every good envelope (the callee takes ownership of
- * *env's contents; env is reset after).  Returns the count, or -1. */
+ * *env's contents; env is reset after).  Returns the count, or -1: the
+ * queue cannot be read, or (errno EPROTONOSUPPORT) an envelope is of a newer
+ * version than this hatod reads — then recovery stops at once and leaves
+ * every file where it is (see envelope.h, "Versions"). */
 int queue_recover(struct queue *q, void (*found)(void *arg, struct envelope *env), void *arg);
 /* Load env/ID now (blocking; tools and tests). 0 or -1. */
 int queue_load_envelope(const struct queue *q, const char *id, struct envelope *env);

@@ -1,4 +1,6 @@
-"""Queue IDs across restarts and clock steps (issue 6, item 2).  The clock
+"""Queue identity: IDs across restarts and clock steps (issue 6, item 2),
+and the envelope version rule (an older hatod never calls a newer
+envelope corrupt).  IDs:  The clock
 is faked with libfaketime (Debian `faketime`) and frozen, so a restart
 "steps back" to exactly where the first run was: every ID the second run
 would issue from the clock alone is one the first run issued.  Before the
@@ -68,6 +70,32 @@ class ClockStepsBack(HatodTestCase):
         for qid, tag in acked.items():
             with open(os.path.join(qdir(h, "msg"), qid), "rb") as f:
                 self.assertIn(("Subject: %s\r\n" % tag).encode(), f.read(), qid)
+
+
+class NewerEnvelope(HatodTestCase):
+
+    def test_newer_envelope_version_refuses_start_and_touches_nothing(self):
+        h = self.h
+        h.stop()
+        qid = "0005E8C2F1A2B001"
+        env = os.path.join(qdir(h, "env"), qid)
+        with open(os.path.join(qdir(h, "msg"), qid), "wb") as f:
+            f.write(message("from the future"))
+        with open(env, "w") as f:
+            f.write("hato-envelope 2\nid %s\nsomething new 1\nend\n" % qid)
+        h.start(wait=False)
+        try:
+            rc = h.proc.wait(30)
+        except Exception:
+            rc = None
+        self.assertIsNotNone(rc, "hatod kept running:\n" + h.log())
+        self.assertNotEqual(rc, 0)
+        h.proc = None
+        h.logf.close()
+        self.assertIn("envelope of version 2; this hatod reads versions up to 1", h.log())
+        self.assertTrue(os.path.exists(env))
+        self.assertTrue(os.path.exists(os.path.join(qdir(h, "msg"), qid)))
+        self.assertEqual(os.listdir(qdir(h, "corrupt")), [])
 
 
 if __name__ == "__main__":

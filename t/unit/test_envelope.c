@@ -546,8 +546,34 @@ static void test_maildrop_uid(void)
     is_int(maildrop_header_end("", 0), 0, "header end of nothing");
 }
 
+static void test_version(void)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    struct envelope e;
+
+    env_init(&e);
+    memcpy(e.id, "0005E8C2F1A2B001", QID_LEN + 1);
+    env_set_sender(&e, "a@b");
+    env_set_client(&e, "1.2.3.4", "h", "SMTP");
+    env_add_rcpt(&e, "r@b", "");
+    ok(env_format(&e, &buf, &len) == 0, "format");
+    is_int(env_version(buf, len), ENV_VERSION, "env_format writes ENV_VERSION");
+    is_int(env_version("hato-envelope 2\nid X\n", 21), 2, "a newer version is read as such");
+    is_int(env_version("hato-envelope 17\n", 17), 17, "two digits");
+    is_int(env_version("hato-envelope \n", 15), -1, "no number");
+    is_int(env_version("hato-envelope 2", 15), -1, "no line end");
+    is_int(env_version("hato-envelope 2x\n", 17), -1, "trailing junk");
+    is_int(env_version("garbage\n", 8), -1, "no header");
+    is_int(env_version(NULL, 0), -1, "nothing");
+    is_int(env_version("hato-envelope 99999999999\n", 26), -1, "absurd number");
+    free(buf);
+    env_clear(&e);
+}
+
 int main(void)
 {
+    test_version();
     test_unique();
     test_round_trip();
     test_null_sender();

@@ -305,6 +305,21 @@ static void test_recover(const char *dir)
        "torn envelope and its content moved to corrupt/");
     ok(exists(dir, "corrupt", "garbage.env"), "garbage in env/ moved to corrupt/");
     queue_close(q);
+    /* an envelope of a newer version: recovery stops and touches nothing */
+    q = queue_open(dir, pool, 1, err, sizeof err);
+    put(dir, "env", "0000000000000DDD", "hato-envelope 2\nid 0000000000000DDD\nfuture stuff\nend\n");
+    put(dir, "msg", "0000000000000DDD", "x");
+    put(dir, "msg", "0000000000000EEE", "content without envelope");
+    errno = 0;
+    ok(queue_recover(q, on_found, NULL) < 0 && errno == EPROTONOSUPPORT,
+       "a newer envelope version stops recovery (EPROTONOSUPPORT)");
+    ok(exists(dir, "env", "0000000000000DDD") && exists(dir, "msg", "0000000000000DDD") &&
+       !exists(dir, "corrupt", "0000000000000DDD.env"), "and it stays in env/, not corrupt/");
+    ok(exists(dir, "msg", "0000000000000EEE"), "nothing else was removed either");
+    char p[4096];
+    snprintf(p, sizeof p, "%s/queue/env/0000000000000DDD", dir);
+    unlink(p);
+    queue_close(q);
     /* IDs found on disk, from a clock ahead of today's: new ones sort after */
     q = queue_open(dir, pool, 1, err, sizeof err);
     put(dir, "corrupt", "7FFFFFFFFFFFF000.env", "x");
