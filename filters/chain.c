@@ -39,6 +39,11 @@ int filter_chain_add(struct filter_chain *c, const struct filter *f)
 
 void filter_chain_free(struct filter_chain *c)
 {
+    if (!c)
+        return;
+    for (int i = 0; i < c->n; i++)
+        if (c->f[i].free_ctx)
+            c->f[i].free_ctx(c->f[i].ctx);
     free(c);
 }
 

@@ -55,6 +55,9 @@ struct filter {
     enum filter_verdict (*hook[FILTER_NPHASES])(void *ctx, const struct filter_txn *t,
                                                 struct filter_reply *r, void *token);
     void (*cancel)(void *ctx, void *token);
+    /* May be NULL: frees ctx when the chain is freed (a filter owning its
+     * state; the chain is freed only when no run of it is pending). */
+    void (*free_ctx)(void *ctx);
     void *ctx;
 };
 

@@ -72,6 +72,9 @@ static const struct conf_def schema[] = {
     { "queue_group_commit", CT_BOOL, "yes", NULL },
     { "local_delivery_batch", CT_BOOL, "yes", NULL },
     { "shutdown_timeout", CT_TIME, "30s", NULL },
+    /* test-only (filters/hold.h): hold the answer at these phases */
+    { "test_filter_hold", CT_LIST, "", NULL },
+    { "test_filter_hold_ms", CT_INT, "1000", NULL },
 };
 #define NSCHEMA (sizeof schema / sizeof schema[0])
 
@@ -198,6 +201,8 @@ static void fill(struct hato_config *c)
     c->queue_group_commit = num(c, "queue_group_commit");
     c->local_delivery_batch = num(c, "local_delivery_batch");
     c->shutdown_timeout = num(c, "shutdown_timeout");
+    c->test_filter_hold = list(c, "test_filter_hold", &c->ntest_filter_hold);
+    c->test_filter_hold_ms = num(c, "test_filter_hold_ms");
 }
 
 /* "FILE:LINE: key: reason" for a value that failed a cross-key check. */

@@ -64,6 +64,8 @@ struct hato_config {
     long long queue_group_commit;        /* bool */
     long long local_delivery_batch;      /* bool: share one flush across deliveries */
     long long shutdown_timeout;          /* seconds to finish in-flight work on SIGTERM */
+    char **test_filter_hold; size_t ntest_filter_hold;   /* test-only: filters/hold.h */
+    long long test_filter_hold_ms;
 };
 
 /* Load and check a config file.  0, or -1 with "FILE:LINE: key: reason". */

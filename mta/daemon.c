@@ -20,7 +20,6 @@
 
 #include <event2/event.h>
 
-#include "filters/acl.h"
 #include "lib/conf.h"
 #include "lib/dns.h"
 #include "lib/fsutil.h"
@@ -30,6 +29,7 @@
 #include "lib/work.h"
 #include "mta/control.h"
 #include "mta/daemon.h"
+#include "mta/generation.h"
 #include "mta/listen.h"
 #include "mta/local.h"
 #include "mta/pickup.h"
@@ -46,12 +46,12 @@
 
 /* ------------------------------------------------------------ recipients */
 
-static enum smtp_rcpt_verdict expand_into(struct hatod *d, struct envelope *env,
+static enum smtp_rcpt_verdict expand_into(const struct tables *tb, struct envelope *env,
                                           const char *address, const char *orcpt)
 {
     struct route_target *t = NULL;
     size_t n = 0;
-    switch (router_expand(&d->tables->rc, address, &t, &n)) {
+    switch (router_expand(&tb->rc, address, &t, &n)) {
     case ROUTE_OK: break;
     case ROUTE_UNKNOWN: return SMTP_RCPT_UNKNOWN;
     case ROUTE_LOOP: return SMTP_RCPT_LOOP;
@@ -66,16 +66,32 @@ static enum smtp_rcpt_verdict expand_into(struct hatod *d, struct envelope *env,
     return v;
 }
 
-static int ops_is_local(void *ctx, const char *domain)
+/* A session holds the generation it started with (mta/generation.h). */
+static void *ops_gen_ref(void *ctx, struct filter_chain **filters)
 {
     struct hatod *d = ctx;
-    return router_is_local(&d->tables->rc, domain);
+    *filters = d->gen->filters;
+    return generation_ref(d->gen);
 }
 
-static enum smtp_rcpt_verdict ops_add_rcpt(void *ctx, struct envelope *env,
+static void ops_gen_unref(void *ctx, void *gen)
+{
+    struct generation *g = gen;
+    (void)ctx;
+    generation_unref(&g);
+}
+
+static int ops_is_local(void *gen, const char *domain)
+{
+    const struct generation *g = gen;
+    return router_is_local(&g->tables->rc, domain);
+}
+
+static enum smtp_rcpt_verdict ops_add_rcpt(void *gen, struct envelope *env,
                                            const char *address, const char *orcpt)
 {
-    return expand_into(ctx, env, address, orcpt);
+    const struct generation *g = gen;
+    return expand_into(g->tables, env, address, orcpt);
 }
 
 static void ops_queued(void *ctx, const struct envelope *env)
@@ -88,7 +104,7 @@ static void ops_queued(void *ctx, const struct envelope *env)
 int daemon_add_rcpt_or_bounce(struct hatod *d, struct envelope *env, const char *addr)
 {
     const char *why = NULL;
-    switch (expand_into(d, env, addr, addr)) {
+    switch (expand_into(d->tables, env, addr, addr)) {
     case SMTP_RCPT_OK: return 0;
     case SMTP_RCPT_UNKNOWN: why = "user unknown"; break;
     case SMTP_RCPT_LOOP: why = "alias expansion loop"; break;
@@ -147,23 +163,15 @@ static void smtp_params(const struct hato_config *c, struct smtp_server_params *
     p->bare_lf_reject = c->smtpd_forbid_bare_newline == BARE_LF_REJECT;
 }
 
-static struct filter_chain *make_filters(const struct iplist *relay)
+/* Make g current: d->cfg, d->tables, d->relay and d->filters are views of
+ * it (owned by g).  The caller drops its reference to the previous one. */
+static void use_generation(struct hatod *d, struct generation *g)
 {
-    struct filter_chain *fc = filter_chain_new();
-    struct filter acl;
-    if (!fc)
-        return NULL;
-    acl_filter(&acl, relay);
-    if (filter_chain_add(fc, &acl) < 0) {
-        filter_chain_free(fc);
-        return NULL;
-    }
-    return fc;
-}
-
-static struct iplist *make_relay(const struct hato_config *c, char *err, size_t errlen)
-{
-    return iplist_new(c->relay_clients, c->nrelay_clients, err, errlen);
+    d->gen = g;
+    d->cfg = g->cfg;
+    d->tables = g->tables;
+    d->relay = g->relay;
+    d->filters = g->filters;
 }
 
 /* ------------------------------------------------------------ start-up steps */
@@ -282,8 +290,8 @@ static int start_queue(struct hatod *d)
     if (!d->sched || !d->local)
         return -1;
     local_agent_set_tables(d->local, d->tables);
-    struct sched_agent local = { "local", local_agent_deliver, d->local, 0 };
-    struct sched_agent smtp = { "smtp", remote_agent_deliver, NULL, 0 };
+    struct sched_agent local = { "local", local_agent_deliver, d->local };
+    struct sched_agent smtp = { "smtp", remote_agent_deliver, NULL };
     if (sched_add_agent(d->sched, &local) < 0 || sched_add_agent(d->sched, &smtp) < 0)
         return -1;
     int n = queue_recover(d->queue, found_envelope, d);
@@ -298,12 +306,10 @@ static int start_queue(struct hatod *d)
 static int start_smtp(struct hatod *d)
 {
     struct smtp_server_params p;
-    struct smtp_server_ops ops = { ops_is_local, ops_add_rcpt, ops_queued, d };
-    d->filters = make_filters(d->relay);
-    if (!d->filters)
-        return -1;
+    struct smtp_server_ops ops = { ops_gen_ref, ops_gen_unref, ops_is_local, ops_add_rcpt,
+                                   ops_queued, d };
     smtp_params(&d->cfg, &p);
-    d->smtp = smtp_server_new(d->base, d->queue, d->filters, &ops, &p);
+    d->smtp = smtp_server_new(d->base, d->queue, &ops, &p);
     return d->smtp ? 0 : -1;
 }
 
@@ -421,12 +427,12 @@ int daemon_start(struct hatod *d)
         log_err("%s", err);
         return -1;
     }
-    d->tables = tables_load(&d->cfg, err, sizeof err);
-    d->relay = d->tables ? make_relay(&d->cfg, err, sizeof err) : NULL;
-    if (!d->tables || !d->relay) {
+    struct generation *g = generation_new(&d->cfg, d->base, err, sizeof err);
+    if (!g) {
         log_err("%s", err);
         return -1;
     }
+    use_generation(d, g);
     warn_unavailable(&d->cfg);
     warn_postmaster(d->tables);
     /* the control socket first: once SMTP answers, local submission works too */
@@ -469,9 +475,7 @@ struct reload_job {
     struct hatod *d;
     unsigned long gen;
     struct hato_config nc;
-    struct tables *nt;
-    struct iplist *nr;
-    struct filter_chain *nf;
+    struct generation *ng;           /* built from nc (which it takes over) */
     int loaded;
     char err[1024];
 };
@@ -481,30 +485,22 @@ static void reload_load(void *arg)
     struct reload_job *j = arg;
     if (config_load(j->d->config_path, &j->nc, j->err, sizeof j->err) < 0)
         return;
-    j->nt = tables_load(&j->nc, j->err, sizeof j->err);
-    j->nr = j->nt ? make_relay(&j->nc, j->err, sizeof j->err) : NULL;
-    j->nf = j->nr ? make_filters(j->nr) : NULL;
-    if (!j->nf) {
-        if (!j->err[0])
-            snprintf(j->err, sizeof j->err, "out of memory");
-        return;
-    }
-    j->loaded = 1;
+    j->ng = generation_new(&j->nc, j->d->base, j->err, sizeof j->err);
+    j->loaded = j->ng != NULL;
 }
 
 static void reload_discard(struct reload_job *j)
 {
-    filter_chain_free(j->nf);
-    iplist_free(j->nr);
-    tables_free(j->nt);
+    generation_unref(&j->ng);
     if (j->nc.conf)
         config_free(&j->nc);
 }
 
-/* Put the new configuration in force; the old one is freed.  0 or -1. */
+/* Put the new generation in force.  The old one is freed when the last
+ * session that started under it ends.  0 or -1. */
 static int reload_apply(struct hatod *d, struct reload_job *j)
 {
-    struct hato_config *nc = &j->nc;
+    struct hato_config *nc = &j->ng->cfg;
     /* The queue, the mailboxes, the maildrop and the control socket live
      * there and are open: a reload cannot move them. */
     if (strcmp(nc->state_directory, d->cfg.state_directory) != 0) {
@@ -517,29 +513,19 @@ static int reload_apply(struct hatod *d, struct reload_job *j)
         !same_list(nc->submission_listen, nc->nsubmission_listen, d->cfg.submission_listen,
                    d->cfg.nsubmission_listen))
         log_warn("listen addresses changed: restart hatod to apply them");
-    struct hato_config old = d->cfg;
-    struct tables *ot = d->tables;
-    struct iplist *orl = d->relay;
-    struct filter_chain *of = d->filters;
-    d->cfg = *nc;
-    d->cfg.path = conf_path(d->cfg.conf);
-    d->tables = j->nt;
+    struct generation *old = d->gen;
+    use_generation(d, j->ng);
+    j->ng = NULL;
     warn_postmaster(d->tables);
-    d->relay = j->nr;
-    d->filters = j->nf;
     struct smtp_server_params p;
     smtp_params(&d->cfg, &p);
     smtp_server_set_params(d->smtp, &p);
-    smtp_server_set_filters(d->smtp, j->nf);
     long long retry[64];
     struct sched_config sc;
     sched_cfg(d, &sc, retry);
     sched_set_config(d->sched, &sc);
-    local_agent_set_tables(d->local, j->nt);
-    filter_chain_free(of);
-    iplist_free(orl);
-    tables_free(ot);
-    config_free(&old);
+    local_agent_set_tables(d->local, d->tables);
+    generation_unref(&old);
     log_reopen();
     return 0;
 }
@@ -605,9 +591,10 @@ void daemon_free(struct hatod *d)
     sched_free(d->sched);
     queue_close(d->queue);
     dns_free(d->dns);
-    filter_chain_free(d->filters);
-    iplist_free(d->relay);
-    tables_free(d->tables);
+    if (d->gen) {                    /* sessions dropped theirs above */
+        generation_unref(&d->gen);
+        memset(&d->cfg, 0, sizeof d->cfg);   /* it was a view of the generation */
+    }
     struct event *evs[] = { d->sig_hup, d->sig_term, d->sig_int, d->shutdown_timer };
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])

@@ -24,10 +24,14 @@ struct iplist;
 struct tables;
 struct local_agent;
 struct listeners;
+struct generation;
 struct control;
 struct pickup;
 
 struct hatod {
+    /* The configuration generation in force (mta/generation.h); cfg,
+     * filters, relay and tables below are views of it, owned by it. */
+    struct generation *gen;
     struct hato_config cfg;
     char *config_path;
     int foreground;

@@ -78,6 +78,8 @@ struct session {
     struct evbuffer *hdrbuf;    /* local mode: the header section, held until it ends */
     struct filter_run *frun;
     struct filter_txn txn;
+    void *gen;                  /* configuration generation (ops.gen_ref) */
+    struct filter_chain *filters;   /* that generation's */
     void (*on_close)(void *);
     void *close_arg;
     struct session *hnext;
@@ -86,7 +88,6 @@ struct session {
 struct smtp_server {
     struct event_base *base;
     struct queue *q;
-    struct filter_chain *filters;
     struct smtp_server_ops ops;
     struct smtp_server_params p;
     char *strings[4];           /* owned copies of the params' strings */
@@ -292,7 +293,7 @@ static void run_filters(struct session *s, enum filter_phase phase, filter_done_
 {
     s->state = S_WAIT;
     s->in_filter_call = 1;
-    s->frun = filter_run(s->srv->filters, phase, &s->txn, done, s);
+    s->frun = filter_run(s->filters, phase, &s->txn, done, s);
     s->in_filter_call = 0;
     if (s->state == S_WAIT && s->frun)
         bufferevent_disable(s->bev, EV_READ);
@@ -437,7 +438,7 @@ static void cmd_mail(struct session *s, const char *arg)
 static void rcpt_add(struct session *s)
 {
     const char *addr = s->rcpt_pending;
-    switch (s->srv->ops.add_rcpt(s->srv->ops.ctx, &s->env, addr, addr)) {
+    switch (s->srv->ops.add_rcpt(s->gen, &s->env, addr, addr)) {
     case SMTP_RCPT_OK:
         s->nrcpt++;
         reply(s, 250, "2.1.5", "Ok");
@@ -482,7 +483,7 @@ static int rcpt_address(struct session *s, const struct smtp_rcpt_args *ra, char
         domain = s->srv->p.default_domain;   /* <postmaster> */
     if (!domain || !*domain)
         return -1;
-    if (!s->srv->ops.is_local(s->srv->ops.ctx, domain)) {
+    if (!s->srv->ops.is_local(s->gen, domain)) {
         snprintf(buf, len, "%s", ra->path.full);
         return 0;
     }
@@ -518,7 +519,7 @@ static void cmd_rcpt(struct session *s, const char *arg)
         return;
     }
     const char *at = strrchr(address, '@');
-    s->rcpt_local = at ? s->srv->ops.is_local(s->srv->ops.ctx, at + 1) : 1;
+    s->rcpt_local = at ? s->srv->ops.is_local(s->gen, at + 1) : 1;
     txn_view(s);
     s->txn.rcpt = s->rcpt_pending;
     s->txn.rcpt_local = s->rcpt_local;
@@ -962,6 +963,7 @@ static void session_free(struct session *s)
         filter_run_cancel(s->frun);
     s->frun = NULL;
     txn_reset(s);
+    s->srv->ops.gen_unref(s->srv->ops.ctx, s->gen);
     session_unlink(s);
     event_del(&s->flush_ev);
     evbuffer_remove_cb(bufferevent_get_output(s->bev), on_output_added, s);
@@ -1018,6 +1020,7 @@ int smtp_session_start(struct smtp_server *srv, struct bufferevent *bev, enum sm
     line_reader_init(&s->lr, SMTP_LINE_MAX);
     env_init(&s->env);
     s->w.fd = -1;
+    s->gen = srv->ops.gen_ref(srv->ops.ctx, &s->filters);
     session_link(s);
     bufferevent_setcb(bev, on_read, on_write, on_event, s);
     bufferevent_setwatermark(bev, EV_READ, 0,
@@ -1028,6 +1031,7 @@ int smtp_session_start(struct smtp_server *srv, struct bufferevent *bev, enum sm
     if (!evbuffer_add_cb(bufferevent_get_output(bev), on_output_added, s)) {
         log_err("cannot start a session for %s: out of memory", s->peer_addr);
         session_unlink(s);
+        srv->ops.gen_unref(srv->ops.ctx, s->gen);
         bufferevent_free(bev);
         free(s);
         if (on_close)
@@ -1075,13 +1079,7 @@ void smtp_server_set_params(struct smtp_server *srv, const struct smtp_server_pa
         srv->p.pipelining_limit = 1;
 }
 
-void smtp_server_set_filters(struct smtp_server *srv, struct filter_chain *filters)
-{
-    srv->filters = filters;
-}
-
 struct smtp_server *smtp_server_new(struct event_base *base, struct queue *q,
-                                    struct filter_chain *filters,
                                     const struct smtp_server_ops *ops,
                                     const struct smtp_server_params *params)
 {
@@ -1090,7 +1088,6 @@ struct smtp_server *smtp_server_new(struct event_base *base, struct queue *q,
         return NULL;
     srv->base = base;
     srv->q = q;
-    srv->filters = filters;
     srv->ops = *ops;
     smtp_server_set_params(srv, params);
     return srv;

@@ -49,11 +49,18 @@ enum smtp_rcpt_verdict {
 };
 
 struct smtp_server_ops {
-    /* 1 if domain is local. */
-    int (*is_local)(void *ctx, const char *domain);
+    /* The configuration generation in force, for a session that starts now:
+     * a reference the session drops with gen_unref when it ends (after its
+     * pending filter run is cancelled), and that generation's filter chain
+     * in *filters.  The session runs its whole life on that generation, so
+     * a reload never frees the tables or filters it uses. */
+    void *(*gen_ref)(void *ctx, struct filter_chain **filters);
+    void (*gen_unref)(void *ctx, void *gen);
+    /* 1 if domain is local (gen: the session's generation). */
+    int (*is_local)(void *gen, const char *domain);
     /* Expand an accepted recipient (address with unquoted local part) and add
      * its final targets to env with env_add_rcpt(env, target, orcpt). */
-    enum smtp_rcpt_verdict (*add_rcpt)(void *ctx, struct envelope *env,
+    enum smtp_rcpt_verdict (*add_rcpt)(void *gen, struct envelope *env,
                                        const char *address, const char *orcpt);
     /* A message is committed: schedule it (called even if the client left). */
     void (*queued)(void *ctx, const struct envelope *env);
@@ -61,12 +68,12 @@ struct smtp_server_ops {
 };
 
 struct smtp_server *smtp_server_new(struct event_base *base, struct queue *q,
-                                    struct filter_chain *filters,
                                     const struct smtp_server_ops *ops,
                                     const struct smtp_server_params *params);
-/* New parameters (SIGHUP); sessions already open keep going. */
+/* New parameters (SIGHUP); sessions already open keep going and see the
+ * new limits and names (they are copied here; tables and filters come from
+ * each session's generation, see gen_ref). */
 void smtp_server_set_params(struct smtp_server *srv, const struct smtp_server_params *p);
-void smtp_server_set_filters(struct smtp_server *srv, struct filter_chain *filters);
 
 /* Start a session on bev (the server owns it from now on).  peer is NULL
  * for SMTP_MODE_LOCAL, where uid is the submitting user.  `on_close` (may

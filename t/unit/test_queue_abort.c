@@ -38,7 +38,7 @@ static void gate_run(void *arg)
 static void gate_close(void)
 {
     ok(pipe(gate) == 0, "gate pipe");
-    ok(work_submit(pool, WORK_SCAN, gate_run, NULL, NULL) == 0, "pool thread held");
+    ok(work_submit(pool, WORK_DELIVERY, gate_run, NULL, NULL) == 0, "pool thread held");
 }
 
 static void drain(void)

@@ -1,0 +1,102 @@
+/*
+ * mta/generation.c — builds a configuration generation (mta/generation.h)
+ * and frees it with its last reference.  The filter chain is made here: the
+ * test hold filter (test_filter_hold) first when configured, then the relay
+ * ACL over this generation's relay_clients.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "filters/acl.h"
+#include "filters/filter.h"
+#include "filters/hold.h"
+#include "lib/iplist.h"
+#include "lib/log.h"
+#include "mta/generation.h"
+#include "mta/tables.h"
+
+static struct filter_chain *make_filters(const struct hato_config *c, struct event_base *base,
+                                         const struct iplist *relay)
+{
+    struct filter_chain *fc = filter_chain_new();
+    struct filter f;
+    if (!fc)
+        return NULL;
+    if (c->ntest_filter_hold) {
+        if (hold_filter(&f, base, c->test_filter_hold, c->ntest_filter_hold,
+                        c->test_filter_hold_ms) < 0 || filter_chain_add(fc, &f) < 0) {
+            filter_chain_free(fc);
+            return NULL;
+        }
+    }
+    acl_filter(&f, relay);
+    if (filter_chain_add(fc, &f) < 0) {
+        filter_chain_free(fc);
+        return NULL;
+    }
+    return fc;
+}
+
+static void generation_free(struct generation *g)
+{
+    filter_chain_free(g->filters);
+    iplist_free(g->relay);
+    tables_free(g->tables);
+    config_free(&g->cfg);
+    free(g);
+}
+
+struct generation *generation_new(struct hato_config *cfg, struct event_base *base,
+                                  char *err, size_t errlen)
+{
+    struct generation *g = calloc(1, sizeof *g);
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        config_free(cfg);
+        return NULL;
+    }
+    g->refs = 1;
+    g->cfg = *cfg;
+    memset(cfg, 0, sizeof *cfg);
+    g->tables = tables_load(&g->cfg, err, errlen);
+    if (g->tables)
+        g->relay = iplist_new(g->cfg.relay_clients, g->cfg.nrelay_clients, err, errlen);
+    for (size_t i = 0; g->relay && i < g->cfg.ntest_filter_hold; i++)
+        if (hold_phase_parse(g->cfg.test_filter_hold[i]) < 0) {
+            snprintf(err, errlen, "%s: test_filter_hold: unknown phase '%s' "
+                     "(connect, helo, mail, rcpt, data)", g->cfg.path, g->cfg.test_filter_hold[i]);
+            generation_free(g);
+            return NULL;
+        }
+    if (g->relay) {
+        g->filters = make_filters(&g->cfg, base, g->relay);
+        if (!g->filters)
+            snprintf(err, errlen, "out of memory");
+    }
+    if (!g->filters) {
+        generation_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+struct generation *generation_ref(struct generation *g)
+{
+    g->refs++;
+    return g;
+}
+
+void generation_unref(struct generation **gp)
+{
+    struct generation *g = *gp;
+    *gp = NULL;
+    if (!g)
+        return;
+    if (g->refs <= 0) {
+        log_err("generation: reference count underflow");   /* a bug: leak, never free twice */
+        return;
+    }
+    if (--g->refs == 0)
+        generation_free(g);
+}
