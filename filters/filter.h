@@ -41,7 +41,6 @@ struct filter_txn {
     const char *sender;              /* MAIL: "" = null sender */
     const char *rcpt;                /* RCPT: the address as given */
     int rcpt_local;                  /* RCPT: domain is one of local_domains */
-    const char *msg_path;            /* EOM: content file (read-only) */
 };
 
 struct filter_chain;

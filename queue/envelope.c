@@ -1,7 +1,6 @@
 /*
  * queue/envelope.c — the envelope of a queued message in memory and on
- * disk (format in envelope.h), and the %-encoding shared with the maildrop
- * (pct_encode/pct_decode, declared in maildrop.h).
+ * disk (format in envelope.h); values are %-encoded with lib/pctenc.h.
  *
  * Owns: struct envelope's memory, env_format (always produces a file that
  * env_parse accepts, or fails), env_version (the first line's number),
@@ -18,8 +17,8 @@
 #include <string.h>
 
 #include "lib/hash.h"
+#include "lib/pctenc.h"
 #include "queue/envelope.h"
-#include "queue/maildrop.h"
 
 #define ENV_HEADER      "hato-envelope 1"
 #define ENV_END         "end"
@@ -31,89 +30,6 @@
 #define ENV_MAX_TEXT    2000    /* raw octets kept of a reason */
 #define ENV_RCPT_TOKENS 5       /* after "rcpt": STATE ADDR ORCPT DSN TEXT */
 #define ENV_RCPT_CAP0   4       /* first allocation of the recipient array */
-
-/* ------------------------------------------------------------------ */
-/* %-encoding                                                          */
-
-static int pct_needs_escape(unsigned char c)
-{
-    return c == '%' || c <= 0x20 || c >= 0x7f;
-}
-
-static int pct_hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-/* A value that is literally "-" is written %2D when "-" means empty. */
-int pct_encode(const char *in, char *out, size_t outlen, int dash_empty)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
-    const unsigned char *p;
-
-    if (in == NULL)
-        in = "";
-    if (dash_empty && (in[0] == '\0' || strcmp(in, "-") == 0)) {
-        const char *rep = in[0] == '\0' ? "-" : "%2D";
-        if (strlen(rep) >= outlen)
-            return -1;
-        memcpy(out, rep, strlen(rep) + 1);
-        return 0;
-    }
-    for (p = (const unsigned char *)in; *p != '\0'; p++) {
-        size_t need = pct_needs_escape(*p) ? 3 : 1;
-        if (o + need >= outlen)
-            return -1;
-        if (need == 1) {
-            out[o++] = (char)*p;
-        } else {
-            out[o++] = '%';
-            out[o++] = hex[*p >> 4];
-            out[o++] = hex[*p & 0xf];
-        }
-    }
-    if (outlen == 0)
-        return -1;
-    out[o] = '\0';
-    return 0;
-}
-
-int pct_decode(const char *in, char *out, size_t outlen, int dash_empty)
-{
-    size_t i = 0, o = 0;
-
-    if (in == NULL || outlen == 0)
-        return -1;
-    if (dash_empty && strcmp(in, "-") == 0) {
-        out[0] = '\0';
-        return 0;
-    }
-    while (in[i] != '\0') {
-        int c = (unsigned char)in[i];
-        if (c == '%') {
-            int hi = pct_hexval((unsigned char)in[i + 1]);
-            int lo = hi < 0 ? -1 : pct_hexval((unsigned char)in[i + 2]);
-            if (lo < 0 || (hi == 0 && lo == 0))
-                return -1;          /* short, non-hex, or %00 */
-            c = hi * 16 + lo;
-            i += 3;
-        } else {
-            i++;
-        }
-        if (o + 1 >= outlen)
-            return -1;
-        out[o++] = (char)c;
-    }
-    out[o] = '\0';
-    return 0;
-}
 
 /* ------------------------------------------------------------------ */
 /* memory                                                              */

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/pctenc.h"
 #include "queue/maildrop.h"
 #include "queue/qid.h"
 

@@ -46,11 +46,4 @@ int maildrop_parse(const char *buf, size_t len, struct maildrop_hdr *h,
                    char *err, size_t errlen);
 void maildrop_hdr_free(struct maildrop_hdr *h);
 
-/* %-encoding shared with the envelope format: '%', bytes <= 0x20 and
- * >= 0x7f become %XX; "" is written as "-" when dash_empty. */
-int pct_encode(const char *in, char *out, size_t outlen, int dash_empty);
-/* Decode in place-safe into out (room strlen(in)+1); "-" → "" when
- * dash_empty.  0 or -1 on a malformed escape. */
-int pct_decode(const char *in, char *out, size_t outlen, int dash_empty);
-
 #endif

@@ -45,7 +45,6 @@ struct sched_agent {
     const char *name;            /* transport name, as in defer_transports */
     void (*deliver)(void *ctx, struct sched_delivery *dl);
     void *ctx;
-    int max_active;              /* messages in delivery at once for this agent */
 };
 
 struct sched_config {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "queue/envelope.h"
+#include "lib/pctenc.h"
 #include "queue/maildrop.h"
 #include "t/unit/tap.h"
 
