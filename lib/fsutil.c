@@ -80,13 +80,19 @@ int fs_fsync_dir(const char *path)
     return fs_close_keep(fd, fsync(fd) < 0);
 }
 
-/* mkdir one component; an existing directory is fine. */
-static int fs_mkdir_one(const char *path, mode_t mode)
+/* mkdir one component; an existing directory is fine.  flushed: a
+ * directory it made is made durable in its parent (fsync of the parent). */
+static int fs_mkdir_one(const char *path, mode_t mode, int flushed)
 {
     struct stat st;
 
-    if (mkdir(path, mode) == 0)
-        return 0;
+    if (mkdir(path, mode) == 0) {
+        char parent[PATH_MAX];
+        if (!flushed)
+            return 0;
+        fs_dirname(path, parent, sizeof parent);
+        return fs_fsync_dir(parent);
+    }
     if (errno != EEXIST)
         return -1;
     if (stat(path, &st) < 0)
@@ -98,7 +104,7 @@ static int fs_mkdir_one(const char *path, mode_t mode)
     return 0;
 }
 
-int fs_mkdirs(const char *path, mode_t mode)
+static int fs_mkdirs_how(const char *path, mode_t mode, int flushed)
 {
     char buf[PATH_MAX];
     size_t len = strlen(path), i;
@@ -118,11 +124,21 @@ int fs_mkdirs(const char *path, mode_t mode)
         if (buf[i - 1] == '/')
             continue;                   /* "a//b" or a trailing slash */
         buf[i] = '\0';
-        if (fs_mkdir_one(buf, mode) < 0)
+        if (fs_mkdir_one(buf, mode, flushed) < 0)
             return -1;
         buf[i] = path[i];
     }
     return 0;
+}
+
+int fs_mkdirs(const char *path, mode_t mode)
+{
+    return fs_mkdirs_how(path, mode, 0);
+}
+
+int fs_mkdirs_flushed(const char *path, mode_t mode)
+{
+    return fs_mkdirs_how(path, mode, 1);
 }
 
 void fs_dirname(const char *path, char *buf, size_t len)

@@ -18,6 +18,10 @@ int fs_rename_noreplace(const char *from, const char *to);
 int fs_fsync_dir(const char *path);
 /* mkdir -p with mode for created components.  0 or -1. */
 int fs_mkdirs(const char *path, mode_t mode);
+/* fs_mkdirs, and every directory it makes is fsynced into its parent
+ * before the next is made (a power loss cannot take away a directory that
+ * durable data was then written into). */
+int fs_mkdirs_flushed(const char *path, mode_t mode);
 /* Replace `path` atomically with `data`: write a unique path.tmp.PID.N,
  * fsync, rename, fsync the directory.  An existing file keeps its mode and
  * (when permitted) its owner; a new one gets `mode`.  0 or -1 (errno). */

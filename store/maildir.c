@@ -8,8 +8,9 @@
  * Runs on worker threads: no libevent, no global state except the
  * process-wide delivery counter.  Never lseek()s the content fd (several
  * threads share it); reads it with pread() from offset 0.  Never fsyncs on
- * its own except in maildir_sync_tmp() and when rewriting maildirsize:
- * making deliveries durable is the caller's choice (see maildir.h).
+ * its own except in maildir_sync_tmp(), when rewriting maildirsize and
+ * when it makes directories (their entries are flushed where they are
+ * made): making deliveries durable is the caller's choice (see maildir.h).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "lib/fsutil.h"
 #include "store/maildir.h"
 
 #define MAILDIR_MODE          0700
@@ -73,65 +75,6 @@ static int path_join(char *buf, size_t len, const char *a, const char *b)
     if (r < 0 || (size_t)r >= len) {
         errno = ENAMETOOLONG;
         return -1;
-    }
-    return 0;
-}
-
-static int mkdir_one(const char *path)
-{
-    struct stat st;
-
-    if (mkdir(path, MAILDIR_MODE) == 0)
-        return 0;
-    if (errno != EEXIST)
-        return -1;
-    if (stat(path, &st) != 0)
-        return -1;
-    if (!S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
-
-/* mkdir -p */
-static int mkdirs(const char *path)
-{
-    char buf[PATH_MAX];
-    size_t len = strlen(path);
-    char *p;
-
-    if (len == 0 || len >= sizeof(buf)) {
-        errno = len ? ENAMETOOLONG : ENOENT;
-        return -1;
-    }
-    memcpy(buf, path, len + 1);
-    while (len > 1 && buf[len - 1] == '/')
-        buf[--len] = '\0';
-    for (p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir_one(buf) != 0)
-            return -1;
-        *p = '/';
-    }
-    return mkdir_one(buf);
-}
-
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        len -= (size_t)w;
     }
     return 0;
 }
@@ -303,7 +246,7 @@ static int size_file_write(const char *dir, long long quota, long long bytes,
     fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, MAILDIR_FILE_MODE);
     if (fd < 0)
         return -1;
-    if (write_all(fd, text, (size_t)n) != 0 || fsync(fd) != 0)
+    if (fs_write_all(fd, text, (size_t)n) != 0 || fsync(fd) != 0)
         goto fail;
     if (close(fd) != 0) {
         fd = -1;
@@ -502,7 +445,7 @@ static void size_file_add(const char *dir, long long size, long long quota)
         return;
     }
     n = snprintf(line, sizeof(line), "%lld 1\n", size);
-    if (n < 0 || (size_t)n >= sizeof(line) || write_all(fd, line, (size_t)n) != 0) {
+    if (n < 0 || (size_t)n >= sizeof(line) || fs_write_all(fd, line, (size_t)n) != 0) {
         (void)close(fd);
         (void)unlink(path);
         return;
@@ -519,11 +462,13 @@ int maildir_create(const char *dir)
     char path[PATH_MAX];
     size_t i;
 
-    if (mkdirs(dir) != 0)
-        return -1;
+    /* each directory made is flushed into its parent: the first delivery
+     * to a new Maildir is made durable with an fsync of new/ alone and the
+     * queue files go after it, so a power loss must not be able to take
+     * the new directories (and the mail in them) away */
     for (i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
         if (path_join(path, sizeof(path), dir, subs[i]) != 0
-            || mkdir_one(path) != 0)
+            || fs_mkdirs_flushed(path, MAILDIR_MODE) != 0)
             return -1;
     }
     return 0;
@@ -569,7 +514,7 @@ static int copy_content(int fd, int content_fd, long long content_len,
             free(buf);
             return -1;
         }
-        if (write_all(fd, buf, (size_t)r) != 0) {
+        if (fs_write_all(fd, buf, (size_t)r) != 0) {
             err_io(e, "write", errno);
             free(buf);
             return -1;
@@ -656,7 +601,7 @@ int maildir_begin(const char *dir, const char *prefix, size_t prefix_len,
         t->name[0] = '\0';
         return -1;
     }
-    if (prefix_len > 0 && write_all(t->fd, prefix, prefix_len) != 0) {
+    if (prefix_len > 0 && fs_write_all(t->fd, prefix, prefix_len) != 0) {
         err_io(e, "write", errno);
         maildir_abort(t);
         return -1;
