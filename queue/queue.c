@@ -329,7 +329,12 @@ static int rename_into(struct commit_item *it)
 
 /* syncfs of the queue's filesystem on a batch's own descriptor (-1: it
  * could not be opened), reported to the spare pool (a spare is reused only
- * after a flush that began after it entered the pool). */
+ * after a flush that began after it entered the pool).  The descriptor was
+ * opened before the ticket is taken, so a writeback error of a spare's
+ * rename into free/ after the ticket reaches this syncfs.  Not covered: one
+ * that happened before the descriptor was opened and that another flush
+ * (the other batch, local delivery) reported first; that flush fails its
+ * own work but does not tell the pool. */
 static int queue_syncfs(struct queue *q, int fd)
 {
     if (fd < 0)
