@@ -602,7 +602,8 @@ static void copy_done(void *arg)
         retry_later(pf);
         return;
     }
-    if (p->d->stopping) {        /* the file stays for the next start */
+    if (p->d->stopping) {
+        log_info("maildrop file %s: left for the next start (stopping)", pf->name);
         file_end(pf);
         return;
     }
