@@ -24,10 +24,10 @@ struct work_pool;
 /* Who waits for the job decides its class. */
 enum work_class {
     WORK_COMMIT,     /* queue commits: a client waits for its 250 */
-    WORK_DELIVERY,   /* local delivery, envelope rewrite/removal, DSN build */
+    WORK_DELIVERY,   /* local delivery, envelope rewrite/removal, DSN build, aborted files */
     WORK_AUTH,       /* password hashing: a client waits, but may be slow */
     WORK_FILTER,     /* SPF and other blocking filter work */
-    WORK_SCAN,       /* nobody waits soon: maildrop scans, reloads, discards */
+    WORK_SCAN,       /* nobody waits soon: maildrop scans, reloads */
     WORK_CLASSES
 };
 
