@@ -1,0 +1,100 @@
+/*
+ * proto/conn.h — the connection object every protocol sits on (SMTP server
+ * and client, POP3, IMAP): it owns the socket, TLS (OpenSSL on our own
+ * reads and writes), the input and output buffers, back-pressure and the
+ * idle timeout, and reports a few events to one callback.  Protocols never
+ * touch the fd or the SSL handle.
+ *
+ * Contract:
+ * - Input: whatever arrives is appended to conn_input() and CONN_READ is
+ *   reported.  Reading stops while the input holds input_max octets (a line
+ *   reader that finds no line end in a full buffer answers "line too long")
+ *   or while the output holds more than output_high, and resumes by itself
+ *   when the protocol drains the input or the output falls to a third of
+ *   output_high.  A protocol that must not read (waiting for a filter, a
+ *   commit, a password check) calls conn_read_enable(c, 0).
+ * - Output: append to conn_output(); the conn writes once per loop pass,
+ *   straight to the socket (no EV_WRITE unless the socket is full).
+ *   conn_want_drain() asks for one CONN_DRAINED when the output is empty.
+ * - STARTTLS (either side): queue the last plaintext reply, then call
+ *   conn_starttls(): the conn stops reading, waits for the output to
+ *   leave, discards every plaintext octet already received (a pipelined
+ *   command after STARTTLS is never executed, CVE-2011-0411), runs the
+ *   handshake and reports CONN_TLS_READY (or CONN_ERROR).  Implicit TLS is
+ *   the same call right after conn_new().
+ * - Timeout: the idle timer runs while the conn reads or has output to
+ *   write, and restarts on every octet read or written; it reports
+ *   CONN_TIMEOUT once (the protocol answers and closes, or frees).
+ * - CONN_EOF: the peer closed its side; input may still hold octets, and
+ *   output is still written (replies after a half-close).  CONN_ERROR: the
+ *   connection is unusable; free it.
+ * - conn_free() may be called from inside the callback: the conn is freed
+ *   when the callback returns, and reports nothing more.
+ */
+#ifndef HATO_CONN_H
+#define HATO_CONN_H
+
+#include <stddef.h>
+
+struct event_base;
+struct evbuffer;
+struct conn;
+typedef struct ssl_ctx_st SSL_CTX;
+
+enum conn_event {
+    CONN_READ,        /* new octets in conn_input() */
+    CONN_DRAINED,     /* the output is empty (after conn_want_drain) */
+    CONN_TLS_READY,   /* the handshake is done */
+    CONN_EOF,         /* the peer closed its side */
+    CONN_TIMEOUT,     /* nothing moved for the idle timeout */
+    CONN_ERROR,       /* reset, write error, TLS failure: free the conn */
+};
+
+typedef void (*conn_cb)(struct conn *c, enum conn_event ev, void *arg);
+
+struct conn_limits {
+    size_t input_max;     /* stop reading while the input holds this much */
+    size_t output_high;   /* stop reading while the output holds more */
+    size_t read_max;      /* octets read per readiness event (fairness) */
+    int timeout_ms;       /* idle timeout, 0 = none */
+};
+
+/* Take fd (non-blocking, connected).  NULL on allocation failure (the fd is
+ * then not closed: the caller still owns it). */
+struct conn *conn_new(struct event_base *base, int fd, const struct conn_limits *lim,
+                      conn_cb cb, void *arg);
+/* Close the fd (and TLS) and free; no callback afterwards. */
+void conn_free(struct conn *c);
+
+struct evbuffer *conn_input(struct conn *c);
+struct evbuffer *conn_output(struct conn *c);
+/* The protocol's own pause (0) and resume (1).  Resuming reports CONN_READ
+ * from the loop if input is already buffered. */
+void conn_read_enable(struct conn *c, int on);
+void conn_set_input_max(struct conn *c, size_t max);
+void conn_set_timeout(struct conn *c, int ms);
+/* Report CONN_DRAINED once the output is empty (at once from the loop if
+ * it already is). */
+void conn_want_drain(struct conn *c);
+/* 1 while the output holds more than output_high: a protocol stops
+ * executing pipelined commands until it falls (conn_want_drain). */
+int conn_output_full(const struct conn *c);
+/* 1 if the peer closed its side. */
+int conn_eof(const struct conn *c);
+
+/* Start TLS as server (server = 1) or client; sni: the name a client asks
+ * for (NULL: none).  0, or -1 if TLS cannot even start (then nothing
+ * changed).  The conn keeps a reference to ctx. */
+int conn_starttls(struct conn *c, SSL_CTX *ctx, int server, const char *sni);
+int conn_is_tls(const struct conn *c);
+/* "TLSv1.3" and the cipher name, or NULL before the handshake. */
+const char *conn_tls_version(const struct conn *c);
+const char *conn_tls_cipher(const struct conn *c);
+int conn_tls_bits(const struct conn *c);
+/* What the last CONN_ERROR was about ("connection reset", a TLS alert). */
+const char *conn_error(const struct conn *c);
+/* Octets read and written so far (for logs and rate checks). */
+unsigned long long conn_bytes_in(const struct conn *c);
+unsigned long long conn_bytes_out(const struct conn *c);
+
+#endif

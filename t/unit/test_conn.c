@@ -1,0 +1,421 @@
+/*
+ * t/unit/test_conn.c — the connection object over real sockets
+ * (socketpair): reads and the input cap, output back-pressure, replies
+ * after a half-close, the idle timeout, conn_free inside a callback, and
+ * TLS: STARTTLS on both sides with plaintext pipelined behind STARTTLS
+ * discarded, a big transfer through a small input cap (octets OpenSSL holds
+ * decrypted must still be read), and a handshake that fails.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "proto/conn.h"
+#include "t/unit/tap.h"
+
+static struct event_base *base;
+
+struct side {
+    struct conn *c;
+    int events[8];              /* counts per enum conn_event */
+    size_t got;                 /* octets taken from the input */
+    size_t take_max;            /* per CONN_READ (0 = all) */
+    int consume;                /* take input at all */
+    int free_on_read;
+    char text[4096];            /* the first octets taken */
+    size_t textlen;
+    void (*hook)(struct side *s, enum conn_event ev);
+};
+
+static void on_event(struct conn *c, enum conn_event ev, void *arg)
+{
+    struct side *s = arg;
+    s->events[ev]++;
+    if (ev == CONN_READ && s->consume) {
+        struct evbuffer *in = conn_input(c);
+        size_t n = evbuffer_get_length(in);
+        if (s->take_max && n > s->take_max)
+            n = s->take_max;
+        size_t room = sizeof s->text - s->textlen;
+        size_t copy = n < room ? n : room;
+        evbuffer_copyout(in, s->text + s->textlen, copy);
+        s->textlen += copy;
+        evbuffer_drain(in, n);
+        s->got += n;
+    }
+    if (s->hook)
+        s->hook(s, ev);
+    if (ev == CONN_READ && s->free_on_read) {
+        conn_free(c);
+        s->c = NULL;
+    }
+}
+
+static void nonblock(int fd)
+{
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+static void pair(int fds[2])
+{
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0)
+        abort();
+    nonblock(fds[0]);
+    nonblock(fds[1]);
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Run the loop until pred() or ms pass. */
+static int run_until(int (*pred)(void *), void *arg, int ms)
+{
+    long long end = now_ms() + ms;
+    while (now_ms() < end) {
+        if (pred(arg))
+            return 1;
+        struct timeval tv = { 0, 5000 };
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+    return pred(arg);
+}
+
+static int never(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+static void spin(int ms)
+{
+    run_until(never, NULL, ms);
+}
+
+static struct conn_limits limits(size_t input_max, size_t output_high, int timeout_ms)
+{
+    struct conn_limits l = { input_max, output_high, 256 * 1024, timeout_ms };
+    return l;
+}
+
+/* ------------------------------------------------------------ plaintext */
+
+static int got_at_least_10(void *arg) { return ((struct side *)arg)->got >= 10; }
+
+static void test_read_and_cap(void)
+{
+    int fds[2];
+    pair(fds);
+    struct side s = { 0 };
+    struct conn_limits l = limits(16, 1024, 0);
+    s.c = conn_new(base, fds[0], &l, on_event, &s);
+    char buf[100];
+    memset(buf, 'a', sizeof buf);
+    ok(write(fds[1], buf, sizeof buf) == 100, "client wrote 100 octets");
+    spin(50);
+    ok(s.events[CONN_READ] >= 1, "CONN_READ reported");
+    is_int((int)evbuffer_get_length(conn_input(s.c)), 16, "input stops at input_max (16)");
+    s.consume = 1;
+    evbuffer_drain(conn_input(s.c), 16);
+    s.got = 16;
+    ok(run_until(got_at_least_10, &s, 500) && (spin(50), s.got == 100),
+       "draining the input resumes reading: all 100 octets arrive (%zu)", s.got);
+    conn_free(s.c);
+    close(fds[1]);
+}
+
+static void test_backpressure(void)
+{
+    int fds[2];
+    pair(fds);
+    struct side s = { 0 };
+    s.consume = 1;
+    struct conn_limits l = limits(4096, 64 * 1024, 0);
+    s.c = conn_new(base, fds[0], &l, on_event, &s);
+    static char big[1024 * 1024];
+    memset(big, 'b', sizeof big);
+    evbuffer_add(conn_output(s.c), big, sizeof big);   /* the peer reads nothing */
+    spin(50);
+    ok(conn_output_full(s.c), "output above output_high");
+    ok(write(fds[1], "x", 1) == 1, "client sends a command");
+    spin(50);
+    is_int((int)s.got, 0, "nothing is read while the output is full");
+    size_t total = 0;
+    for (int i = 0; i < 2000 && total < sizeof big; i++) {
+        char rb[65536];
+        ssize_t r = read(fds[1], rb, sizeof rb);
+        if (r > 0)
+            total += (size_t)r;
+        spin(5);
+    }
+    is_int((int)total, (int)sizeof big, "the peer got the whole megabyte");
+    spin(20);
+    ok(!conn_output_full(s.c) && s.got == 1, "below a third the conn reads again");
+    conn_free(s.c);
+    close(fds[1]);
+}
+
+static void reply_on_eof(struct side *s, enum conn_event ev)
+{
+    if (ev == CONN_EOF)
+        evbuffer_add(conn_output(s->c), "bye\r\n", 5);
+}
+
+static void test_half_close(void)
+{
+    int fds[2];
+    pair(fds);
+    struct side s = { 0 };
+    s.consume = 1;
+    s.hook = reply_on_eof;
+    struct conn_limits l = limits(4096, 65536, 0);
+    s.c = conn_new(base, fds[0], &l, on_event, &s);
+    ok(write(fds[1], "QUIT\r\n", 6) == 6 && shutdown(fds[1], SHUT_WR) == 0, "client half-closes");
+    spin(50);
+    ok(s.events[CONN_READ] == 1 && s.events[CONN_EOF] == 1 && s.got == 6,
+       "CONN_READ with the last command, then CONN_EOF");
+    char rb[16] = "";
+    ssize_t r = read(fds[1], rb, sizeof rb);
+    ok(r == 5 && !memcmp(rb, "bye\r\n", 5), "the reply after the half-close is written");
+    conn_free(s.c);
+    close(fds[1]);
+}
+
+static int timed_out(void *arg) { return ((struct side *)arg)->events[CONN_TIMEOUT] > 0; }
+
+static void test_timeout(void)
+{
+    int fds[2];
+    pair(fds);
+    struct side s = { 0 };
+    s.consume = 1;
+    struct conn_limits l = limits(4096, 65536, 150);
+    s.c = conn_new(base, fds[0], &l, on_event, &s);
+    spin(100);
+    ok(write(fds[1], "a", 1) == 1, "progress");
+    spin(100);
+    is_int(s.events[CONN_TIMEOUT], 0, "progress restarts the idle timer");
+    ok(run_until(timed_out, &s, 1000), "CONN_TIMEOUT after 150 ms of nothing");
+    spin(300);
+    is_int(s.events[CONN_TIMEOUT], 1, "reported once");
+    conn_read_enable(s.c, 0);
+    conn_set_timeout(s.c, 100);
+    spin(300);
+    is_int(s.events[CONN_TIMEOUT], 1, "no timeout while the protocol does not read");
+    conn_free(s.c);
+    close(fds[1]);
+}
+
+static void test_free_in_callback(void)
+{
+    int fds[2];
+    pair(fds);
+    struct side s = { 0 };
+    s.consume = 1;
+    s.free_on_read = 1;
+    struct conn_limits l = limits(4096, 65536, 0);
+    s.c = conn_new(base, fds[0], &l, on_event, &s);
+    ok(write(fds[1], "abc", 3) == 3 && shutdown(fds[1], SHUT_WR) == 0, "data and EOF together");
+    spin(50);
+    ok(s.c == NULL && s.events[CONN_READ] == 1 && s.events[CONN_EOF] == 0,
+       "freed in CONN_READ: nothing reported after (ASan checks the memory)");
+    char rb[4];
+    ok(read(fds[1], rb, sizeof rb) == 0, "and the socket is closed");
+    close(fds[1]);
+}
+
+static int resumed(void *arg) { return ((struct side *)arg)->got == 5; }
+
+static void test_pause_resume(void)
+{
+    int fds[2];
+    pair(fds);
+    struct side s = { 0 };
+    struct conn_limits l = limits(4096, 65536, 0);
+    s.c = conn_new(base, fds[0], &l, on_event, &s);
+    conn_read_enable(s.c, 0);
+    ok(write(fds[1], "hello", 5) == 5, "client writes while paused");
+    spin(50);
+    ok(s.events[CONN_READ] == 0, "nothing reported while paused");
+    s.consume = 1;
+    conn_read_enable(s.c, 1);
+    ok(run_until(resumed, &s, 500), "resuming reads and reports");
+    conn_free(s.c);
+    close(fds[1]);
+}
+
+/* ------------------------------------------------------------ TLS */
+
+static SSL_CTX *server_ctx, *client_ctx;
+
+static void make_ctxs(void)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, key);
+    X509_NAME *n = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"mx.test", -1, -1, 0);
+    X509_set_issuer_name(x, n);
+    X509_sign(x, key, EVP_sha256());
+    server_ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_use_certificate(server_ctx, x);
+    SSL_CTX_use_PrivateKey(server_ctx, key);
+    client_ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(client_ctx, SSL_VERIFY_NONE, NULL);
+    X509_free(x);
+    EVP_PKEY_free(key);
+}
+
+/* Server: the first line "STARTTLS\r\n" gets "220 go\r\n" and TLS starts;
+ * whatever followed in the same read must be gone. */
+static void server_hook(struct side *s, enum conn_event ev)
+{
+    if (ev == CONN_READ && s->events[CONN_TLS_READY] == 0 && s->textlen >= 10 &&
+        !memcmp(s->text, "STARTTLS\r\n", 10) && s->events[CONN_READ] == 1) {
+        s->take_max = 0;         /* took one line; the rest is the conn's */
+        evbuffer_add(conn_output(s->c), "220 go\r\n", 8);
+        if (conn_starttls(s->c, server_ctx, 1, NULL) < 0)
+            abort();
+    }
+}
+
+static void client_hook(struct side *s, enum conn_event ev)
+{
+    if (ev == CONN_READ && s->events[CONN_TLS_READY] == 0 && s->textlen >= 8 &&
+        !memcmp(s->text, "220 go\r\n", 8)) {
+        if (conn_starttls(s->c, client_ctx, 0, "mx.test") < 0)
+            abort();
+    }
+    if (ev == CONN_TLS_READY)
+        evbuffer_add(conn_output(s->c), "EHLO after\r\n", 12);
+}
+
+struct two { struct side *a, *b; size_t want; };
+
+static int both_tls(void *arg)
+{
+    struct two *t = arg;
+    return t->a->events[CONN_TLS_READY] && t->b->events[CONN_TLS_READY] &&
+           t->a->got >= t->want;
+}
+
+static void test_starttls(void)
+{
+    int fds[2];
+    pair(fds);
+    struct side sv = { 0 }, cl = { 0 };
+    sv.consume = cl.consume = 1;
+    sv.hook = server_hook;
+    sv.take_max = 10;            /* like a line reader: "STARTTLS\r\n" only */
+    cl.hook = client_hook;
+    struct conn_limits l = limits(4096, 65536, 2000);
+    sv.c = conn_new(base, fds[0], &l, on_event, &sv);
+    cl.c = conn_new(base, fds[1], &l, on_event, &cl);
+    /* the client pipelines a command behind STARTTLS (CVE-2011-0411) */
+    evbuffer_add(conn_output(cl.c), "STARTTLS\r\nMAIL FROM:<evil>\r\n", 28);
+    struct two t = { &sv, &cl, 10 + 12 };
+    sv.textlen = 0;
+    ok(run_until(both_tls, &t, 3000) || (sv.got >= 10 && sv.events[CONN_TLS_READY]),
+       "STARTTLS on both sides");
+    spin(50);
+    ok(conn_is_tls(sv.c) && conn_is_tls(cl.c), "both conns are TLS");
+    ok(conn_tls_version(sv.c) && !strcmp(conn_tls_version(sv.c), "TLSv1.3"),
+       "TLS 1.3 (%s, %s)", conn_tls_version(sv.c), conn_tls_cipher(sv.c));
+    /* the server's text: "STARTTLS\r\n" + whatever it read after TLS */
+    ok(sv.textlen >= 10 + 12 && !memcmp(sv.text + 10, "EHLO after\r\n", 12),
+       "after the handshake the server reads the client's first TLS line");
+    ok(memmem(sv.text, sv.textlen, "evil", 4) == NULL,
+       "the pipelined plaintext after STARTTLS was never taken as input");
+    conn_free(sv.c);
+    conn_free(cl.c);
+}
+
+static int got_all(void *arg) { struct two *t = arg; return t->a->got >= t->want; }
+
+static void start_server_tls(struct side *s, enum conn_event ev)
+{
+    (void)s;
+    (void)ev;
+}
+
+static void test_tls_bulk_small_input(void)
+{
+    int fds[2];
+    pair(fds);
+    struct side sv = { 0 }, cl = { 0 };
+    sv.consume = cl.consume = 1;
+    sv.hook = start_server_tls;
+    struct conn_limits ls = limits(1000, 65536, 5000);   /* records are 16 KiB */
+    struct conn_limits lc = limits(65536, 4 << 20, 5000);
+    sv.c = conn_new(base, fds[0], &ls, on_event, &sv);
+    cl.c = conn_new(base, fds[1], &lc, on_event, &cl);
+    ok(conn_starttls(sv.c, server_ctx, 1, NULL) == 0 &&
+       conn_starttls(cl.c, client_ctx, 0, NULL) == 0, "implicit TLS on both sides");
+    static char big[1024 * 1024];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)('a' + i % 26);
+    struct two t = { &sv, &cl, sizeof big };
+    evbuffer_add(conn_output(cl.c), big, sizeof big);
+    ok(run_until(got_all, &t, 10000), "a megabyte through TLS into a 1000-octet input (%zu)",
+       sv.got);
+    ok(sv.events[CONN_ERROR] == 0 && cl.events[CONN_ERROR] == 0, "no errors");
+    conn_free(sv.c);
+    conn_free(cl.c);
+}
+
+static int errored(void *arg) { return ((struct side *)arg)->events[CONN_ERROR] > 0; }
+
+static void test_handshake_failure(void)
+{
+    int fds[2];
+    pair(fds);
+    struct side sv = { 0 };
+    struct conn_limits l = limits(4096, 65536, 5000);
+    sv.c = conn_new(base, fds[0], &l, on_event, &sv);
+    ok(conn_starttls(sv.c, server_ctx, 1, NULL) == 0, "server waits for a ClientHello");
+    ok(write(fds[1], "EHLO plaintext\r\n", 16) == 16, "client speaks plaintext");
+    ok(run_until(errored, &sv, 2000), "CONN_ERROR: %s", conn_error(sv.c));
+    ok(strstr(conn_error(sv.c), "TLS handshake") != NULL, "the error names the handshake");
+    is_int(sv.events[CONN_READ], 0, "nothing was read as input");
+    conn_free(sv.c);
+    close(fds[1]);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    base = event_base_new();
+    test_read_and_cap();
+    test_backpressure();
+    test_half_close();
+    test_timeout();
+    test_free_in_callback();
+    test_pause_resume();
+    make_ctxs();
+    test_starttls();
+    test_tls_bulk_small_input();
+    test_handshake_failure();
+    SSL_CTX_free(server_ctx);
+    SSL_CTX_free(client_ctx);
+    event_base_free(base);
+    return tap_done();
+}
