@@ -456,19 +456,42 @@ static void size_file_add(const char *dir, long long size, long long quota)
 
 /* ---- delivery -------------------------------------------------------- */
 
+/* mkdir of one directory; an existing directory is fine. */
+static int mkdir_sub(const char *path)
+{
+    struct stat st;
+
+    if (mkdir(path, MAILDIR_MODE) == 0)
+        return 0;
+    if (errno != EEXIST || stat(path, &st) != 0)
+        return -1;
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
+}
+
 int maildir_create(const char *dir)
 {
     static const char *const subs[] = { "cur", "new", "tmp" };
     char path[PATH_MAX];
     size_t i;
 
-    /* each directory made is flushed into its parent: the first delivery
-     * to a new Maildir is made durable with an fsync of new/ alone and the
-     * queue files go after it, so a power loss must not be able to take
-     * the new directories (and the mail in them) away */
+    /* Each directory made is flushed into its parent: the first delivery to
+     * a new Maildir is made durable with an fsync of new/ alone and the
+     * queue files go after it, so a power loss must not be able to take the
+     * new directories (and the mail in them) away.  cur/ and new/ are
+     * flushed before tmp/ is made, since ensure_maildir() takes tmp/ for a
+     * whole Maildir; tmp/ itself needs no flush (lost, it is made again). */
+    if (fs_mkdirs_flushed(dir, MAILDIR_MODE) != 0)
+        return -1;
     for (i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
-        if (path_join(path, sizeof(path), dir, subs[i]) != 0
-            || fs_mkdirs_flushed(path, MAILDIR_MODE) != 0)
+        if (path_join(path, sizeof(path), dir, subs[i]) != 0)
+            return -1;
+        if (i == 2 && fs_fsync_dir(dir) != 0)
+            return -1;
+        if (mkdir_sub(path) != 0)
             return -1;
     }
     return 0;

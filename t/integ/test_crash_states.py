@@ -1,0 +1,544 @@
+"""Crash consistency under power loss (issue 6, "Tests that can fail").
+
+kill -9 keeps the page cache, so it cannot show a missing flush.  This test
+records hatod's file-system calls with strace while it accepts and delivers
+a few messages, generates the states a power loss may leave (crashsim.py:
+POSIX persistence rules, unflushed operations lost or kept independently),
+materialises each one as a state directory, starts hatod on it (recovery:
+queue/queue.c queue_recover, the spare pool's adoption, redelivery) and
+checks:
+- every message acknowledged before the crash point is delivered whole
+  (Return-Path and Delivered-To, then the queued content, whose end is the
+  message as sent) or, for a remote recipient, still queued whole;
+- nothing half-written or unknown is delivered;
+- nothing is delivered twice, except inside the documented at-least-once
+  window: after the Maildir rename and before the record that the recipient
+  is done (removal of env/ID, or an envelope rewrite marking it S) is on
+  disk under the same rules with every flush in place;
+- a Maildir with tmp/ (which hatod takes for a whole one) or with mail
+  has cur/ and new/;
+- hatod starts, recovers and stops cleanly; a corrupt/ entry only for a
+  message whose env/ID survived without its msg/ID and which was either
+  never acknowledged or already delivered (see doc/architecture.md).
+Then the mutation check: for each flush the run issued, the same state
+generation with that one flush treated as never issued must give at least
+one state that really violates an invariant (confirmed by running hatod on
+it), unless the flush is shown not to matter for these invariants.
+"""
+import os
+import random
+import re
+import shutil
+import signal
+import smtplib
+import subprocess
+import time
+import unittest
+
+import crashsim
+import harness
+from harness import Hatod, wait_for
+
+SEED = 20141006            # ALICE's OSDI date: a fixed seed, a fixed set of states
+N_RANDOM = 8               # random states per crash point
+N_SAMPLE = 12              # crash points sampled between flushes and acks
+MAX_STATES = 400           # distinct baseline states run through hatod
+MUTATION_CONFIRM = 6       # hatod runs per removed flush at most
+CONF = {"queue_run_delay": "1s", "minimal_backoff_time": "1s", "maximal_backoff_time": "1s"}
+QUEUED = re.compile(rb"^250 [^\r\n]*queued as ([0-9A-F]{16})", re.M)
+TOKEN = re.compile(rb"X-Crash-Token: (\d+)")
+
+# (recipients, size of the body): local users, a remote domain that stays
+# queued ("no outbound transport yet"), and one message to both, whose
+# envelope rewrite records the local delivery.
+MESSAGES = [(["bob@example.test"], 300), (["alice@example.test"], 5000),
+            (["someone@remote.test"], 200), (["bob@example.test"], 70000),
+            (["alice@example.test", "far@remote.test"], 400), (["bob@example.test"], 100)]
+
+
+def body(k, size):
+    lines = ["From: <sender@remote.test>", "To: <rcpt@example.test>",
+             "Subject: crash state %d" % k, "Message-ID: <crash-%d@remote.test>" % k,
+             "Date: Tue, 1 Dec 2026 21:00:00 +0000", "X-Crash-Token: %d" % k, "", "body %d" % k]
+    text = "\r\n".join(lines) + "\r\n"
+    pad = "%05d " % k + "y" * 68 + "\r\n"
+    while len(text) < size:
+        text += pad
+    return text.encode()
+
+
+class Msg:
+    def __init__(self, k, rcpts, sent):
+        self.k, self.rcpts, self.sent = k, rcpts, sent
+        self.sender = "sender@remote.test"
+        self.qid = None
+        self.ack = None          # trace position of the 250
+        self.content = None      # msg/ID as committed
+        self.done_record = {}    # rcpt -> trace position of the op recording it done
+
+    def local(self):
+        return [r for r in self.rcpts if r.endswith("@example.test")]
+
+    def remote(self):
+        return [r for r in self.rcpts if not r.endswith("@example.test")]
+
+    def whole(self, rcpt):
+        return (b"Return-Path: <%s>\r\nDelivered-To: %s\r\n" % (self.sender.encode(), rcpt.encode())
+                + self.content)
+
+
+def mailbox_of(rel):
+    """'mail/example.test/bob/new/NAME' -> 'bob@example.test' (None: not a
+    delivered message)."""
+    p = rel.split("/")
+    if len(p) == 5 and p[0] == "mail" and p[3] in ("new", "cur"):
+        return "%s@%s" % (p[2], p[1])
+    return None
+
+
+class Facts:
+    """What a tree holds: Maildir copies per (token, rcpt), bad Maildir
+    files, queue entries."""
+
+    def __init__(self, tree, msgs):
+        self.copies, self.bad, self.tree = {}, [], tree
+        by_k = {m.k: m for m in msgs}
+        for rel, ent in tree.items():
+            rcpt = mailbox_of(rel)
+            if rcpt is None or ent[0] != "file":
+                continue
+            t = TOKEN.search(ent[2])
+            m = by_k.get(int(t.group(1))) if t else None
+            if m is None or rcpt not in m.rcpts or ent[2] != m.whole(rcpt):
+                self.bad.append(rel)
+                continue
+            self.copies[(m.k, rcpt)] = self.copies.get((m.k, rcpt), 0) + 1
+
+    def broken_maildirs(self):
+        """Mailboxes (mail/DOMAIN/USER) that have tmp/ (which hatod takes
+        for a whole Maildir) or mail, but lack cur/ or new/."""
+        boxes = [r for r in self.tree if r.count("/") == 2 and r.startswith("mail/")]
+        out = []
+        for b in boxes:
+            used = b + "/tmp" in self.tree or any(r.startswith(b + "/new/") for r in self.tree)
+            if used and (b + "/cur" not in self.tree or b + "/new" not in self.tree):
+                out.append(b)
+        return out
+
+    def file(self, rel):
+        ent = self.tree.get(rel)
+        return ent[2] if ent and ent[0] == "file" else None
+
+    def queued(self, m):
+        return (self.file("queue/env/" + m.qid) is not None,
+                self.file("queue/msg/" + m.qid))
+
+    def ls(self, d):
+        return sorted(r.rsplit("/", 1)[1] for r in self.tree if crashsim.Trace.parent(r) == d)
+
+
+class Recorded:
+    """The traced run: trace, messages, acknowledgements, windows."""
+
+    def __init__(self, trace, msgs, env_versions):
+        self.trace, self.msgs, self.env_versions = trace, msgs, env_versions
+        self.base = crashsim.Persistence(trace)
+        self.window_end = {}
+        for m in msgs:
+            for r, pos in m.done_record.items():
+                self.window_end[(m.k, r)] = self.durable_from(self.base, pos)
+
+    def durable_from(self, pers, pos):
+        """First crash point from which the record at pos is always on disk:
+        for a rewrite, the new env/ID; for a removal, env/ID being gone."""
+        op = next(o for o in self.trace.ops if o.pos == pos)
+        enough = (None, "link") if op.kind == "rename" and op.new.startswith("queue/env/") \
+            else (None, "unlink")
+        for f in sorted(pers.flushes, key=lambda f: f.end):
+            if pers.weakest(op, f.end + 1) in enough:
+                return f.end + 1
+        return float("inf")
+
+    def acked(self, m, crash):
+        return m.ack is not None and m.ack < crash
+
+    def predict(self, pre, crash):
+        """Model-only guesses of a violation (to pick states to run first)."""
+        out = list("half-written " + r for r in pre.bad)
+        out += ["broken Maildir " + b for b in pre.broken_maildirs()]
+        for m in self.msgs:
+            env, msg = pre.queued(m)
+            envb = pre.file("queue/env/" + m.qid)
+            if envb is not None and envb not in self.env_versions.get(m.qid, ()):
+                out.append("partial envelope %s" % m.qid)
+            if env and msg is not None and msg != m.content:
+                out.append("partial content %s" % m.qid)
+            if not self.acked(m, crash):
+                continue
+            for r in m.local():
+                again = env and msg == m.content and \
+                    ("\nrcpt P %s " % r).encode() in (envb or b"")
+                if not pre.copies.get((m.k, r)) and not again:
+                    out.append("lost %d %s" % (m.k, r))
+                if pre.copies.get((m.k, r)) and again and \
+                        crash >= self.window_end.get((m.k, r), 0):
+                    out.append("duplicate %d %s" % (m.k, r))
+            if m.remote() and not (env and msg == m.content):
+                out.append("lost queued %d" % m.k)
+        return out
+
+    def check(self, pre, post, crash, rc, log):
+        """Violations after hatod's recovery of a state (post: its tree)."""
+        v = []
+        if rc != 0:
+            v.append("hatod exited %s" % rc)
+        if "AddressSanitizer" in log or "runtime error" in log:
+            v.append("sanitizer report")
+        v += ["half-written or unknown file delivered: " + r for r in post.bad]
+        v += ["Maildir with tmp/ or mail but without cur/ or new/: " + b
+              for b in post.broken_maildirs()]
+        dups = 0
+        for m in self.msgs:
+            for r in m.local():
+                n, before = post.copies.get((m.k, r), 0), pre.copies.get((m.k, r), 0)
+                if self.acked(m, crash) and n == 0:
+                    v.append("acknowledged message %d (%s) lost for %s" % (m.k, m.qid, r))
+                if n > 1:
+                    env, msg = pre.queued(m)
+                    in_window = before >= 1 and crash < self.window_end.get((m.k, r), 0)
+                    if n > 2 or not in_window:
+                        v.append("message %d delivered %d times to %s outside the window"
+                                 % (m.k, n, r))
+                    dups += 1
+            env, msg = post.queued(m)
+            if m.remote() and self.acked(m, crash) and not (env and msg == m.content):
+                v.append("acknowledged message %d (%s) for %s not queued whole"
+                         % (m.k, m.qid, m.remote()))
+            if env and not m.remote():
+                v.append("message %d still queued after recovery" % m.k)
+            if env and msg != m.content:
+                v.append("message %d queued with partial content" % m.k)
+        known = {m.qid for m in self.msgs}
+        v += ["unknown queue entry env/" + n for n in post.ls("queue/env") if n not in known]
+        for name in post.ls("queue/corrupt"):
+            qid = name.split(".")[0]
+            m = next((m for m in self.msgs if m.qid == qid), None)
+            env, msg = pre.queued(m) if m else (False, None)
+            delivered = m and any(pre.copies.get((m.k, r)) for r in m.local())
+            if not (m and env and msg is None and (not self.acked(m, crash) or delivered)):
+                v.append("corrupt/%s" % name)
+        return v, dups
+
+
+def settled(h, msgs):
+    """Every local copy delivered, only remote mail queued, and each queued
+    message's envelope rewritten after a deferral."""
+    for m in msgs:
+        for r in m.local():
+            if not any(("X-Crash-Token: %d\r\n" % m.k).encode() in h.read_mail(p)
+                       for p in h.maildir(r)):
+                return False
+    if set(h.queue_ids()) != {m.qid for m in msgs if m.remote()}:
+        return False
+    for m in msgs:
+        if m.remote():
+            with open(os.path.join(h.state, "queue", "env", m.qid), "rb") as f:
+                if b"\nattempts 0\n" in f.read():
+                    return False
+    return True
+
+
+def run_traced(h, msgs, trace_path):
+    """Start h under strace, send msgs one by one, wait for the local
+    deliveries and two rewrites of the remote envelopes, stop hatod."""
+    h.logf = open(h.log_path, "ab")
+    h.proc = subprocess.Popen(crashsim.strace_argv(trace_path) + [
+        harness.HATOD, "-f", h.conf_path, "-d"], stdout=h.logf, stderr=h.logf)
+    if not wait_for(lambda: h.listening() and h.log().count("hatod started") >= 2, 30):
+        raise RuntimeError("hatod under strace did not start:\n" + h.log())
+    for i, m in enumerate(msgs):
+        with smtplib.SMTP("127.0.0.1", h.port, timeout=30) as s:
+            s.ehlo("client.test")
+            s.mail(m.sender)
+            for r in m.rcpts:
+                s.rcpt(r)
+            code, text = s.data(m.sent)
+            if code != 250:
+                raise RuntimeError("%s %s" % (code, text))
+            m.qid = QUEUED.search(b"250 " + text).group(1).decode()
+        # one message at a time: no other commit's syncfs hides a missing flush
+        if not wait_for(lambda: settled(h, msgs[:i + 1]), 30):
+            raise RuntimeError("the traced run did not deliver:\n" + h.log())
+    with open("/proc/%d/task/%d/children" % (h.proc.pid, h.proc.pid)) as f:
+        kids = f.read().split()
+    os.kill(int(kids[0]), signal.SIGTERM)
+    h.proc.wait(30)
+    h.logf.close()
+    h.proc = None
+
+
+def record(h, msgs, snap, trace_path):
+    calls = crashsim.read_calls(trace_path)
+    tr = crashsim.Trace(h.state, snap).feed_all(calls)
+    acks = {}
+    for pos, fd, data in tr.socket_writes:
+        for qid in QUEUED.findall(data):
+            acks.setdefault(qid.decode(), pos)
+    by_qid = {m.qid: m for m in msgs}
+    for qid, pos in acks.items():
+        by_qid[qid].ack = pos
+    for pos, name, ino, content in tr.renames_into("queue/msg"):
+        if name in by_qid and by_qid[name].content is None:
+            by_qid[name].content = content
+    env_versions = {}
+    for pos, name, ino, content in tr.renames_into("queue/env"):
+        env_versions.setdefault(name, set()).add(content)
+        m = by_qid.get(name)
+        for line in content.decode("latin-1").splitlines():
+            p = line.split(" ")
+            if m and p[0] == "rcpt" and p[1] != "P" and p[2] in m.rcpts:
+                m.done_record.setdefault(p[2], pos)
+    # removal of env/ID (rename into free/ or unlink) records every recipient
+    for o in tr.ops:
+        old = getattr(o, "old", None) if o.kind == "rename" else \
+            (o.path if o.kind == "ent" and o.ino is None else None)
+        if isinstance(old, str) and old.startswith("queue/env/") and old[10:] in by_qid:
+            m = by_qid[old[10:]]
+            for r in m.local():
+                m.done_record.setdefault(r, o.pos)
+    return Recorded(tr, msgs, env_versions)
+
+
+class Runner:
+    """Runs hatod's recovery on materialised states, one hatod at a time on
+    one configuration (a fresh state directory each run)."""
+
+    def __init__(self, rec):
+        self.rec = rec
+        self.h = Hatod(conf=CONF)
+        self.runs = 0
+
+    def run(self, state, tree):
+        h = self.h
+        if os.path.exists(h.state):
+            shutil.rmtree(h.state)
+        crashsim.materialise(tree, h.state)
+        if os.path.exists(h.log_path):
+            os.unlink(h.log_path)
+        pre = Facts(tree, self.rec.msgs)
+        remote = {m.qid for m in self.rec.msgs if m.remote()}
+        local_dirs = {r for m in self.rec.msgs for r in m.local()}
+        self.runs += 1
+        try:
+            h.start()
+        except RuntimeError as e:
+            return ["hatod did not start: %s" % str(e)[-2000:]], 0, ""
+        wait_for(lambda: set(h.queue_ids()) <= remote and
+                 not os.listdir(os.path.join(h.state, "queue", "tmp")), 15)
+        rc = h.stop()
+        log = h.log()
+        post = Facts(crashsim.snapshot(h.state), self.rec.msgs)
+        v, dups = self.rec.check(pre, post, state.crash, rc, log)
+        if v:
+            v.append("log: " + log[-1500:])
+        return v, dups, log
+
+    def cleanup(self):
+        self.h.cleanup()
+
+
+class CrashStates(unittest.TestCase):
+    def setUp(self):
+        if not shutil.which("strace"):
+            self.fail("strace is not installed (test.sh installs it)")
+        self.h = Hatod(conf=CONF)
+        self.addCleanup(self.h.cleanup)
+
+    def test_power_loss_states(self):
+        h = self.h
+        h.start()                     # the layout, then a known start state
+        self.assertEqual(h.stop(), 0)
+        snap = crashsim.snapshot(h.state)
+        msgs = [Msg(k, rcpts, body(k, size)) for k, (rcpts, size) in enumerate(MESSAGES)]
+        trace_path = os.path.join(h.dir, "trace")
+        run_traced(h, msgs, trace_path)
+        if os.environ.get("CRASH_KEEP_TRACE"):
+            shutil.copy(trace_path, os.environ["CRASH_KEEP_TRACE"])
+        rec = record(h, msgs, snap, trace_path)
+        for m in msgs:
+            self.assertIsNotNone(m.ack, "no 250 in the trace for %d" % m.k)
+            self.assertTrue(m.content and m.content.endswith(m.sent), m.k)
+        tr = rec.trace
+        self.assertTrue(tr.flushes, "no flush in the trace")
+        runner = Runner(rec)
+        self.addCleanup(runner.cleanup)
+        t0 = time.time()
+        seen, violations, ran, dups = {}, [], 0, 0
+        rng = random.Random(SEED)
+        points = crashsim.crash_points(tr, [m.ack for m in msgs], extra=[tr.ops[-1].pos + 1],
+                                       rng=rng, n_sample=N_SAMPLE)
+        states = []
+        for c in points:
+            states += crashsim.states_at(rec.base, c, N_RANDOM, rng)
+        generated = len(states)
+        for st in states:
+            tree = crashsim.replay(tr, st)
+            fp = crashsim.fingerprint(tree)
+            if fp in seen:
+                continue
+            seen[fp] = st
+            if len(seen) > MAX_STATES:
+                break
+            v, d, _ = runner.run(st, tree)
+            ran += 1
+            dups += d
+            if v:
+                violations.append((st, v))
+        base_time = time.time() - t0
+        report = ["crash states: %d ops, %d flushes, %d acks, %d crash points, %d states "
+                  "generated, %d distinct run through hatod (%d with a duplicate inside the "
+                  "window), %d violated, %.1fs"
+                  % (len(tr.ops), len(tr.flushes), len(msgs), len(points), generated, ran, dups,
+                     len(violations), base_time)]
+        if violations:
+            kinds = {}
+            for st, v in violations:
+                k = re.sub(r"\d+", "N", v[0])
+                kinds[k] = kinds.get(k, 0) + 1
+            report += ["  %3d x %s" % (n, k) for k, n in sorted(kinds.items())]
+            st, v = violations[0]
+            self.fail("\n".join(report) + "\nfirst: %r (pending %r)\n  %s"
+                      % (st, [o for o in rec.base.pending(st.crash)
+                              if st.fate.get(o.pos) != "keep"], "\n  ".join(v)))
+        # the mutation check
+        undetected, bookkeeping = [], 0
+        for f in tr.flushes:
+            res = self.mutate(rec, runner, f, seen, points)
+            text = res[1]
+            if not res[0] and self.bookkeeping_only(rec, f):
+                text += " (only rewrites that change no recipient's state: not needed " \
+                        "for these invariants)"
+                bookkeeping += 1
+            elif not res[0]:
+                undetected.append(f)
+            report.append("  without %-45s %s" % (self.describe(tr, f), text))
+        report.append("mutation check: %d flushes, %d removals detected, %d bookkeeping-only, "
+                      "%d undetected; %d hatod runs in all, %.1fs"
+                      % (len(tr.flushes), len(tr.flushes) - bookkeeping - len(undetected),
+                         bookkeeping, len(undetected), runner.runs, time.time() - t0))
+        print("\n# " + "\n# ".join(report))
+        self.assertEqual(undetected, [], "flushes whose removal no state detects:\n"
+                         + "\n".join(report))
+
+    @staticmethod
+    def rcpt_states(content):
+        return sorted(re.findall(rb"^rcpt (\w) (\S+)", content or b"", re.M))
+
+    def bookkeeping_only(self, rec, f):
+        """True if flush f only makes envelope rewrites durable that change
+        no recipient's state (attempts, next_try, last reason): losing such
+        a rewrite retries the message early, and loses or repeats no mail."""
+        tr = rec.trace
+        mut = crashsim.Persistence(tr, removed={f.num})
+        ops = set()
+        for c in sorted({o.pos + 1 for o in tr.ops if o.pos > f.end} | {f.end + 1}):
+            ops |= {o.pos for o in mut.pending(c) if rec.base.weakest(o, c) != mut.weakest(o, c)}
+        by_pos = {o.pos: o for o in tr.ops}
+        for pos in ops:
+            o = by_pos[pos]
+            if not (o.kind == "rename" and o.new.startswith("queue/env/")
+                    and o.old.endswith(".upd") and o.replaced is not None):
+                return False
+            new = next(x[4] for x in tr.renames if x[0] == o.pos)
+            if self.rcpt_states(tr.data0.get(o.replaced) or self.content_at(tr, o.replaced, pos)) \
+                    != self.rcpt_states(new):
+                return False
+        return bool(ops)
+
+    @staticmethod
+    def content_at(tr, ino, pos):
+        """The content inode ino had when it was last renamed before pos."""
+        got = None
+        for p, old, new, i, content in tr.renames:
+            if i == ino and p < pos:
+                got = content
+        return got
+
+    @staticmethod
+    def describe(tr, f):
+        if f.ino is None:
+            return "%s#%d" % (f.call.name, f.num)
+        name = next((r for r, i in tr.ns.items() if i == f.ino), None)
+        if name is None:       # gone by the end: the name it had at the flush
+            name = "inode %d" % f.ino
+            for o in tr.ops:
+                if getattr(o, "ino", None) == f.ino and o.kind in ("ent", "rename"):
+                    name = o.path if o.kind == "ent" else o.new
+                    if o.pos > f.end:
+                        break
+        name = re.sub(r"[0-9A-F]{16}", "ID", re.sub(r"/\d+\.M[^/]*", "/MSG", name))
+        return "%s#%d(%s)" % (f.call.name, f.num, name)
+
+    def mutate(self, rec, runner, f, seen, points):
+        """States with flush f treated as never issued: the ops only f made
+        durable are lost, alone or with the other pending ones, at each
+        crash point where that differs from the real code.  Returns
+        (detected, text)."""
+        tr = rec.trace
+        mut = crashsim.Persistence(tr, removed={f.num})
+        rng = random.Random(SEED + f.num)
+        cands = []
+        for c in sorted(set(points) | {o.pos + 1 for o in tr.ops if o.pos > f.start}):
+            if c <= f.end:
+                continue
+            pend = mut.pending(c)
+            worst = {o.pos: mut.weakest(o, c) for o in pend}
+            newly = [o for o in pend if rec.base.weakest(o, c) != worst[o.pos]]
+            if not newly:
+                continue
+            keep_rest = {o.pos: "keep" for o in pend}
+            for o in newly:
+                keep_rest[o.pos] = worst[o.pos]
+            half = dict(keep_rest)
+            for o in newly:
+                if o.kind == "write":
+                    half[o.pos] = "half"
+            cands.append(crashsim.State(c, keep_rest, "only-f-lost"))
+            cands.append(crashsim.State(c, half, "only-f-half"))
+            cands.append(crashsim.State(c, worst, "lost"))
+            for o in newly[:6]:               # one of them lost alone
+                alone = {p: "keep" for p in worst}
+                alone[o.pos] = worst[o.pos]
+                cands.append(crashsim.State(c, alone, "alone%d" % o.pos))
+            for i in range(2):
+                fate = {o.pos: "keep" for o in pend}
+                for o in newly:
+                    fate[o.pos] = rng.choice(("keep", worst[o.pos]))
+                cands.append(crashsim.State(c, fate, "random%d" % i))
+        flagged, fps = [], set()
+        for st in cands:
+            tree = crashsim.replay(tr, st)
+            fp = crashsim.fingerprint(tree)
+            if fp in seen or fp in fps:
+                continue              # a state the real code may leave too
+            fps.add(fp)
+            pred = rec.predict(Facts(tree, rec.msgs), st.crash)
+            if pred:
+                flagged.append((st, tree, pred))
+        ran = 0
+        debug = os.environ.get("CRASH_DEBUG") == str(f.num)
+        for st, tree, pred in flagged[:MUTATION_CONFIRM]:
+            v, _, _ = runner.run(st, tree)
+            ran += 1
+            if debug:
+                print("DEBUG %r pending %r\n  predicted %r\n  got %r" % (
+                    st, [(o, st.fate.get(o.pos)) for o in mut.pending(st.crash)], pred, v))
+            if v:
+                return True, "%d new states, %d flagged, detected by run %d: %s" % (
+                    len(fps), len(flagged), ran, v[0][:90])
+        return False, "%d new states, %d flagged, %d run: NOT detected" % (
+            len(fps), len(flagged), ran)
+
+
+if __name__ == "__main__":
+    unittest.main()
