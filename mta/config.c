@@ -12,6 +12,7 @@
 
 #include "lib/conf.h"
 #include "lib/iplist.h"
+#include "lib/tls.h"
 #include "mta/config.h"
 
 #define HOSTNAME_MAX 256
@@ -40,6 +41,10 @@ static const struct conf_def schema[] = {
     { "imap_tls", CT_CHOICE, "none", "none,may,encrypt" },
     { "tls_cert_file", CT_STR, "", NULL },
     { "tls_key_file", CT_STR, "", NULL },
+    { "tls_protocols", CT_LIST, ">=TLSv1.2", NULL },   /* lib/tls.h: tls_protocols_parse */
+    { "tls_ciphers", CT_STR, "", NULL },               /* "": Mozilla intermediate */
+    { "tls_ciphersuites", CT_STR, "", NULL },          /* "": OpenSSL's TLS 1.3 default */
+    { "tls_sni_maps", CT_STR, "", NULL },
     { "users_file", CT_STR, "$config_directory/users", NULL },
     { "alias_maps", CT_LIST, "$config_directory/aliases", NULL },
     { "relay_clients", CT_LIST, "127.0.0.0/8, ::1", NULL },
@@ -166,6 +171,10 @@ static void fill(struct hato_config *c)
     c->imap_tls = (enum tls_policy)num(c, "imap_tls");
     c->tls_cert_file = str(c, "tls_cert_file");
     c->tls_key_file = str(c, "tls_key_file");
+    c->tls_protocols = list(c, "tls_protocols", &c->ntls_protocols);
+    c->tls_ciphers = str(c, "tls_ciphers");
+    c->tls_ciphersuites = str(c, "tls_ciphersuites");
+    c->tls_sni_maps = str(c, "tls_sni_maps");
     c->users_file = str(c, "users_file");
     c->alias_maps = list(c, "alias_maps", &c->nalias_maps);
     c->relay_clients = list(c, "relay_clients", &c->nrelay_clients);
@@ -254,6 +263,24 @@ static int check_listen(const struct hato_config *c, const char *key, char *err,
     return 0;
 }
 
+/* The TLS keys' syntax; the files are read when the TLS configuration is
+ * built (mta/generation.c), which names them in its errors. */
+static int check_tls(const struct hato_config *c, char *err, size_t errlen)
+{
+    char e[512];
+    int min, max;
+    if (tls_protocols_parse(c->tls_protocols, c->ntls_protocols, &min, &max, e, sizeof e) < 0)
+        return bad(c, "tls_protocols", err, errlen, "%s", e);
+    if (c->tls_cert_file[0] && !c->tls_key_file[0])
+        return bad(c, "tls_key_file", err, errlen, "%s", "required when tls_cert_file is set");
+    if (c->tls_key_file[0] && !c->tls_cert_file[0])
+        return bad(c, "tls_cert_file", err, errlen, "%s", "required when tls_key_file is set");
+    if (c->tls_sni_maps[0] && !c->tls_cert_file[0])
+        return bad(c, "tls_sni_maps", err, errlen, "%s",
+                   "needs tls_cert_file and tls_key_file (the certificate for other names)");
+    return 0;
+}
+
 static int check(struct hato_config *c, char *err, size_t errlen)
 {
     static const char *const listens[] = { "smtp_listen", "submission_listen", "smtps_listen",
@@ -292,6 +319,8 @@ static int check(struct hato_config *c, char *err, size_t errlen)
         return bad(c, "smtpd_client_ipv6_prefix", err, errlen, "%s", "must be 0..128");
     if (c->smtpd_pipelining_limit < 1)
         return bad(c, "smtpd_pipelining_limit", err, errlen, "%s", "must be >= 1");
+    if (check_tls(c, err, errlen) < 0)
+        return -1;
     return 0;
 }
 

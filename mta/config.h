@@ -32,7 +32,10 @@ struct hato_config {
     char **imap_listen; size_t nimap_listen;
     char **imaps_listen; size_t nimaps_listen;
     enum tls_policy smtp_tls, submission_tls, pop3_tls, imap_tls;
-    const char *tls_cert_file, *tls_key_file;
+    const char *tls_cert_file, *tls_key_file;   /* "" = no TLS */
+    char **tls_protocols; size_t ntls_protocols;  /* lib/tls.h syntax */
+    const char *tls_ciphers, *tls_ciphersuites;   /* "" = lib/tls.c defaults */
+    const char *tls_sni_maps;                     /* "name cert key" lines; "" = none */
     const char *users_file;
     char **alias_maps; size_t nalias_maps;
     char **relay_clients; size_t nrelay_clients;

@@ -7,6 +7,7 @@
  * and the pickup share.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -26,6 +27,7 @@
 #include "lib/iplist.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
+#include "lib/tls.h"
 #include "lib/work.h"
 #include "mta/control.h"
 #include "mta/daemon.h"
@@ -324,6 +326,35 @@ static void warn_unavailable(const struct hato_config *c)
                  "remote mail stays queued");
 }
 
+/* The TLS configuration's warnings (a key others can read, a certificate
+ * out of its validity), at start and after every reload. */
+static void warn_tls(const struct generation *g)
+{
+    for (size_t i = 0; g->tls && i < tls_conf_nwarnings(g->tls); i++)
+        log_warn("TLS: %s", tls_conf_warning(g->tls, i));
+}
+
+/* After the privilege drop: a reload reads the certificates as run_user. */
+static void warn_tls_unreadable(const struct hato_config *c)
+{
+    const char *files[] = { c->tls_cert_file, c->tls_key_file };
+    for (size_t i = 0; i < 2; i++) {
+        if (!files[i][0])
+            continue;
+        int fd = open(files[i], O_RDONLY | O_CLOEXEC);
+        if (fd >= 0)
+            close(fd);
+        else
+            log_warn("TLS: %s cannot be read after the privilege drop (%s): a reload "
+                     "will fail until run_user can read it", files[i], strerror(errno));
+    }
+}
+
+struct tls_conf *daemon_tls(const struct hatod *d)
+{
+    return d->gen ? d->gen->tls : NULL;
+}
+
 /* postmaster must reach someone (RFC 5321 §4.5.1): say so at start and
  * after every reload when it does not. */
 static void warn_postmaster(const struct tables *t)
@@ -435,11 +466,13 @@ int daemon_start(struct hatod *d)
     use_generation(d, g);
     warn_unavailable(&d->cfg);
     warn_postmaster(d->tables);
+    warn_tls(d->gen);
     /* the control socket first: once SMTP answers, local submission works too */
     d->control = control_open(d);
     d->listeners = d->control ? listeners_open(d) : NULL;
     if (!d->listeners || drop_privileges(d, gid) < 0)
         return -1;
+    warn_tls_unreadable(&d->cfg);
     if (start_queue(d) < 0 || start_smtp(d) < 0 || start_signals(d) < 0)
         return -1;
     d->pickup = pickup_new(d);
@@ -517,6 +550,7 @@ static int reload_apply(struct hatod *d, struct reload_job *j)
     use_generation(d, j->ng);
     j->ng = NULL;
     warn_postmaster(d->tables);
+    warn_tls(d->gen);
     struct smtp_server_params p;
     smtp_params(&d->cfg, &p);
     smtp_server_set_params(d->smtp, &p);

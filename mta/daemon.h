@@ -67,6 +67,11 @@ int daemon_run(struct hatod *d);
  * its outcome is reported to control_reloaded(). */
 unsigned long daemon_reload(struct hatod *d);
 void daemon_free(struct hatod *d);
+/* The server TLS configuration in force (the current generation's), or
+ * NULL without tls_cert_file.  A session takes its SSL_CTX from the
+ * generation it holds (generation->tls), so a reload never changes the
+ * certificate under it. */
+struct tls_conf *daemon_tls(const struct hatod *d);
 /* Expand a recipient through the router into env (local mail submitted
  * through the maildrop): an unknown local user is added as already
  * bounced (5.1.1), so the sender gets a DSN.  0, or -1 (out of memory). */

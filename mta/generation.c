@@ -2,7 +2,10 @@
  * mta/generation.c — builds a configuration generation (mta/generation.h)
  * and frees it with its last reference.  The filter chain is made here: the
  * test hold filter (test_filter_hold) first when configured, then the relay
- * ACL over this generation's relay_clients.
+ * ACL over this generation's relay_clients.  The server TLS configuration
+ * (lib/tls.h) is built here too, so a certificate that fails to load fails
+ * the start or the reload like any other file: a reload keeps the old
+ * generation, certificate included.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +16,7 @@
 #include "filters/hold.h"
 #include "lib/iplist.h"
 #include "lib/log.h"
+#include "lib/tls.h"
 #include "mta/generation.h"
 #include "mta/tables.h"
 
@@ -38,8 +42,30 @@ static struct filter_chain *make_filters(const struct hato_config *c, struct eve
     return fc;
 }
 
+int generation_load_tls(const struct hato_config *c, struct tls_conf **out,
+                        char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!c->tls_cert_file[0])
+        return 0;
+    struct tls_server_opts o = {
+        .cert_file = c->tls_cert_file, .key_file = c->tls_key_file,
+        .protocols = c->tls_protocols, .nprotocols = c->ntls_protocols,
+        .ciphers = c->tls_ciphers, .ciphersuites = c->tls_ciphersuites,
+        .sni_maps = c->tls_sni_maps,
+    };
+    char e[1024];
+    *out = tls_conf_new(&o, e, sizeof e);
+    if (!*out) {
+        snprintf(err, errlen, "%s: TLS: %s", c->path, e);
+        return -1;
+    }
+    return 0;
+}
+
 static void generation_free(struct generation *g)
 {
+    tls_conf_unref(&g->tls);
     filter_chain_free(g->filters);
     iplist_free(g->relay);
     tables_free(g->tables);
@@ -69,6 +95,10 @@ struct generation *generation_new(struct hato_config *cfg, struct event_base *ba
             generation_free(g);
             return NULL;
         }
+    if (g->relay && generation_load_tls(&g->cfg, &g->tls, err, errlen) < 0) {
+        generation_free(g);
+        return NULL;
+    }
     if (g->relay) {
         g->filters = make_filters(&g->cfg, base, g->relay);
         if (!g->filters)

@@ -18,6 +18,7 @@ struct event_base;
 struct tables;
 struct iplist;
 struct filter_chain;
+struct tls_conf;
 
 struct generation {
     int refs;
@@ -25,6 +26,7 @@ struct generation {
     struct tables *tables;
     struct iplist *relay;           /* relay_clients */
     struct filter_chain *filters;   /* its filters point into relay */
+    struct tls_conf *tls;           /* server TLS (lib/tls.h); NULL without tls_cert_file */
 };
 
 /* Build a generation from cfg, which it takes over (*cfg is reset, also on
@@ -33,6 +35,12 @@ struct generation {
 struct generation *generation_new(struct hato_config *cfg, struct event_base *base,
                                   char *err, size_t errlen);
 struct generation *generation_ref(struct generation *g);
+/* The server TLS configuration cfg asks for: *out is NULL when
+ * tls_cert_file is empty.  Every file is read and checked (also by
+ * `hatod -n`); warnings (tls_conf_warning) are the caller's to log.
+ * 0, or -1 with err. */
+int generation_load_tls(const struct hato_config *cfg, struct tls_conf **out,
+                        char *err, size_t errlen);
 /* Drop a reference and clear *gp; the last one frees everything. */
 void generation_unref(struct generation **gp);
 

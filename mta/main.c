@@ -1,7 +1,8 @@
 /*
  * mta/main.c — hatod's command line: -f CONF, -d (foreground, log to
- * stderr), -n (check the configuration, the tables and the resolver
- * settings, then exit; a postmaster that reaches nobody is a warning).
+ * stderr), -n (check the configuration, the tables, the TLS certificates
+ * and keys and the resolver settings, then exit; a postmaster that reaches
+ * nobody and a private key others can read are warnings).
  * Without -d it detaches, and the parent exits only
  * when the daemon is serving (0) or has failed to start (1).
  */
@@ -15,8 +16,10 @@
 #include <event2/event.h>
 
 #include "lib/dns.h"
+#include "lib/tls.h"
 #include "mta/config.h"
 #include "mta/daemon.h"
+#include "mta/generation.h"
 #include "mta/tables.h"
 
 static void usage(void)
@@ -37,6 +40,14 @@ static int check_only(struct hatod *d)
     if (tables_check_postmaster(t, err, sizeof err) < 0)
         fprintf(stderr, "hatod: warning: %s\n", err);
     tables_free(t);
+    struct tls_conf *tls;
+    if (generation_load_tls(&d->cfg, &tls, err, sizeof err) < 0) {
+        fprintf(stderr, "hatod: %s\n", err);
+        return 1;
+    }
+    for (size_t i = 0; tls && i < tls_conf_nwarnings(tls); i++)
+        fprintf(stderr, "hatod: warning: TLS: %s\n", tls_conf_warning(tls, i));
+    tls_conf_unref(&tls);
     struct event_base *base = event_base_new();
     struct dns *dns = base ? dns_new(base, d->cfg.resolver_config, err, sizeof err) : NULL;
     if (!dns) {

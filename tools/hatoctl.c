@@ -30,6 +30,7 @@
 #include "mta/config.h"
 #include "mta/tables.h"
 #include "tools/ctlclient.h"
+#include "tools/hatoctl_tls.h"
 
 #define PROG "hatoctl"
 #define EXIT_OK 0
@@ -608,6 +609,8 @@ static const struct command commands[] = {
     { "queue", "flush", queue_flush, "queue flush" },
     { "reload", NULL, reload, "reload" },
     { "check", NULL, check, "check" },
+    { "tls", "selfsigned", hatoctl_tls_selfsigned,
+      "tls selfsigned HOSTNAME [--days N] [--type rsa|ec] [--key FILE] [--cert FILE] [--force]" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
