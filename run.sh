@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
-PKGS="gcc make autoconf automake pkg-config libevent-dev libssl-dev libunbound-dev libcrypt-dev"
+PKGS="gcc make autoconf automake pkg-config libevent-dev libssl-dev libunbound-dev libcrypt-dev
+      swaks"   # swaks: the test client the banner below suggests
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
