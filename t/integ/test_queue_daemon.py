@@ -35,15 +35,25 @@ class Reload(HatodTestCase):
         with open(h.users_path, "a") as f:
             f.write("dave@example.test *\n")
         self.assertTrue(reload(h), h.log())
-        # same session, same transaction: bob is still a recipient
-        self.assertEqual(rcpt(c, "dave@example.test"), 250)
+        # same session, same transaction: bob is still a recipient, and the
+        # session goes on with the tables it started with (its generation)
+        self.assertEqual(rcpt(c, "dave@example.test"), 550)
         self.assertEqual(c.cmd("DATA")[0], 354)
         code, lines = c.cmd(message("after reload", "reload-body") + b".\r\n")
         self.assertEqual(code, 250, lines)
         self.assertEqual(c.cmd("QUIT")[0], 221)
         self.assertTrue(h.wait_mail("bob@example.test", 1, 10), h.log())
+        self.assertIn(b"reload-body", mails(h, "bob@example.test")[0])
+        # a new session has the new user
+        c2 = open_txn(h.port)
+        self.addCleanup(c2.close)
+        self.assertEqual(rcpt(c2, "dave@example.test"), 250)
+        self.assertEqual(c2.cmd("DATA")[0], 354)
+        code, lines = c2.cmd(message("new session", "new-session-body") + b".\r\n")
+        self.assertEqual(code, 250, lines)
+        self.assertEqual(c2.cmd("QUIT")[0], 221)
         self.assertTrue(h.wait_mail("dave@example.test", 1, 10), h.log())
-        self.assertIn(b"reload-body", mails(h, "dave@example.test")[0])
+        self.assertIn(b"new-session-body", mails(h, "dave@example.test")[0])
 
     def test_broken_config_on_sighup_keeps_old_one(self):
         h = self.h

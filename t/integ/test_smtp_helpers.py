@@ -156,8 +156,10 @@ class SMTPCase(HatodTestCase):
         return re.findall(r"^.*: client=.*, from=<.*$", self.h.log(), re.M)
 
     def assert_nothing_queued(self, *mailboxes):
-        """Nothing was committed: no queue file of any kind, no log line,
-        no delivery to any of the mailboxes."""
+        """Nothing was committed: no queue file of any kind (an aborted
+        message's file is removed by a pool job, so allow it a moment), no
+        log line, no delivery to any of the mailboxes."""
+        wait_for(lambda: not self.queue_files(), 5)
         self.assertEqual(self.queue_files(), [], self.h.log())
         self.assertEqual(self.commits(), [], self.h.log())
         for a in mailboxes:
