@@ -935,13 +935,21 @@ static int spool_rewind(struct spool *sp)
     return 0;
 }
 
-/* hatod is down: leave the message in the maildrop.  An exit code. */
+/* hatod is down: leave the message in the maildrop.  An exit code.  A
+ * message hatod's pickup would set aside (over message_size_limit, counted
+ * with CRLF line ends as both SMTP and pickup do) is refused now, while
+ * the user can still be told. */
 static int to_maildrop(const struct hato_config *cfg, const char *sender,
                        const struct rcptlist *rl, const struct spool *sp)
 {
     char dir[PATH_MAX], name[64];
     int e;
 
+    if (cfg->message_size_limit > 0 && sp->size > cfg->message_size_limit) {
+        errmsg("message of %lld octets is over message_size_limit (%lld): not sent",
+               sp->size, cfg->message_size_limit);
+        return EX_DATAERR;
+    }
     config_path(cfg, "maildrop", dir, sizeof(dir));
     if (maildrop_write(dir, sender, rl->v, rl->n, fileno(sp->f), name, sizeof(name)) == 0)
         return EX_OK;

@@ -293,3 +293,21 @@ class Streaming(MaildropCase):
         self.assertLess(grew, len(body) // 3,
                         "peak RSS grew by %d KiB for a %d KiB file" % (grew // 1024,
                                                                       len(body) // 1024))
+
+
+class SendmailSizeLimit(MaildropCase):
+    CONF = {"message_size_limit": "1000"}
+
+    def test_over_limit_refused_before_the_maildrop(self):
+        """With hatod stopped, hato-sendmail refuses a message pickup would
+        set aside (counted with CRLF, as over SMTP) instead of dropping it."""
+        self.h.stop()
+        r = self.sendmail("bob@example.test", input=b"Subject: s\n\n" + b"x\n" * 450)
+        self.assertRun(r, 65)                                   # EX_DATAERR
+        self.assertIn(b"over message_size_limit (1000)", r.stderr)
+        self.assertEqual(self.maildrop_files(), [])
+        self.assertRun(self.sendmail("bob@example.test",
+                                     input=b"Subject: small\n\n" + b"x\n" * 200))
+        self.assertEqual(len(self.maildrop_files()), 1)
+        self.restart()
+        self.mail_for("bob@example.test", "small")
