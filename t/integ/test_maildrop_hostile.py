@@ -18,7 +18,7 @@ import stat
 import subprocess
 import time
 
-from harness import RawSMTP, wait_for
+from harness import HATOD, Hatod, RawSMTP, wait_for
 from test_tools_util import AS_NOBODY, NOBODY_UID, ToolsCase
 
 MIB = 1024 * 1024
@@ -311,3 +311,47 @@ class SendmailSizeLimit(MaildropCase):
         self.assertEqual(len(self.maildrop_files()), 1)
         self.restart()
         self.mail_for("bob@example.test", "small")
+
+
+class UnlinkFlushed(MaildropCase):
+    """After the commit the maildrop file is unlinked and the unlink made
+    durable (an fsync of the maildrop directory after it): otherwise a power
+    loss could bring the file back and queue the message twice."""
+
+    def setUp(self):
+        self.h = Hatod(conf=self.CONF)
+        self.trace = os.path.join(self.h.dir, "strace.out")
+        self.h.logf = open(self.h.log_path, "ab")
+        self.h.proc = subprocess.Popen(
+            ["strace", "-f", "-qq", "-y", "-o", self.trace,
+             "-e", "trace=unlink,unlinkat,fsync,fdatasync,syncfs", HATOD, "-f",
+             self.h.conf_path, "-d"], stdout=self.h.logf, stderr=self.h.logf)
+        if not wait_for(lambda: self.h.listening() and "hatod started" in self.h.log(), 30):
+            raise RuntimeError("hatod under strace did not start:\n" + self.h.log())
+        self.wait_control()
+
+    def stop_traced(self):
+        with open("/proc/%d/task/%d/children" % (self.h.proc.pid, self.h.proc.pid)) as f:
+            os.kill(int(f.read().split()[0]), signal.SIGTERM)
+        self.h.proc.wait(30)
+        self.h.logf.close()
+        self.h.proc = None
+
+    def test_unlink_then_directory_fsync(self):
+        name = "0005E8C2F1A30002.flush"
+        self.put(name, md(b"Subject: flushed\n\nx\n", rcpts=("x@remote.test",)))
+        self.flush()
+        self.assertTrue(wait_for(lambda: self.maildrop_files() == [], 30), self.diag())
+        self.assertTrue(wait_for(lambda: "(queue active)" in self.h.log(), 10), self.diag())
+        time.sleep(0.5)
+        self.stop_traced()
+        drop = os.path.join(self.h.state, "maildrop")
+        with open(self.trace, errors="replace") as f:
+            lines = f.read().splitlines()
+        at = [i for i, l in enumerate(lines)
+              if "unlinkat(" in l and "<%s>" % drop in l and '"%s"' % name in l]
+        self.assertEqual(len(at), 1, "no unlinkat of the maildrop file in the trace")
+        flushed = [l for l in lines[at[0] + 1:]
+                   if re.search(r"\bfsync\(\d+<%s>" % re.escape(drop), l)]
+        self.assertTrue(flushed, "no fsync of %s after the unlink:\n%s"
+                        % (drop, "\n".join(lines[at[0]:at[0] + 20])))
