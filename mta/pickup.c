@@ -58,6 +58,7 @@
 #define PICKUP_HDR_MAX    (8 * 1024 * 1024)    /* a maildrop header (the recipients) */
 #define PICKUP_HEAD_SCAN  (256 * 1024)         /* message octets searched for Date: ... */
 #define PICKUP_STALE_TMP  (24 * 3600)
+#define PICKUP_AWAY_NAME  200                  /* octets of a name kept in corrupt/ */
 
 enum pf_state {
     PF_OK = 0,
@@ -169,14 +170,17 @@ static const char *kind_of(mode_t m)
     return "not a regular file";
 }
 
-/* Rename DIR/name to corrupt/maildrop-NAME (never over an existing one:
- * a user could name a file to replace the evidence of another). */
+/* Rename DIR/name to corrupt/maildrop-NAME, NAME cut to PICKUP_AWAY_NAME
+ * octets (a name that cannot be moved would be read again at every scan),
+ * never over an existing one (a user could name a file to replace the
+ * evidence of another). */
 static int move_aside(struct pickup *p, const char *name, ino_t ino, char *to, size_t tolen)
 {
-    snprintf(to, tolen, "%s/maildrop-%s", p->corrupt, name);
+    snprintf(to, tolen, "%s/maildrop-%.*s", p->corrupt, PICKUP_AWAY_NAME, name);
     int rc = renameat2(p->dirfd, name, AT_FDCWD, to, RENAME_NOREPLACE);
     if (rc < 0 && errno == EEXIST) {
-        snprintf(to, tolen, "%s/maildrop-%s.%llu", p->corrupt, name, (unsigned long long)ino);
+        snprintf(to, tolen, "%s/maildrop-%.*s.%llu", p->corrupt, PICKUP_AWAY_NAME, name,
+                 (unsigned long long)ino);
         rc = renameat2(p->dirfd, name, AT_FDCWD, to, RENAME_NOREPLACE);
     }
     if (rc < 0 && errno == EINVAL)            /* a file system without the flag */

@@ -96,6 +96,22 @@ class Hostile(MaildropCase):
         self.assert_skipped(name, "a FIFO", good)
         self.assertTrue(stat.S_ISFIFO(os.lstat(self.corrupt(name)).st_mode))
 
+    def test_longest_name(self):
+        """A name of 255 octets still fits in corrupt/ (cut to 200): it is
+        moved, not read again at every scan."""
+        name = "0005E8C2F1A2E00C." + "n" * (255 - 17)
+        os.mkfifo(self.drop(name), 0o644)
+        good = self.put_good("long name")
+        self.flush()
+        away = "maildrop-" + name[:200]
+        self.assertTrue(wait_for(lambda: re.search(r"maildrop file %s: a FIFO .*; moved to \S+/%s$"
+                                                   % (name, away), self.h.log(), re.M), 10),
+                        self.diag())
+        self.mail_for("bob@example.test", good)
+        self.assertEqual(self.maildrop_files(), [])
+        self.assertTrue(stat.S_ISFIFO(os.lstat(os.path.join(self.h.state, "queue", "corrupt",
+                                                            away)).st_mode))
+
     def test_symlink_to_root_only_file(self):
         secret = os.path.join(self.h.dir, "secret")
         with open(secret, "wb") as f:
