@@ -1,11 +1,14 @@
 /*
  * auth/users.c — the user table (`users_file`) and its atomic edits.
  *
- * Owns: parsing "address hash [quota=SIZE]" lines (errors as FILE:LINE),
+ * Owns: parsing "address hash [quota=SIZE] [cram-md5=HEX]
+ * [scram-sha-256=I:S:K:K]" lines (errors as FILE:LINE),
  * the in-memory hash table (open addressing on lower-cased addresses, so a
  * lookup costs O(1) for 100k users), and `hatoctl user add|del`: read the
  * file, change only the line(s) of one address, keep every other byte,
- * write tmp + fsync + rename + fsync of the directory, keep the file mode.
+ * write tmp + fsync + rename + fsync of the directory, keep the file mode;
+ * `hatoctl user passwd` replaces a line's hash and secrets, keeping its
+ * other options.
  *
  * Never checks passwords (that is auth/ password code) and never logs.
  */
@@ -20,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/base64.h"
 #include "lib/fsutil.h"
 #include "lib/hash.h"
 #include "auth/users.h"
@@ -29,6 +33,7 @@
 #define USERS_NEW_MODE    0640
 #define USERS_MIN_SLOTS   16
 #define USERS_PATH_MAX    4096
+#define USERS_FIELDS_MAX  5                   /* address, hash, 3 options */
 
 struct usertab {
     struct user *v;
@@ -156,8 +161,9 @@ static int table_grow(struct usertab *t)
 }
 
 /* Add a user (address already lower-case); 1 if it exists, -1 on ENOMEM.
- * Takes ownership of address and hash on success. */
-static int table_add(struct usertab *t, char *address, char *hash, long long quota)
+ * Takes ownership of address, hash and secrets on success. */
+static int table_add(struct usertab *t, char *address, char *hash, long long quota,
+                     struct user_secrets *secrets)
 {
     size_t *s;
 
@@ -177,6 +183,7 @@ static int table_add(struct usertab *t, char *address, char *hash, long long quo
     t->v[t->n].address = address;
     t->v[t->n].hash = hash;
     t->v[t->n].quota = quota;
+    t->v[t->n].secrets = secrets;
     *s = ++t->n;
     return 0;
 }
@@ -222,43 +229,166 @@ static int is_comment_or_blank(const char *line, size_t len)
     return i == len || line[i] == '#';
 }
 
-static const char *parse_quota_opt(const struct field *f, long long *quota)
+static int hex_value(char c)
 {
-    *quota = 0;
-    if (f->len < 6 || strncmp(f->p, "quota=", 6) != 0)
-        return "unknown option (want quota=SIZE)";
-    if (parse_size(f->p + 6, f->len - 6, quota) != 0)
-        return "bad quota size";
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* cram-md5=: exactly 2 * USERS_CRAM_LEN hex digits. */
+static const char *parse_cram(const char *p, size_t len, struct user_secrets *s)
+{
+    if (len != 2 * USERS_CRAM_LEN)
+        return "cram-md5 wants 64 hex digits";
+    for (size_t i = 0; i < USERS_CRAM_LEN; i++) {
+        int hi = hex_value(p[2 * i]), lo = hex_value(p[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return "cram-md5 wants 64 hex digits";
+        s->cram_md5[i] = (unsigned char)(hi << 4 | lo);
+    }
+    s->has_cram = 1;
     return NULL;
+}
+
+/* The next ':'-separated part of [*p, end) as base64 of min..max octets. */
+static int scram_part(const char **p, const char *end, unsigned char *out, size_t min,
+                      size_t max, size_t *outlen)
+{
+    const char *colon = memchr(*p, ':', (size_t)(end - *p));
+    const char *stop = colon ? colon : end;
+    size_t n;
+
+    if (b64_decode(*p, (size_t)(stop - *p), out, max, &n) != B64_OK || n < min)
+        return -1;
+    *outlen = n;
+    *p = colon ? colon + 1 : end;
+    return 0;
+}
+
+/* scram-sha-256=ITER:SALT:STOREDKEY:SERVERKEY */
+static const char *parse_scram(const char *p, size_t len, struct user_secrets *s)
+{
+    const char *end = p + len;
+    long iter = 0;
+    size_t n;
+
+    while (p < end && *p >= '0' && *p <= '9' && iter <= USERS_SCRAM_ITER_MAX)
+        iter = iter * 10 + (*p++ - '0');
+    if (p == end || *p != ':' || iter < USERS_SCRAM_ITER_MIN || iter > USERS_SCRAM_ITER_MAX)
+        return "scram-sha-256 iteration count must be 4096..10000000";
+    p++;
+    if (memchr(p, ':', (size_t)(end - p)) == NULL
+        || scram_part(&p, end, s->scram_salt, USERS_SCRAM_SALT_MIN, USERS_SCRAM_SALT_MAX,
+                      &s->scram_salt_len) != 0)
+        return "scram-sha-256 salt must be base64 of 8..64 octets";
+    if (memchr(p, ':', (size_t)(end - p)) == NULL
+        || scram_part(&p, end, s->scram_stored_key, USERS_SCRAM_KEY_LEN, USERS_SCRAM_KEY_LEN,
+                      &n) != 0
+        || memchr(p, ':', (size_t)(end - p)) != NULL
+        || scram_part(&p, end, s->scram_server_key, USERS_SCRAM_KEY_LEN, USERS_SCRAM_KEY_LEN,
+                      &n) != 0)
+        return "scram-sha-256 wants ITER:SALT:STOREDKEY:SERVERKEY (keys base64 of 32 octets)";
+    s->scram_iter = iter;
+    s->has_scram = 1;
+    return NULL;
+}
+
+static int opt_is(const struct field *f, const char *name)
+{
+    size_t n = strlen(name);
+
+    return f->len > n && strncmp(f->p, name, n) == 0 && f->p[n] == '=';
+}
+
+/* One key=value option after the hash; *seen tracks duplicates. */
+static const char *parse_opt(const struct field *f, long long *quota, struct user_secrets *s,
+                             unsigned *seen)
+{
+    static const char *const names[] = { "quota", "cram-md5", "scram-sha-256" };
+    unsigned i;
+
+    for (i = 0; i < 3 && !opt_is(f, names[i]); i++)
+        ;
+    if (i == 3)
+        return "unknown option (want quota=SIZE, cram-md5=HEX or scram-sha-256=I:S:K:K)";
+    if (*seen & (1u << i))
+        return "option given twice";
+    *seen |= 1u << i;
+    if (i == 0)
+        return parse_size(f->p + 6, f->len - 6, quota) != 0 ? "bad quota size" : NULL;
+    if (i == 1)
+        return parse_cram(f->p + 9, f->len - 9, s);
+    return parse_scram(f->p + 14, f->len - 14, s);
+}
+
+/* The options of a line into quota and a new secrets (or NULL). */
+static const char *parse_opts(const struct field *f, size_t nf, long long *quota,
+                              struct user_secrets **secrets)
+{
+    struct user_secrets s;
+    const char *why = NULL;
+    unsigned seen = 0;
+
+    memset(&s, 0, sizeof(s));
+    *quota = 0;
+    *secrets = NULL;
+    for (size_t i = 2; i < nf && why == NULL; i++)
+        why = parse_opt(&f[i], quota, &s, &seen);
+    if (why == NULL && (s.has_cram || s.has_scram)) {
+        *secrets = malloc(sizeof(s));
+        if (*secrets == NULL)
+            why = "out of memory";
+        else
+            memcpy(*secrets, &s, sizeof(s));
+    }
+    explicit_bzero(&s, sizeof(s));
+    return why;
+}
+
+static void secrets_free(struct user_secrets *s)
+{
+    if (s != NULL) {
+        explicit_bzero(s, sizeof(*s));
+        free(s);
+    }
 }
 
 /* One non-comment line into t.  NULL or the reason. */
 static const char *parse_line(struct usertab *t, const struct field *f, size_t nf)
 {
+    struct user_secrets *secrets = NULL;
     const char *why;
     char *address, *hash;
     long long quota = 0;
     int r;
 
-    if (nf > 3)
+    if (nf > USERS_FIELDS_MAX)
         return "too many fields";
     why = check_address(f[0].p, f[0].len);
     if (why != NULL)
         return why;
     if (nf < 2)
         return "missing password hash";
-    if (nf == 3 && (why = parse_quota_opt(&f[2], &quota)) != NULL)
+    if ((why = parse_opts(f, nf, &quota, &secrets)) != NULL)
         return why;
     address = dup_lower(f[0].p, f[0].len);
     hash = strndup(f[1].p, f[1].len);
-    if (address == NULL || hash == NULL || (r = table_add(t, address, hash, quota)) < 0) {
+    if (address == NULL || hash == NULL
+        || (r = table_add(t, address, hash, quota, secrets)) < 0) {
         free(address);
         free(hash);
+        secrets_free(secrets);
         return "out of memory";
     }
     if (r > 0) {
         free(address);
         free(hash);
+        secrets_free(secrets);
         return "duplicate address";
     }
     return NULL;
@@ -295,13 +425,13 @@ struct usertab *users_load(const char *path, char *err, size_t errlen)
     for (p = text, end = text + len; p < end; ) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        struct field f[3];
+        struct field f[USERS_FIELDS_MAX];
         const char *why = NULL;
         lineno++;
         if (memchr(p, '\0', l) != NULL)
             why = "NUL byte in line";
         else if (!is_comment_or_blank(p, l))
-            why = parse_line(t, f, split_fields(p, l, f, 3));
+            why = parse_line(t, f, split_fields(p, l, f, USERS_FIELDS_MAX));
         if (why != NULL) {
             err_fmt(err, errlen, "%s:%zu: %s", path, lineno, why);
             users_free(t);
@@ -346,6 +476,7 @@ void users_free(struct usertab *t)
     for (i = 0; i < t->n; i++) {
         free(t->v[i].address);
         free(t->v[i].hash);
+        secrets_free(t->v[i].secrets);
     }
     free(t->v);
     free(t->slot);
@@ -494,5 +625,110 @@ int users_file_del(const char *path, const char *address, char *err, size_t errl
     if (r != 0)
         err_fmt(err, errlen, "%s: %s", path, strerror(errno));
     free(text); free(out);
+    return r;
+}
+
+/* The line for `address` with its hash and secrets replaced, into a new
+ * malloc'd string (no newline); NULL + reason. */
+static char *passwd_line(const char *line, size_t len, const char *hash, const char *secrets,
+                         const char **why)
+{
+    struct field f[USERS_FIELDS_MAX];
+    size_t nf = split_fields(line, len, f, USERS_FIELDS_MAX), cap, o;
+    char *out;
+
+    if (nf > USERS_FIELDS_MAX) {
+        *why = "too many fields on the existing line";
+        return NULL;
+    }
+    cap = len + strlen(hash) + (secrets ? strlen(secrets) : 0) + 4;
+    if ((out = malloc(cap)) == NULL) {
+        *why = "out of memory";
+        return NULL;
+    }
+    o = (size_t)snprintf(out, cap, "%.*s %s", (int)f[0].len, f[0].p, hash);
+    for (size_t i = 2; i < nf; i++) {
+        if (opt_is(&f[i], "cram-md5") || opt_is(&f[i], "scram-sha-256"))
+            continue;
+        o += (size_t)snprintf(out + o, cap - o, " %.*s", (int)f[i].len, f[i].p);
+    }
+    if (secrets)
+        snprintf(out + o, cap - o, "%s", secrets);
+    return out;
+}
+
+/* Would users_load take this line?  NULL or the reason. */
+static const char *check_line(const char *line)
+{
+    struct field f[USERS_FIELDS_MAX];
+    struct usertab *t = table_new();
+    const char *why;
+
+    if (t == NULL)
+        return "out of memory";
+    why = parse_line(t, f, split_fields(line, strlen(line), f, USERS_FIELDS_MAX));
+    users_free(t);
+    return why;
+}
+
+/* Find the one line defining address: its start and length (no newline). */
+static int find_line(const char *text, size_t len, const char *address, size_t *start,
+                     size_t *llen)
+{
+    const char *p = text, *end = text + len;
+    int found = 0;
+
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (line_is(p, l, address)) {
+            *start = (size_t)(p - text);
+            *llen = l > 0 && p[l - 1] == '\r' ? l - 1 : l;
+            found++;
+        }
+        p = nl ? nl + 1 : end;
+    }
+    return found;
+}
+
+int users_file_passwd(const char *path, const char *address, const char *hash,
+                      const char *secrets, char *err, size_t errlen)
+{
+    char *text, *line = NULL, *out = NULL;
+    const char *why = check_hash(hash);
+    size_t len, start = 0, llen = 0, o = 0;
+    int r = -1, n;
+
+    if (why != NULL || address == NULL || address[0] == '\0') {
+        err_fmt(err, errlen, "%s: %s", address ? address : "", why ? why : "no address");
+        return -1;
+    }
+    if (fs_read_file_or_empty(path, USERS_FILE_MAX, &text, &len) != 0) {
+        err_fmt(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if ((n = find_line(text, len, address, &start, &llen)) != 1)
+        why = n == 0 ? "no such user" : "address on more than one line";
+    else if ((line = passwd_line(text + start, llen, hash, secrets, &why)) != NULL)
+        why = check_line(line);
+    if (why == NULL && (out = malloc(len + strlen(line) + 1)) == NULL)
+        why = "out of memory";
+    if (why != NULL) {
+        err_fmt(err, errlen, "%s: %s: %s", path, address, why);
+    } else {
+        memcpy(out, text, start);
+        o = start + (size_t)sprintf(out + start, "%s", line);
+        memcpy(out + o, text + start + llen, len - start - llen);
+        o += len - start - llen;
+        r = fs_replace(path, out, o, USERS_NEW_MODE);
+        if (r != 0)
+            err_fmt(err, errlen, "%s: %s", path, strerror(errno));
+    }
+    if (line)
+        explicit_bzero(line, strlen(line));
+    if (out)
+        explicit_bzero(out, o);
+    explicit_bzero(text, len);
+    free(text); free(line); free(out);
     return r;
 }

@@ -17,6 +17,12 @@
 
 static char root[256];
 
+#define CRAM_HEX "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF"
+#define CRAM_BAD "00112233445566778899aabbccddeeff00112233445566778899aabbccddeefg"
+#define SCRAM_SALT "W22ZaJ0SNY7soEsUEjb6gQ=="
+#define SCRAM_KEY "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY="
+#define SCRAM_REST SCRAM_SALT ":" SCRAM_KEY ":" SCRAM_KEY
+
 static void write_str(const char *path, const char *s)
 {
     FILE *f = fopen(path, "w");
@@ -130,7 +136,24 @@ static void test_errors(void)
     load_err("a@example.com x quota=99999999999999999999\n", 1, "bad quota");
     load_err("a@example.com x quota=9000000000000G\n", 1, "bad quota");
     load_err("a@example.com x size=10\n", 1, "unknown option");
-    load_err("a@example.com x quota=1 extra\n", 1, "too many fields");
+    load_err("a@example.com x quota=1 extra\n", 1, "unknown option");
+    load_err("a@example.com x quota=1 quota=2\n", 1, "given twice");
+    load_err("a@example.com x quota=1 a=1 b=2 c=3\n", 1, "too many fields");
+    load_err("a@example.com x cram-md5=0011\n", 1, "64 hex digits");
+    load_err("a@example.com x cram-md5=" CRAM_HEX "0\n", 1, "64 hex digits");
+    load_err("a@example.com x cram-md5=" CRAM_BAD "\n", 1, "64 hex digits");
+    load_err("a@example.com x cram-md5=" CRAM_HEX " cram-md5=" CRAM_HEX "\n", 1, "given twice");
+    load_err("a@example.com x scram-sha-256=4095:" SCRAM_REST "\n", 1, "4096..10000000");
+    load_err("a@example.com x scram-sha-256=10000001:" SCRAM_REST "\n", 1, "4096..10000000");
+    load_err("a@example.com x scram-sha-256=99999999999999999999999:" SCRAM_REST "\n", 1, "4096..");
+    load_err("a@example.com x scram-sha-256=4096\n", 1, "iteration count");
+    load_err("a@example.com x scram-sha-256=4096:AAAA:" SCRAM_KEY ":" SCRAM_KEY "\n", 1, "salt");
+    load_err("a@example.com x scram-sha-256=4096:" SCRAM_SALT ":" SCRAM_KEY "\n", 1, "ITER:SALT");
+    load_err("a@example.com x scram-sha-256=4096:" SCRAM_SALT ":AAAA:" SCRAM_KEY "\n", 1, "ITER:SALT");
+    load_err("a@example.com x scram-sha-256=4096:" SCRAM_SALT ":" SCRAM_KEY ":" SCRAM_KEY ":x\n", 1,
+             "ITER:SALT");
+    load_err("a@example.com x scram-sha-256=4096:" SCRAM_SALT ":" SCRAM_KEY ":" SCRAM_KEY "=\n", 1,
+             "ITER:SALT");
     memset(longaddr, 'a', 315);
     memcpy(longaddr + 315, "@b.cd", 6);          /* 320 octets: fine */
     snprintf(text, sizeof(text), "%s x\nq\n", longaddr);
@@ -232,6 +255,33 @@ static void test_edit(void)
     is_str(read_str(path), "a@example.com x\nb@example.com y\n", "newline inserted");
     is_int(users_file_del(path, "b@example.com", err, sizeof(err)), 0, "del last line");
     is_str(read_str(path), "a@example.com x\n", "del keeps the rest");
+
+    /* passwd: hash replaced, old secrets dropped, quota and other lines kept */
+    write_str(path, "# c\na@example.com old quota=5M cram-md5=" CRAM_HEX "\r\nb@example.com y\n");
+    is_int(users_file_passwd(path, "A@example.com", "$y$new", NULL, err, sizeof(err)), 0,
+           "passwd without secrets");
+    is_str(read_str(path), "# c\na@example.com $y$new quota=5M\r\nb@example.com y\n",
+           "hash replaced, cram-md5 dropped, quota and CRLF kept");
+    is_int(users_file_passwd(path, "a@example.com", "$y$newer",
+                             " cram-md5=" CRAM_HEX " scram-sha-256=4096:" SCRAM_REST, err,
+                             sizeof(err)), 0, "passwd with both secrets");
+    is_str(read_str(path), "# c\na@example.com $y$newer quota=5M cram-md5=" CRAM_HEX
+           " scram-sha-256=4096:" SCRAM_REST "\r\nb@example.com y\n", "secrets written");
+    t = users_load(path, err, sizeof(err));
+    ok(t && users_find(t, "a@example.com")->secrets && users_find(t, "a@example.com")->secrets->has_scram
+       && users_find(t, "a@example.com")->quota == 5 << 20, "the edited file loads");
+    users_free(t);
+    is_int(users_file_passwd(path, "b@example.com", "z", " scram-sha-256=1:x", err, sizeof(err)), -1,
+           "passwd with a bad secret fails");
+    ok(strstr(err, "scram") != NULL, "... saying why (%s)", err);
+    is_int(users_file_passwd(path, "c@example.com", "z", NULL, err, sizeof(err)), -1,
+           "passwd of an unknown user fails");
+    is_int(users_file_passwd(path, "b@example.com", "two words", NULL, err, sizeof(err)), -1,
+           "passwd with a bad hash fails");
+    ok(strstr(read_str(path), "b@example.com y\n") != NULL, "failed passwds leave the file alone");
+    is_int(users_file_passwd(path, "b@example.com", "w", NULL, err, sizeof(err)), 0,
+           "passwd of the last line");
+    ok(strstr(read_str(path), "\nb@example.com w\n") != NULL, "its newline kept");
 
     tmp_path(path, sizeof(path), "new-users");
     is_int(users_file_add(path, "z@example.com", "h", 0, err, sizeof(err)), 0, "add creates a missing file");
