@@ -133,7 +133,7 @@ class ReloadWhileFilterPending(SMTPCase):
         """False if the reload did not finish within the hold (try again)."""
         self.start(hold_ms)
         log = HoldLog(self.h)
-        r = self.raw()
+        r = self.raw(timeout=60)
         self.expect(r, "MAIL FROM:<a@remote.test>", 250, "2.1.0")
         r.send(b"RCPT TO:<dave@example.test>\r\n")
         log.wait_holding("rcpt", 1)
@@ -144,6 +144,7 @@ class ReloadWhileFilterPending(SMTPCase):
             self.fail("hatod dropped the held session across the reload (%s):\n%s"
                       % (e, self.h.log()))
         if not self.reload_came_first("test filter: releasing rcpt"):
+            r.close()
             return False
         # the old generation's tables: dave unknown
         self.check(code, lines, 550, "5.1.1", what="RCPT dave under the old generation")
@@ -186,7 +187,7 @@ class ReloadWhileFilterPending(SMTPCase):
         self.CONF = dict(self.CONF, shutdown_timeout="1s")
         self.start(60000)
         log = HoldLog(self.h)
-        r = self.raw()
+        r = self.raw(timeout=60)
         self.expect(r, "MAIL FROM:<a@remote.test>", 250, "2.1.0")
         r.send(b"RCPT TO:<bob@example.test>\r\n")
         log.wait_holding("rcpt", 1)
