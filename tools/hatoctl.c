@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth/sasl.h"
 #include "auth/users.h"
 #include "lib/addr.h"
 #include "lib/conf.h"
@@ -209,10 +210,11 @@ static void echo_off(int off, struct termios *saved)
     }
 }
 
-/* One line from stdin (prompted, without echo, on a terminal).  0 or -1. */
-static int read_password(char *pw, size_t len)
+/* One line from stdin (prompted, without echo, on a terminal, unless
+ * no_prompt: --password-stdin).  0 or -1. */
+static int read_password(char *pw, size_t len, int no_prompt)
 {
-    int tty = isatty(STDIN_FILENO);
+    int tty = !no_prompt && isatty(STDIN_FILENO);
     struct termios saved;
     size_t n;
     char *r;
@@ -267,17 +269,73 @@ static char *hash_password(const char *pw)
     return out;
 }
 
+/* Password options shared by `user add` and `user passwd`. */
+struct pw_opts {
+    int want_pw, no_prompt, cram, scram;
+};
+
+/* 1 if argv[i] was a password option, else 0. */
+static int pw_option(const char *arg, struct pw_opts *o)
+{
+    if (strcmp(arg, "--password") == 0)
+        o->want_pw = 1;
+    else if (strcmp(arg, "--password-stdin") == 0)
+        o->want_pw = o->no_prompt = 1;
+    else if (strcmp(arg, "--with-cram") == 0)
+        o->cram = 1;
+    else if (strcmp(arg, "--with-scram") == 0)
+        o->scram = 1;
+    else
+        return 0;
+    return 1;
+}
+
+/* The password's crypt hash and, as asked, its cram-md5= / scram-sha-256=
+ * options (" key=value ...") into secrets (SECRETS_MAX).  The password is
+ * wiped.  0 or -1 after a message. */
+#define SECRETS_MAX 512
+static int make_credentials(const struct pw_opts *o, char **hash, char *secrets)
+{
+    char pw[PASSWORD_MAX], cram[65], scram[256];
+    int r = read_password(pw, sizeof(pw), o->no_prompt);
+
+    secrets[0] = '\0';
+    cram[0] = scram[0] = '\0';
+    if (r == 0 && (*hash = hash_password(pw)) == NULL)
+        r = -1;
+    if (r == 0 && o->cram && sasl_cram_secret(pw, cram) != 0) {
+        errmsg("cannot derive the CRAM-MD5 secret");
+        r = -1;
+    }
+    if (r == 0 && o->scram && sasl_scram_secret(pw, SASL_SCRAM_ITER, scram, sizeof(scram)) != 0) {
+        errmsg("cannot derive the SCRAM-SHA-256 secret");
+        r = -1;
+    }
+    if (r == 0)
+        snprintf(secrets, SECRETS_MAX, "%s%s%s%s", o->cram ? " cram-md5=" : "", cram,
+                 o->scram ? " scram-sha-256=" : "", scram);
+    explicit_bzero(pw, sizeof(pw));
+    explicit_bzero(cram, sizeof(cram));
+    explicit_bzero(scram, sizeof(scram));
+    if (r != 0) {
+        free(*hash);
+        *hash = NULL;
+    }
+    return r;
+}
+
 static int user_add(const struct hato_config *cfg, int argc, char **argv)
 {
-    char addr[ADDR_BUF], err[ERR_MAX], pw[PASSWORD_MAX];
+    char addr[ADDR_BUF], err[ERR_MAX], secrets[SECRETS_MAX] = "";
     const char *who = NULL, *qarg = NULL;
     char *hash = NULL;
     long long quota = 0;
-    int want_pw = 0, r, lk;
+    struct pw_opts o = { 0, 0, 0, 0 };
+    int r, lk;
 
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--password") == 0)
-            want_pw = 1;
+        if (pw_option(argv[i], &o))
+            continue;
         else if (strcmp(argv[i], "--quota") == 0 && i + 1 < argc)
             qarg = argv[++i];
         else if (strncmp(argv[i], "--quota=", 8) == 0)
@@ -287,7 +345,7 @@ static int user_add(const struct hato_config *cfg, int argc, char **argv)
         else
             return -EXIT_USAGE;
     }
-    if (!who)
+    if (!who || ((o.cram || o.scram) && !o.want_pw))
         return -EXIT_USAGE;
     if (qarg && conf_parse_size(qarg, &quota) < 0) {
         errmsg("bad quota '%s' (want a size: 100M, 2G, 512K, bytes)", qarg);
@@ -295,18 +353,51 @@ static int user_add(const struct hato_config *cfg, int argc, char **argv)
     }
     if (user_address(cfg, who, addr) < 0)
         return EXIT_FAIL;
-    if (want_pw) {
-        r = read_password(pw, sizeof(pw));
-        if (r == 0)
-            hash = hash_password(pw);
-        explicit_bzero(pw, sizeof(pw));
-        if (!hash)
-            return EXIT_FAIL;
-    }
+    if (o.want_pw && make_credentials(&o, &hash, secrets) < 0)
+        return EXIT_FAIL;
     lk = edit_lock(cfg->users_file);
     r = lk < 0 ? -1 : users_file_add(cfg->users_file, addr, hash ? hash : "*", quota,
                                      err, sizeof(err));
+    /* the secrets go onto the new line under the same lock */
+    if (r == 0 && secrets[0])
+        r = users_file_passwd(cfg->users_file, addr, hash, secrets, err, sizeof(err));
     edit_unlock(lk);
+    explicit_bzero(secrets, sizeof(secrets));
+    free(hash);
+    if (lk < 0)
+        return EXIT_FAIL;
+    if (r < 0) {
+        errmsg("%s", err);
+        return EXIT_FAIL;
+    }
+    return reload_after_edit(cfg);
+}
+
+/* user passwd ADDRESS [--with-cram] [--with-scram] [--password-stdin]:
+ * a new hash, and the secrets asked for (the old ones are dropped). */
+static int user_passwd(const struct hato_config *cfg, int argc, char **argv)
+{
+    char addr[ADDR_BUF], err[ERR_MAX], secrets[SECRETS_MAX];
+    struct pw_opts o = { 1, 0, 0, 0 };
+    const char *who = NULL;
+    char *hash = NULL;
+    int r, lk;
+
+    for (int i = 0; i < argc; i++) {
+        if (pw_option(argv[i], &o))
+            continue;
+        if (argv[i][0] == '-' || who)
+            return -EXIT_USAGE;
+        who = argv[i];
+    }
+    if (!who)
+        return -EXIT_USAGE;
+    if (user_address(cfg, who, addr) < 0 || make_credentials(&o, &hash, secrets) < 0)
+        return EXIT_FAIL;
+    lk = edit_lock(cfg->users_file);
+    r = lk < 0 ? -1 : users_file_passwd(cfg->users_file, addr, hash, secrets, err, sizeof(err));
+    edit_unlock(lk);
+    explicit_bzero(secrets, sizeof(secrets));
     free(hash);
     if (lk < 0)
         return EXIT_FAIL;
@@ -599,7 +690,10 @@ static int reload(const struct hato_config *cfg, int argc, char **argv)
 }
 
 static const struct command commands[] = {
-    { "user", "add", user_add, "user add ADDRESS [--quota SIZE] [--password]" },
+    { "user", "add", user_add,
+      "user add ADDRESS [--quota SIZE] [--password|--password-stdin [--with-cram] [--with-scram]]" },
+    { "user", "passwd", user_passwd,
+      "user passwd ADDRESS [--with-cram] [--with-scram] [--password-stdin]" },
     { "user", "del", user_del, "user del ADDRESS" },
     { "user", "list", user_list, "user list" },
     { "alias", "add", alias_add, "alias add NAME TARGET..." },
