@@ -338,10 +338,12 @@ class UnlinkFlushed(MaildropCase):
         self.h = Hatod(conf=self.CONF)
         self.trace = os.path.join(self.h.dir, "strace.out")
         self.h.logf = open(self.h.log_path, "ab")
+        env = dict(os.environ)      # LeakSanitizer cannot run under ptrace
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0"
         self.h.proc = subprocess.Popen(
             ["strace", "-f", "-qq", "-y", "-o", self.trace,
              "-e", "trace=unlink,unlinkat,fsync,fdatasync,syncfs", HATOD, "-f",
-             self.h.conf_path, "-d"], stdout=self.h.logf, stderr=self.h.logf)
+             self.h.conf_path, "-d"], stdout=self.h.logf, stderr=self.h.logf, env=env)
         if not wait_for(lambda: self.h.listening() and "hatod started" in self.h.log(), 30):
             raise RuntimeError("hatod under strace did not start:\n" + self.h.log())
         self.wait_control()
@@ -349,7 +351,7 @@ class UnlinkFlushed(MaildropCase):
     def stop_traced(self):
         with open("/proc/%d/task/%d/children" % (self.h.proc.pid, self.h.proc.pid)) as f:
             os.kill(int(f.read().split()[0]), signal.SIGTERM)
-        self.h.proc.wait(30)
+        self.assertEqual(self.h.proc.wait(30), 0, self.h.log())
         self.h.logf.close()
         self.h.proc = None
 
