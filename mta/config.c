@@ -61,6 +61,9 @@ static const struct conf_def schema[] = {
     { "smtpd_client_connection_count_limit", CT_INT, "50", NULL },
     { "smtpd_client_connection_rate_limit", CT_INT, "0", NULL },
     { "smtpd_client_ipv6_prefix", CT_INT, "64", NULL },
+    { "auth_failure_limit", CT_INT, "10", NULL },      /* auth/throttle.h */
+    { "auth_failure_window", CT_TIME, "10m", NULL },
+    { "auth_lockout_time", CT_TIME, "30m", NULL },
     { "anvil_rate_time_unit", CT_TIME, "60s", NULL },
     { "smtpd_timeout", CT_TIME, "300s", NULL },
     { "smtpd_pipelining_limit", CT_INT, "100", NULL },
@@ -191,6 +194,9 @@ static void fill(struct hato_config *c)
     c->smtpd_client_connection_count_limit = num(c, "smtpd_client_connection_count_limit");
     c->smtpd_client_connection_rate_limit = num(c, "smtpd_client_connection_rate_limit");
     c->smtpd_client_ipv6_prefix = num(c, "smtpd_client_ipv6_prefix");
+    c->auth_failure_limit = num(c, "auth_failure_limit");
+    c->auth_failure_window = num(c, "auth_failure_window");
+    c->auth_lockout_time = num(c, "auth_lockout_time");
     c->anvil_rate_time_unit = num(c, "anvil_rate_time_unit");
     c->smtpd_timeout = num(c, "smtpd_timeout");
     c->smtpd_pipelining_limit = num(c, "smtpd_pipelining_limit");
@@ -317,6 +323,12 @@ static int check(struct hato_config *c, char *err, size_t errlen)
         return bad(c, "smtp_client_port", err, errlen, "%s", "must be 1..65535");
     if (c->smtpd_client_ipv6_prefix < 0 || c->smtpd_client_ipv6_prefix > 128)
         return bad(c, "smtpd_client_ipv6_prefix", err, errlen, "%s", "must be 0..128");
+    if (c->auth_failure_limit < 0 || c->auth_failure_limit > 1000000)
+        return bad(c, "auth_failure_limit", err, errlen, "%s", "must be 0 (no lockout)..1000000");
+    if (c->auth_failure_window <= 0)
+        return bad(c, "auth_failure_window", err, errlen, "%s", "must be > 0");
+    if (c->auth_lockout_time <= 0)
+        return bad(c, "auth_lockout_time", err, errlen, "%s", "must be > 0");
     if (c->smtpd_pipelining_limit < 1)
         return bad(c, "smtpd_pipelining_limit", err, errlen, "%s", "must be >= 1");
     if (check_tls(c, err, errlen) < 0)

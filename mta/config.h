@@ -53,6 +53,9 @@ struct hato_config {
     long long smtpd_client_connection_count_limit;  /* 0 = none */
     long long smtpd_client_connection_rate_limit;   /* per anvil_rate_time_unit; 0 = none */
     long long smtpd_client_ipv6_prefix;  /* IPv6 clients counted per this prefix (0..128) */
+    long long auth_failure_limit;        /* failed logins before a lockout; 0 = never */
+    long long auth_failure_window;       /* seconds the failures are counted over */
+    long long auth_lockout_time;         /* seconds a locked-out client waits */
     long long anvil_rate_time_unit;      /* seconds */
     long long smtpd_timeout;             /* seconds */
     long long smtpd_pipelining_limit;    /* queued commands before reading stops */
