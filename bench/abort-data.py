@@ -10,8 +10,8 @@ the final dot), and it sends a bare LF after SIZE octets (521 with
 smtpd_forbid_bare_newline = yes), at most RATE aborts a second each, so that
 both binaries of a comparison get the same abort load.  Meanwhile one
 session (this process) sends 1 KiB messages one after another, with three
-NOOPs before each, and times the NOOPs.  Prints one line: messages/s of that session, NOOP p50/p99/max in
-ms, NOOPs timed, aborts done.
+NOOPs before each, and times the NOOPs.  Prints one line: messages/s of
+that session, NOOP p50/p99/max in ms, NOOPs timed, aborts done.
 """
 import multiprocessing
 import socket
@@ -100,7 +100,8 @@ def main():
     overflow, rate = int(sys.argv[5]), float(sys.argv[6])
     deadline = time.time() + seconds
     counter = multiprocessing.Value("l", 0)
-    procs = [multiprocessing.Process(target=aborter, args=(port, deadline, size, overflow, rate, counter))
+    procs = [multiprocessing.Process(target=aborter,
+                                     args=(port, deadline, size, overflow, rate, counter))
              for _ in range(naborters)]
     for p in procs:
         p.start()

@@ -13,7 +13,9 @@
 #include "filters/hold.h"
 #include "lib/log.h"
 
-static const char *const phase_names[FILTER_NPHASES] = { "connect", "helo", "mail", "rcpt", "data" };
+static const char *const phase_names[FILTER_NPHASES] = {
+    "connect", "helo", "mail", "rcpt", "data",
+};
 
 struct hold_item {
     struct hold *h;
