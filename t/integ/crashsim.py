@@ -205,14 +205,14 @@ class Op:
     inodes whose fsync makes an entry op durable."""
 
     def __init__(self, pos, kind, **kw):
-        self.pos, self.kind = pos, kind
+        self.pos, self.kind, self.tid = pos, kind, None
         self.__dict__.update(kw)
 
     def is_entry(self):
         return self.kind in ("ent", "rename")
 
     def __repr__(self):
-        d = {k: v for k, v in self.__dict__.items() if k not in ("pos", "kind", "data")}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("pos", "kind", "data", "tid")}
         return "Op(%d %s %r)" % (self.pos, self.kind, d)
 
 
@@ -369,10 +369,17 @@ class Trace:
             if ofd is None:
                 return
             ino = ofd.ino
-        self.flushes.append(Flush(len(self.flushes), call, ino,
-                                  what if ino is None else self.kind[ino]))
+        fl = Flush(len(self.flushes), call, ino, what if ino is None else self.kind[ino])
+        fl.name = next((r for r, i in self.ns.items() if i == ino), None) if ino else None
+        self.flushes.append(fl)
 
     def feed(self, call):
+        nops = len(self.ops)
+        self._feed(call)
+        for o in self.ops[nops:]:
+            o.tid = call.tid
+
+    def _feed(self, call):
         n, a, ok = call.name, call.args, call.ret is not None and call.ret >= 0
         if n in ("open", "openat", "creat"):
             if not ok:
@@ -442,7 +449,9 @@ class Trace:
             self._flush(call, "fs")
         elif n == "sync":
             if ok:
-                self.flushes.append(Flush(len(self.flushes), call, None, "fs"))
+                fl = Flush(len(self.flushes), call, None, "fs")
+                fl.name = None
+                self.flushes.append(fl)
         elif n in ("rename", "renameat", "renameat2"):
             if not ok:
                 return

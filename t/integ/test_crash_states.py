@@ -40,9 +40,9 @@ import harness
 from harness import Hatod, wait_for
 
 SEED = 20141006            # ALICE's OSDI date: a fixed seed, a fixed set of states
-N_RANDOM = 8               # random states per crash point
+N_RANDOM = 5               # random states per crash point
 N_SAMPLE = 12              # crash points sampled between flushes and acks
-MAX_STATES = 400           # distinct baseline states run through hatod
+MAX_STATES = 300           # distinct baseline states run through hatod
 MUTATION_CONFIRM = 6       # hatod runs per removed flush at most
 CONF = {"queue_run_delay": "1s", "minimal_backoff_time": "1s", "maximal_backoff_time": "1s"}
 QUEUED = re.compile(rb"^250 [^\r\n]*queued as ([0-9A-F]{16})", re.M)
@@ -54,6 +54,10 @@ TOKEN = re.compile(rb"X-Crash-Token: (\d+)")
 MESSAGES = [(["bob@example.test"], 300), (["alice@example.test"], 5000),
             (["someone@remote.test"], 200), (["bob@example.test"], 70000),
             (["alice@example.test", "far@remote.test"], 400), (["bob@example.test"], 100)]
+# then a burst whose ends of data arrive together: commit batches of four or
+# more (one syncfs before and after the renames) and batched local delivery
+BURST = [(["bob@example.test"] if k % 2 else ["alice@example.test"], 150 + 40 * k)
+         for k in range(8)]
 
 
 def body(k, size):
@@ -143,6 +147,7 @@ class Recorded:
     def __init__(self, trace, msgs, env_versions):
         self.trace, self.msgs, self.env_versions = trace, msgs, env_versions
         self.base = crashsim.Persistence(trace)
+        self.corrupt_allowed = [0, 0]     # envelopes set aside: never acknowledged, delivered
         self.window_end = {}
         for m in msgs:
             for r, pos in m.done_record.items():
@@ -227,6 +232,8 @@ class Recorded:
             delivered = m and any(pre.copies.get((m.k, r)) for r in m.local())
             if not (m and env and msg is None and (not self.acked(m, crash) or delivered)):
                 v.append("corrupt/%s" % name)
+            elif name.endswith(".env"):
+                self.corrupt_allowed[bool(delivered)] += 1
         return v, dups
 
 
@@ -248,9 +255,30 @@ def settled(h, msgs):
     return True
 
 
-def run_traced(h, msgs, trace_path):
-    """Start h under strace, send msgs one by one, wait for the local
-    deliveries and two rewrites of the remote envelopes, stop hatod."""
+def send_burst(h, burst):
+    """Open a transaction per message, then send every DATA in one go."""
+    conns = []
+    for m in burst:
+        c = harness.RawSMTP(h.port, timeout=30)
+        conns.append(c)
+        for cmd in (None, "EHLO client.test", "MAIL FROM:<%s>" % m.sender) + tuple(
+                "RCPT TO:<%s>" % r for r in m.rcpts) + ("DATA",):
+            code = c.reply()[0] if cmd is None else c.cmd(cmd)[0]
+            if code not in (220, 250, 354):
+                raise RuntimeError("%s: %s" % (cmd, code))
+    for c, m in zip(conns, burst):
+        c.send(m.sent + b".\r\n")
+    for c, m in zip(conns, burst):
+        code, lines = c.reply()
+        if code != 250:
+            raise RuntimeError("burst: %s %s" % (code, lines))
+        m.qid = QUEUED.search(("\n".join(lines)).encode()).group(1).decode()
+        c.close()
+
+
+def run_traced(h, msgs, burst, trace_path):
+    """Start h under strace, send msgs one by one (waiting for each one's
+    local delivery or first deferral), then the burst; stop hatod."""
     h.logf = open(h.log_path, "ab")
     h.proc = subprocess.Popen(crashsim.strace_argv(trace_path) + [
         harness.HATOD, "-f", h.conf_path, "-d"], stdout=h.logf, stderr=h.logf)
@@ -269,6 +297,9 @@ def run_traced(h, msgs, trace_path):
         # one message at a time: no other commit's syncfs hides a missing flush
         if not wait_for(lambda: settled(h, msgs[:i + 1]), 30):
             raise RuntimeError("the traced run did not deliver:\n" + h.log())
+    send_burst(h, burst)
+    if not wait_for(lambda: settled(h, msgs + burst), 30):
+        raise RuntimeError("the traced run did not deliver the burst:\n" + h.log())
     with open("/proc/%d/task/%d/children" % (h.proc.pid, h.proc.pid)) as f:
         kids = f.read().split()
     os.kill(int(kids[0]), signal.SIGTERM)
@@ -360,8 +391,11 @@ class CrashStates(unittest.TestCase):
         self.assertEqual(h.stop(), 0)
         snap = crashsim.snapshot(h.state)
         msgs = [Msg(k, rcpts, body(k, size)) for k, (rcpts, size) in enumerate(MESSAGES)]
+        burst = [Msg(len(msgs) + k, rcpts, body(len(msgs) + k, size))
+                 for k, (rcpts, size) in enumerate(BURST)]
         trace_path = os.path.join(h.dir, "trace")
-        run_traced(h, msgs, trace_path)
+        run_traced(h, msgs, burst, trace_path)
+        msgs += burst
         if os.environ.get("CRASH_KEEP_TRACE"):
             shutil.copy(trace_path, os.environ["CRASH_KEEP_TRACE"])
         rec = record(h, msgs, snap, trace_path)
@@ -386,9 +420,9 @@ class CrashStates(unittest.TestCase):
             fp = crashsim.fingerprint(tree)
             if fp in seen:
                 continue
-            seen[fp] = st
-            if len(seen) > MAX_STATES:
+            if len(seen) >= MAX_STATES:
                 break
+            seen[fp] = st
             v, d, _ = runner.run(st, tree)
             ran += 1
             dups += d
@@ -397,9 +431,10 @@ class CrashStates(unittest.TestCase):
         base_time = time.time() - t0
         report = ["crash states: %d ops, %d flushes, %d acks, %d crash points, %d states "
                   "generated, %d distinct run through hatod (%d with a duplicate inside the "
-                  "window), %d violated, %.1fs"
+                  "window; %d set an unacknowledged and %d a delivered message's envelope "
+                  "aside in corrupt/), %d violated, %.1fs"
                   % (len(tr.ops), len(tr.flushes), len(msgs), len(points), generated, ran, dups,
-                     len(violations), base_time)]
+                     rec.corrupt_allowed[0], rec.corrupt_allowed[1], len(violations), base_time)]
         if violations:
             kinds = {}
             for st, v in violations:
@@ -411,24 +446,58 @@ class CrashStates(unittest.TestCase):
                       % (st, [o for o in rec.base.pending(st.crash)
                               if st.fate.get(o.pos) != "keep"], "\n  ".join(v)))
         # the mutation check
-        undetected, bookkeeping = [], 0
+        undetected, bookkeeping, paired = [], 0, 0
         for f in tr.flushes:
             res = self.mutate(rec, runner, f, seen, points)
             text = res[1]
-            if not res[0] and self.bookkeeping_only(rec, f):
-                text += " (only rewrites that change no recipient's state: not needed " \
-                        "for these invariants)"
-                bookkeeping += 1
-            elif not res[0]:
-                undetected.append(f)
+            if not res[0]:
+                bk = self.bookkeeping_only(rec, f)
+                if bk:
+                    text += " (this one only makes rewrites durable that change no " \
+                            "recipient's state)"
+                site = [g for g in tr.flushes if self.call_site(tr, g) == self.call_site(tr, f)]
+                if len(site) > 1:
+                    # masked in this run (by another batch's flush, or it
+                    # guards bookkeeping only); deleting the call deletes
+                    # every flush it issued
+                    res = self.mutate(rec, runner, f, seen, points, also=site)
+                    text += "; with all %d flushes of its call (%s) removed: %s" % (
+                        len(site), self.call_site(tr, f), res[1])
+                    paired += res[0]
+                if not res[0] and bk:
+                    bookkeeping += 1
+                elif not res[0]:
+                    undetected.append(f)
             report.append("  without %-45s %s" % (self.describe(tr, f), text))
-        report.append("mutation check: %d flushes, %d removals detected, %d bookkeeping-only, "
-                      "%d undetected; %d hatod runs in all, %.1fs"
-                      % (len(tr.flushes), len(tr.flushes) - bookkeeping - len(undetected),
+        report.append("mutation check: %d flushes, %d removals detected (%d only with a "
+                      "call's other flushes), %d bookkeeping-only, %d undetected; %d hatod runs in "
+                      "all, %.1fs"
+                      % (len(tr.flushes), len(tr.flushes) - bookkeeping - len(undetected), paired,
                          bookkeeping, len(undetected), runner.runs, time.time() - t0))
         print("\n# " + "\n# ".join(report))
         self.assertEqual(undetected, [], "flushes whose removal no state detects:\n"
                          + "\n".join(report))
+
+    @staticmethod
+    def call_site(tr, f):
+        """Which call in the code issued flush f, told from what it flushed:
+        the role of the file (queue content, envelope or rewrite, Maildir
+        file), the directory, or for a syncfs whether the same thread had
+        just renamed into queue/env (after the commit's renames) or not."""
+        if f.ino is None:
+            prev = max([g.end for g in tr.flushes if g.call.tid == f.call.tid and g.end < f.start]
+                       or [-1])
+            after = any(o.kind == "rename" and o.tid == f.call.tid and prev < o.pos < f.start
+                        and o.new.startswith("queue/env/") for o in tr.ops)
+            return "%s %s" % (f.call.name, "after renames" if after else "before renames")
+        name = f.name or "?"
+        role = re.sub(r"^mail/[^/]+/[^/]+", "MAILDIR", name)
+        role = re.sub(r"/tmp/[^/]+$", "/tmp/FILE", role) if role.startswith("MAILDIR") else role
+        role = re.sub(r"queue/(tmp/[0-9A-F]{16}|free/m\d+)$", "queue content", role)
+        role = re.sub(r"queue/(tmp/[0-9A-F]{16}\.env|free/e\d+)$", "queue envelope", role)
+        role = re.sub(r"queue/tmp/[0-9A-F]{16}\.upd$", "queue rewrite", role)
+        role = re.sub(r"^mail/[^/]+$", "mail/DOMAIN", role)
+        return "%s %s" % (f.call.name, role)
 
     @staticmethod
     def rcpt_states(content):
@@ -479,17 +548,43 @@ class CrashStates(unittest.TestCase):
         name = re.sub(r"[0-9A-F]{16}", "ID", re.sub(r"/\d+\.M[^/]*", "/MSG", name))
         return "%s#%d(%s)" % (f.call.name, f.num, name)
 
-    def mutate(self, rec, runner, f, seen, points):
-        """States with flush f treated as never issued: the ops only f made
-        durable are lost, alone or with the other pending ones, at each
-        crash point where that differs from the real code.  Returns
-        (detected, text)."""
+    def mutate(self, rec, runner, f, seen, points, also=None):
+        """States with flush f (and also) treated as never issued: the ops
+        only f made durable are lost, all together, one alone, cut at half
+        or at random, with the other pending ones kept or lost, at each
+        crash point where that differs from the real code.  States the model
+        flags are run through hatod until one violates an invariant
+        (CRASH_FULL=1: all flagged, up to 30, counting the violations).
+        Returns (detected, text)."""
+        full = bool(os.environ.get("CRASH_FULL"))
+        n = {"new": 0, "flagged": 0, "ran": 0, "violated": 0}
+        first = None
+        for st, tree in self.mutant_states(rec, f, seen, points, also):
+            n["new"] += 1
+            if not rec.predict(Facts(tree, rec.msgs), st.crash):
+                continue
+            n["flagged"] += 1
+            if n["ran"] >= (30 if full else MUTATION_CONFIRM + n["violated"]):
+                continue
+            v, _, _ = runner.run(st, tree)
+            n["ran"] += 1
+            if v:
+                n["violated"] += 1
+                first = first or v[0][:90]
+                if not full:
+                    break
+        text = "%(new)d new states, %(flagged)d flagged, %(ran)d run, %(violated)d violated" % n
+        return bool(first), text + (": " + first if first else ": NOT detected")
+
+    @staticmethod
+    def mutant_states(rec, f, seen, points, also):
         tr = rec.trace
-        mut = crashsim.Persistence(tr, removed={f.num})
+        removed = {f.num} | {g.num for g in also or ()}
+        mut = crashsim.Persistence(tr, removed=removed)
         rng = random.Random(SEED + f.num)
-        cands = []
+        fps = set()
         for c in sorted(set(points) | {o.pos + 1 for o in tr.ops if o.pos > f.start}):
-            if c <= f.end:
+            if c <= min([f.end] + [g.end for g in also or ()]):
                 continue
             pend = mut.pending(c)
             worst = {o.pos: mut.weakest(o, c) for o in pend}
@@ -503,9 +598,8 @@ class CrashStates(unittest.TestCase):
             for o in newly:
                 if o.kind == "write":
                     half[o.pos] = "half"
-            cands.append(crashsim.State(c, keep_rest, "only-f-lost"))
-            cands.append(crashsim.State(c, half, "only-f-half"))
-            cands.append(crashsim.State(c, worst, "lost"))
+            cands = [crashsim.State(c, keep_rest, "only-f-lost"),
+                     crashsim.State(c, half, "only-f-half"), crashsim.State(c, worst, "lost")]
             for o in newly[:6]:               # one of them lost alone
                 alone = {p: "keep" for p in worst}
                 alone[o.pos] = worst[o.pos]
@@ -515,29 +609,13 @@ class CrashStates(unittest.TestCase):
                 for o in newly:
                     fate[o.pos] = rng.choice(("keep", worst[o.pos]))
                 cands.append(crashsim.State(c, fate, "random%d" % i))
-        flagged, fps = [], set()
-        for st in cands:
-            tree = crashsim.replay(tr, st)
-            fp = crashsim.fingerprint(tree)
-            if fp in seen or fp in fps:
-                continue              # a state the real code may leave too
-            fps.add(fp)
-            pred = rec.predict(Facts(tree, rec.msgs), st.crash)
-            if pred:
-                flagged.append((st, tree, pred))
-        ran = 0
-        debug = os.environ.get("CRASH_DEBUG") == str(f.num)
-        for st, tree, pred in flagged[:MUTATION_CONFIRM]:
-            v, _, _ = runner.run(st, tree)
-            ran += 1
-            if debug:
-                print("DEBUG %r pending %r\n  predicted %r\n  got %r" % (
-                    st, [(o, st.fate.get(o.pos)) for o in mut.pending(st.crash)], pred, v))
-            if v:
-                return True, "%d new states, %d flagged, detected by run %d: %s" % (
-                    len(fps), len(flagged), ran, v[0][:90])
-        return False, "%d new states, %d flagged, %d run: NOT detected" % (
-            len(fps), len(flagged), ran)
+            for st in cands:
+                tree = crashsim.replay(tr, st)
+                fp = crashsim.fingerprint(tree)
+                if fp in seen or fp in fps:
+                    continue          # a state the real code may leave too
+                fps.add(fp)
+                yield st, tree
 
 
 if __name__ == "__main__":
