@@ -329,10 +329,9 @@ class SendmailSizeLimit(MaildropCase):
         self.mail_for("bob@example.test", "small")
 
 
-class UnlinkFlushed(MaildropCase):
-    """After the commit the maildrop file is unlinked and the unlink made
-    durable (an fsync of the maildrop directory after it): otherwise a power
-    loss could bring the file back and queue the message twice."""
+class Traced(MaildropCase):
+    """hatod under strace (the calls in TRACE; -y shows fd paths)."""
+    TRACE = "unlink,unlinkat,fsync,fdatasync,syncfs,openat,close"
 
     def setUp(self):
         self.h = Hatod(conf=self.CONF)
@@ -342,7 +341,7 @@ class UnlinkFlushed(MaildropCase):
         env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0"
         self.h.proc = subprocess.Popen(
             ["strace", "-f", "-qq", "-y", "-o", self.trace,
-             "-e", "trace=unlink,unlinkat,fsync,fdatasync,syncfs", HATOD, "-f",
+             "-e", "trace=" + self.TRACE, HATOD, "-f",
              self.h.conf_path, "-d"], stdout=self.h.logf, stderr=self.h.logf, env=env)
         if not wait_for(lambda: self.h.listening() and "hatod started" in self.h.log(), 30):
             raise RuntimeError("hatod under strace did not start:\n" + self.h.log())
@@ -355,6 +354,16 @@ class UnlinkFlushed(MaildropCase):
         self.h.logf.close()
         self.h.proc = None
 
+    def trace_lines(self):
+        with open(self.trace, errors="replace") as f:
+            return f.read().splitlines()
+
+
+class UnlinkFlushed(Traced):
+    """After the commit the maildrop file is unlinked and the unlink made
+    durable (an fsync of the maildrop directory after it): otherwise a power
+    loss could bring the file back and queue the message twice."""
+
     def test_unlink_then_directory_fsync(self):
         name = "0005E8C2F1A30002.flush"
         self.put(name, md(b"Subject: flushed\n\nx\n", rcpts=("x@remote.test",)))
@@ -364,8 +373,7 @@ class UnlinkFlushed(MaildropCase):
         time.sleep(0.5)
         self.stop_traced()
         drop = os.path.join(self.h.state, "maildrop")
-        with open(self.trace, errors="replace") as f:
-            lines = f.read().splitlines()
+        lines = self.trace_lines()
         at = [i for i, l in enumerate(lines)
               if "unlinkat(" in l and "<%s>" % drop in l and '"%s"' % name in l]
         self.assertEqual(len(at), 1, "no unlinkat of the maildrop file in the trace")
@@ -373,3 +381,32 @@ class UnlinkFlushed(MaildropCase):
                    if re.search(r"\bfsync\(\d+<%s>" % re.escape(drop), l)]
         self.assertTrue(flushed, "no fsync of %s after the unlink:\n%s"
                         % (drop, "\n".join(lines[at[0]:at[0] + 20])))
+
+
+class InFlightBound(Traced):
+    """At most 8 maildrop files are open at once, however many wait: 40
+    files dropped together never have more than 8 descriptors open."""
+    TRACE = "openat,close"
+
+    def test_at_most_eight_files_open(self):
+        n = 40
+        for i in range(n):
+            self.put("0005E8C2F1A32%03X.many" % i,
+                     md(b"Subject: many %d\n\n" % i + b"x\n" * 1000, rcpts=("x@remote.test",)))
+        self.flush()
+        self.assertTrue(wait_for(lambda: self.maildrop_files() == [], 60), self.diag())
+        self.stop_traced()
+        drop = re.escape(os.path.join(self.h.state, "maildrop"))
+        opened = re.compile(r"openat.*= (\d+)<%s/[^/>]+\.many>$" % drop)
+        closed = re.compile(r"close\((\d+)<%s/[^/>]+\.many>" % drop)
+        now = most = total = 0
+        for line in self.trace_lines():
+            if opened.search(line):
+                now += 1
+                total += 1
+                most = max(most, now)
+            elif closed.search(line):
+                now -= 1
+        self.assertEqual(total, n, "each file opened once")
+        self.assertLessEqual(most, 8)
+        self.assertGreater(most, 1, "files are read one after another, not pipelined")
