@@ -477,9 +477,13 @@ static void reap_run(void *arg)
 static void scan_run(void *arg)
 {
     struct pickup_scan_job *j = arg;
-    DIR *dir = opendir(j->p->dir);
+    /* the directory every other call here goes through, not its path */
+    int fd = openat(j->p->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
     if (!dir) {
         log_err("%s: %s", j->p->dir, strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return;
     }
     struct dirent *de;
