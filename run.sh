@@ -38,12 +38,22 @@ CONF
     printf 'postmaster: demo\n' > "$RUN/aliases"
     HATO_CONFIG="$RUN/hato.conf" build/tools/hatoctl user add demo@demo.test >/dev/null
 fi
+# TLS: a self-signed pair for demo.test (also added to a demo made before TLS)
+if ! grep -q '^tls_cert_file' "$RUN/hato.conf"; then
+    printf 'tls_cert_file = %s\ntls_key_file = %s\n' \
+        "$RUN/state/keys/tls.crt" "$RUN/state/keys/tls.key" >> "$RUN/hato.conf"
+fi
+if [ ! -f "$RUN/state/keys/tls.crt" ] || [ ! -f "$RUN/state/keys/tls.key" ]; then
+    build/tools/hatoctl -f "$RUN/hato.conf" tls selfsigned demo.test --force \
+        --key "$RUN/state/keys/tls.key" --cert "$RUN/state/keys/tls.crt" >/dev/null
+fi
 cat <<MSG
 hatod demo: SMTP 127.0.0.1:2525, submission 127.0.0.1:2587, domain demo.test
   send:   swaks --server 127.0.0.1:2525 --to demo@demo.test
      or:  printf 'Subject: hi\n\nhello\n' | HATO_CONFIG=$RUN/hato.conf build/tools/hato-sendmail demo@demo.test
   lands:  $RUN/state/mail/demo.test/demo/new/
   queue:  HATO_CONFIG=$RUN/hato.conf build/tools/hatoctl queue list
+  TLS:    $RUN/state/keys/tls.crt (self-signed, demo.test)
   stop:   Ctrl-C
 MSG
 exec build/mta/hatod -f "$RUN/hato.conf" -d
