@@ -284,6 +284,13 @@ static int check_tls(const struct hato_config *c, char *err, size_t errlen)
     if (c->tls_sni_maps[0] && !c->tls_cert_file[0])
         return bad(c, "tls_sni_maps", err, errlen, "%s",
                    "needs tls_cert_file and tls_key_file (the certificate for other names)");
+    /* a service that can only work with TLS needs a certificate */
+    if (c->nsmtps_listen && !c->tls_cert_file[0])
+        return bad(c, "smtps_listen", err, errlen, "%s", "implicit TLS needs tls_cert_file");
+    if (c->smtp_tls == TLS_ENCRYPT && !c->tls_cert_file[0])
+        return bad(c, "smtp_tls", err, errlen, "%s", "encrypt needs tls_cert_file");
+    if (c->submission_tls == TLS_ENCRYPT && !c->tls_cert_file[0])
+        return bad(c, "submission_tls", err, errlen, "%s", "encrypt needs tls_cert_file");
     return 0;
 }
 

@@ -159,10 +159,22 @@ static void run_command(struct ctl_conn *cc, const char *line)
 {
     struct hatod *d = cc->c->d;
     if (!strcasecmp(line, "SMTP")) {
+        /* the session takes the socket and whatever followed this line */
         struct bufferevent *bev = cc->bev;
+        int fd = bufferevent_getfd(bev);
+        struct evbuffer *pending = evbuffer_new();
         uid_t uid = cc->uid;
-        free(cc);                       /* the session owns bev from here */
-        smtp_session_start(d->smtp, bev, SMTP_MODE_LOCAL, NULL, 0, uid, NULL, NULL);
+        free(cc);
+        if (!pending || evbuffer_add_buffer(pending, bufferevent_get_input(bev)) < 0) {
+            if (pending)
+                evbuffer_free(pending);
+            bufferevent_free(bev);      /* closes fd */
+            return;
+        }
+        bufferevent_setfd(bev, -1);     /* so that freeing it keeps fd open */
+        bufferevent_free(bev);
+        smtp_session_start(d->smtp, fd, pending, SMTP_MODE_LOCAL, NULL, 0, uid, NULL, NULL);
+        evbuffer_free(pending);
         return;
     }
     if (!strcasecmp(line, "RELOAD")) {

@@ -149,6 +149,15 @@ static void sched_cfg(struct hatod *d, struct sched_config *sc, long long *retry
     sc->route_ctx = d;
 }
 
+static enum smtp_tls_policy smtp_policy(enum tls_policy t)
+{
+    switch (t) {
+    case TLS_MAY: return SMTP_TLS_MAY;
+    case TLS_ENCRYPT: return SMTP_TLS_ENCRYPT;
+    default: return SMTP_TLS_NONE;
+    }
+}
+
 static void smtp_params(const struct hato_config *c, struct smtp_server_params *p)
 {
     memset(p, 0, sizeof *p);
@@ -163,6 +172,8 @@ static void smtp_params(const struct hato_config *c, struct smtp_server_params *
     p->timeout = c->smtpd_timeout;
     p->pipelining_limit = c->smtpd_pipelining_limit;
     p->bare_lf_reject = c->smtpd_forbid_bare_newline == BARE_LF_REJECT;
+    p->smtp_tls = smtp_policy(c->smtp_tls);
+    p->submission_tls = smtp_policy(c->submission_tls);
 }
 
 /* Make g current: d->cfg, d->tables, d->relay and d->filters are views of
@@ -305,11 +316,17 @@ static int start_queue(struct hatod *d)
     return 0;
 }
 
+static SSL_CTX *ops_tls_ctx(void *gen)
+{
+    const struct generation *g = gen;
+    return g->tls ? tls_conf_ctx(g->tls) : NULL;
+}
+
 static int start_smtp(struct hatod *d)
 {
     struct smtp_server_params p;
     struct smtp_server_ops ops = { ops_gen_ref, ops_gen_unref, ops_is_local, ops_add_rcpt,
-                                   ops_queued, d };
+                                   ops_queued, ops_tls_ctx, d };
     smtp_params(&d->cfg, &p);
     d->smtp = smtp_server_new(d->base, d->queue, &ops, &p);
     return d->smtp ? 0 : -1;
@@ -317,10 +334,10 @@ static int start_smtp(struct hatod *d)
 
 static void warn_unavailable(const struct hato_config *c)
 {
-    if (c->nsmtps_listen || c->npop3_listen || c->npop3s_listen || c->nimap_listen ||
-        c->nimaps_listen)
-        log_warn("smtps/pop3/pop3s/imap/imaps listeners are not available in this version; "
-                 "ignored");
+    if (c->npop3_listen || c->npop3s_listen || c->nimap_listen || c->nimaps_listen)
+        log_warn("pop3/pop3s/imap/imaps listeners are not available in this version; ignored");
+    if (!c->tls_cert_file[0] && (c->smtp_tls == TLS_MAY || c->submission_tls == TLS_MAY))
+        log_warn("smtp_tls/submission_tls = may, but no tls_cert_file: STARTTLS is not offered");
     if (c->relayhost[0] || c->ntransport_maps)
         log_warn("relayhost/transport_maps: outbound delivery is not available yet; "
                  "remote mail stays queued");

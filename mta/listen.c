@@ -186,13 +186,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
     r->c = c;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct bufferevent *bev = bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev) {
-        close(fd);
-        on_session_close(r);
-        return;
-    }
-    smtp_session_start(d->smtp, bev, l->mode, sa, (socklen_t)salen, 0, on_session_close, r);
+    smtp_session_start(d->smtp, fd, NULL, l->mode, sa, (socklen_t)salen, 0, on_session_close, r);
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)
@@ -296,12 +290,20 @@ struct listeners *listeners_open(struct hatod *d)
     struct timeval every = { d->cfg.anvil_rate_time_unit > 0 ? d->cfg.anvil_rate_time_unit : 60, 0 };
     if (!ls->resume || !ls->sweep || event_add(ls->sweep, &every) < 0)
         goto fail;
-    for (size_t i = 0; i < d->cfg.nsmtp_listen; i++)
-        if (bind_one(ls, d->cfg.smtp_listen[i], SMTP_MODE_MX) < 0)
-            goto fail;
-    for (size_t i = 0; i < d->cfg.nsubmission_listen; i++)
-        if (bind_one(ls, d->cfg.submission_listen[i], SMTP_MODE_SUBMISSION) < 0)
-            goto fail;
+    /* the services: which addresses, and how a session starts there */
+    const struct {
+        char **addrs;
+        size_t n;
+        enum smtp_mode mode;     /* SMTP_MODE_SUBMISSIONS: implicit TLS */
+    } services[] = {
+        { d->cfg.smtp_listen, d->cfg.nsmtp_listen, SMTP_MODE_MX },
+        { d->cfg.submission_listen, d->cfg.nsubmission_listen, SMTP_MODE_SUBMISSION },
+        { d->cfg.smtps_listen, d->cfg.nsmtps_listen, SMTP_MODE_SUBMISSIONS },
+    };
+    for (size_t k = 0; k < sizeof services / sizeof services[0]; k++)
+        for (size_t i = 0; i < services[k].n; i++)
+            if (bind_one(ls, services[k].addrs[i], services[k].mode) < 0)
+                goto fail;
     return ls;
 fail:
     listeners_free(ls);

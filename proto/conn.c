@@ -22,6 +22,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "lib/tls.h"
 #include "proto/conn.h"
 
 #define CONN_READ_STEP  (64 * 1024)   /* octets per read call */
@@ -57,7 +58,6 @@ struct conn {
     unsigned kick_read : 1;     /* report CONN_READ / read OpenSSL's buffer */
     unsigned rd_wants_wr : 1;   /* SSL_read needs the socket writable */
     unsigned wr_wants_rd : 1;   /* SSL_write needs the socket readable */
-    unsigned timed_out : 1;
     char err[160];
 };
 
@@ -66,27 +66,39 @@ static void want_write(struct conn *c, int on);
 
 /* ------------------------------------------------------------ reporting */
 
+/* The memory, the fd and the SSL handle go only here, once no handler of
+ * this conn is running: a protocol may free the conn from its callback and
+ * the handler that called it still holds the pointer (each handler is
+ * framed by enter/leave, as OpenSMTPD's io frames its dispatch). */
 static void really_free(struct conn *c)
 {
+    if (c->ssl)
+        SSL_free(c->ssl);
+    close(c->fd);
     evbuffer_free(c->in);
     evbuffer_free(c->out);
     free(c);
 }
 
-/* Call the protocol.  -1: the conn is gone (or going), touch nothing. */
+static void enter(struct conn *c)
+{
+    c->in_cb++;
+}
+
+static void leave(struct conn *c)
+{
+    if (--c->in_cb == 0 && c->dead)
+        really_free(c);
+}
+
+/* Call the protocol.  -1: the conn was freed meanwhile (it stays valid
+ * memory until the handler leaves): do nothing more with it. */
 static int report(struct conn *c, enum conn_event ev)
 {
     if (c->dead)
         return -1;
-    c->in_cb++;
     c->cb(c, ev, c->arg);
-    c->in_cb--;
-    if (c->dead) {
-        if (c->in_cb == 0)
-            really_free(c);
-        return -1;
-    }
-    return 0;
+    return c->dead ? -1 : 0;
 }
 
 static int fail(struct conn *c, const char *what)
@@ -131,7 +143,7 @@ static int reading_wanted(const struct conn *c)
 
 static void timer_update(struct conn *c, int progress)
 {
-    int want = c->lim.timeout_ms > 0 && !c->failed && !c->dead && !c->timed_out &&
+    int want = c->lim.timeout_ms > 0 && !c->failed && !c->dead &&
                (c->tls == TLS_HANDSHAKE || evbuffer_get_length(c->out) > 0 ||
                 (c->user_read && !c->eof));
     if (want && (progress || !c->timer_on)) {
@@ -249,7 +261,7 @@ static void do_read(struct conn *c)
     if (total > 0) {
         c->nin += total;
         timer_update(c, 1);
-        if (report(c, CONN_READ) < 0)
+        if (report(c, CONN_READ) < 0 || c->failed)
             return;
     }
     if (end == -1) {
@@ -441,11 +453,8 @@ int conn_starttls(struct conn *c, SSL_CTX *ctx, int server, const char *sni)
 
 /* ------------------------------------------------------------ event handlers */
 
-static void on_readable(evutil_socket_t fd, short what, void *arg)
+static void readable(struct conn *c)
 {
-    struct conn *c = arg;
-    (void)fd;
-    (void)what;
     if (c->tls == TLS_HANDSHAKE) {
         hs_step(c);
         return;
@@ -461,11 +470,18 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         do_read(c);
 }
 
-static void on_writable(evutil_socket_t fd, short what, void *arg)
+static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
     (void)fd;
     (void)what;
+    enter(c);
+    readable(c);
+    leave(c);
+}
+
+static void writable(struct conn *c)
+{
     if (c->tls == TLS_HANDSHAKE) {
         hs_step(c);
         return;
@@ -480,23 +496,34 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
     do_flush(c);
 }
 
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd;
+    (void)what;
+    enter(c);
+    writable(c);
+    leave(c);
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
     (void)fd;
     (void)what;
     c->timer_on = 0;
-    c->timed_out = 1;
-    report(c, CONN_TIMEOUT);
+    enter(c);
+    /* again after another idle period if the protocol still waits (say a
+     * last reply the peer never reads: then it frees) */
+    if (report(c, CONN_TIMEOUT) == 0)
+        timer_update(c, 0);
+    leave(c);
 }
 
 /* Deferred work, from the loop: the pass's flush, a resumed read, the
  * start of a handshake, a drain report. */
-static void on_kick(evutil_socket_t fd, short what, void *arg)
+static void kicked(struct conn *c)
 {
-    struct conn *c = arg;
-    (void)fd;
-    (void)what;
     if (c->dead || c->failed)
         return;
     if (!c->wr_on && !c->wr_wants_rd)
@@ -506,8 +533,19 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
     c->kick_read = 0;
     if (c->tls == TLS_UP && SSL_pending(c->ssl) > 0 && reading_wanted(c))
         do_read(c);
-    else if (c->user_read && evbuffer_get_length(c->in) > 0 && c->tls != TLS_HANDSHAKE)
+    else if (c->user_read && evbuffer_get_length(c->in) > 0 &&
+             (c->tls == TLS_NONE || c->tls == TLS_UP))
         report(c, CONN_READ);
+}
+
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd;
+    (void)what;
+    enter(c);
+    kicked(c);
+    leave(c);
 }
 
 /* ------------------------------------------------------------ buffer hooks */
@@ -586,13 +624,8 @@ void conn_free(struct conn *c)
     event_del(&c->ev_kick);
     evbuffer_remove_cb(c->out, on_output_change, c);
     evbuffer_remove_cb(c->in, on_input_change, c);
-    if (c->ssl) {
-        if (c->tls == TLS_UP && !c->failed)
-            (void)SSL_shutdown(c->ssl);   /* best effort close_notify, never waits */
-        SSL_free(c->ssl);
-        c->ssl = NULL;
-    }
-    close(c->fd);
+    if (c->ssl && c->tls == TLS_UP && !c->failed)
+        (void)SSL_shutdown(c->ssl);   /* best effort close_notify, never waits */
     if (c->in_cb == 0)
         really_free(c);
 }
@@ -616,6 +649,14 @@ const char *conn_tls_version(const struct conn *c)
 const char *conn_tls_cipher(const struct conn *c)
 {
     return c->tls == TLS_UP ? SSL_get_cipher_name(c->ssl) : NULL;
+}
+
+void conn_tls_describe(const struct conn *c, char *buf, size_t len)
+{
+    if (c->tls == TLS_UP)
+        tls_info_format(c->ssl, buf, len);
+    else if (len)
+        buf[0] = '\0';
 }
 
 int conn_tls_bits(const struct conn *c)
@@ -644,7 +685,6 @@ void conn_set_input_max(struct conn *c, size_t max)
 void conn_set_timeout(struct conn *c, int ms)
 {
     c->lim.timeout_ms = ms;
-    c->timed_out = 0;
     timer_update(c, 1);
 }
 

@@ -22,9 +22,10 @@
  *   command after STARTTLS is never executed, CVE-2011-0411), runs the
  *   handshake and reports CONN_TLS_READY (or CONN_ERROR).  Implicit TLS is
  *   the same call right after conn_new().
- * - Timeout: the idle timer runs while the conn reads or has output to
- *   write, and restarts on every octet read or written; it reports
- *   CONN_TIMEOUT once (the protocol answers and closes, or frees).
+ * - Timeout: the idle timer runs while the conn reads, has output to
+ *   write or shakes hands, and restarts on every octet read or written; it
+ *   reports CONN_TIMEOUT after each idle period (the protocol answers and
+ *   closes, and frees on the next one if even that answer does not leave).
  * - CONN_EOF: the peer closed its side; input may still hold octets, and
  *   output is still written (replies after a half-close).  CONN_ERROR: the
  *   connection is unusable; free it.
@@ -90,6 +91,9 @@ int conn_is_tls(const struct conn *c);
 /* "TLSv1.3" and the cipher name, or NULL before the handshake. */
 const char *conn_tls_version(const struct conn *c);
 const char *conn_tls_cipher(const struct conn *c);
+/* "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)" (the phrase
+ * of a Received: comment and of log lines), "" before the handshake. */
+void conn_tls_describe(const struct conn *c, char *buf, size_t len);
 int conn_tls_bits(const struct conn *c);
 /* What the last CONN_ERROR was about ("connection reset", a TLS alert). */
 const char *conn_error(const struct conn *c);

@@ -119,10 +119,13 @@ char *received_format(const struct received_info *ri, size_t *len)
         return format_alloc(len, "Received: by %s (%s, from userid %u)\r\n\tid %s; %s\r\n",
                             ri->myhostname, ri->mail_name, ri->uid, ri->qid, date);
     int has_for = ri->for_rcpt && *ri->for_rcpt;
-    return format_alloc(len, "Received: from %s ([%s%s])\r\n"
+    int has_tls = ri->tls && *ri->tls;
+    return format_alloc(len, "Received: from %s ([%s%s])\r\n%s%s%s"
                         "\tby %s (%s) with %s id %s%s%s%s; %s\r\n",
                         ri->helo ? ri->helo : "unknown", ri->ipv6 ? "IPv6:" : "",
-                        ri->client_addr, ri->myhostname, ri->mail_name, ri->proto, ri->qid,
+                        ri->client_addr, has_tls ? "\t(using " : "", has_tls ? ri->tls : "",
+                        has_tls ? ")\r\n" : "",
+                        ri->myhostname, ri->mail_name, ri->proto, ri->qid,
                         has_for ? "\r\n\tfor <" : "", has_for ? ri->for_rcpt : "",
                         has_for ? ">" : "", date);
 }

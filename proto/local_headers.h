@@ -39,6 +39,7 @@ struct received_info {
     int ipv6;                  /* client_addr is IPv6: "[IPv6:...]" */
     const char *myhostname, *mail_name, *proto, *qid;
     const char *for_rcpt;      /* NULL or "": no "for <...>" clause */
+    const char *tls;           /* NULL or "": plaintext; else "TLSv1.3 with cipher ..." */
     time_t now;
 };
 

@@ -1,8 +1,8 @@
 /*
  * proto/smtp_server.c — the SMTP server session (RFC 5321, with PIPELINING,
- * SIZE, 8BITMIME, ENHANCEDSTATUSCODES).  Owns the session state machine,
- * the command table, the reply writer, DATA streaming into the queue, and
- * the one teardown path.  It must never block: filters may answer later,
+ * SIZE, 8BITMIME, ENHANCEDSTATUSCODES) on a connection object
+ * (proto/conn.h).  Owns the session state machine, the command table, the
+ * reply writer, DATA streaming into the queue, and the one teardown path.  It must never block: filters may answer later,
  * the queue commit runs in the worker pool, and while either is pending the
  * session reads no input.  Async results find their session by id.
  */
@@ -13,17 +13,18 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/event_struct.h>
+#include <openssl/ssl.h>
 
 #include "filters/filter.h"
 #include "lib/addr.h"
 #include "lib/iplist.h"
 #include "lib/log.h"
 #include "lib/timeutil.h"
+#include "proto/conn.h"
 #include "proto/lineio.h"
 #include "proto/local_headers.h"
 #include "proto/smtp_cmd.h"
@@ -35,7 +36,7 @@
 #define SMTP_LINE_MAX      512             /* RFC 5321 §4.5.3.1.4, CRLF included */
 #define SMTP_OUTPUT_MAX    (256 * 1024)    /* stop executing commands above this */
 #define SMTP_DATA_CHUNK    (64 * 1024)     /* DATA decoded per step */
-#define SMTP_PULL_MAX      (256 * 1024)    /* DATA read directly per callback */
+#define SMTP_DATA_INPUT    (256 * 1024)    /* input buffered in DATA (one read event) */
 #define SMTP_BUCKETS       4096
 
 enum sess_state {
@@ -43,13 +44,14 @@ enum sess_state {
     S_WAIT,         /* a filter is pending: reading nothing */
     S_DATA,         /* receiving message content */
     S_COMMITTING,   /* the queue commit runs in the pool: reading nothing */
+    S_TLS,          /* the TLS handshake runs (STARTTLS or implicit): reading nothing */
     S_CLOSING,      /* flushing the last reply, then close */
 };
 
 struct session {
     unsigned long long id;
     struct smtp_server *srv;
-    struct bufferevent *bev;
+    struct conn *c;
     enum smtp_mode mode;
     struct sockaddr_storage peer;
     char peer_addr[64];
@@ -58,11 +60,11 @@ struct session {
     struct line_reader lr;
     char *helo;
     int esmtp;
+    int tls;                    /* the handshake is done: the session is encrypted */
+    int greeted;                /* the connect phase ran (implicit TLS: after the handshake) */
     int errors;
     int shutting;
-    int output_blocked;         /* too much output queued: reading stopped */
-    int write_waiting;          /* the socket was full: the bufferevent writes */
-    struct event flush_ev;      /* writes the output once per loop pass */
+    int output_blocked;         /* too much output queued: commands wait */
     int in_filter_call;         /* filter_run() has not returned yet */
     int eof;                    /* the client half-closed: answer what is pending, then close */
     /* transaction */
@@ -96,7 +98,6 @@ struct smtp_server {
     unsigned long long next_id;
     int shutting;
     char databuf[2 * SMTP_DATA_CHUNK + 4];   /* decoder output, loop-only */
-    char pullbuf[SMTP_DATA_CHUNK];           /* DATA read directly, loop-only */
 };
 
 struct commit_ctx {
@@ -106,6 +107,7 @@ struct commit_ctx {
 };
 
 static void process_input(struct session *s);
+static size_t command_input_max(const struct smtp_server *srv);
 static void read_on(struct session *s);
 static void session_free(struct session *s);
 static void txn_reset(struct session *s);
@@ -142,12 +144,17 @@ static void session_unlink(struct session *s)
 
 /* ------------------------------------------------------------ output */
 
-/* Replies are appended to the bufferevent's output buffer.  Adding to it
- * schedules one flush per loop pass (the replies to pipelined commands
- * leave in one write), and the flush writes straight to the socket: EV_WRITE
- * is enabled only while the socket cannot take everything, so a reply costs
- * one write() and no epoll_ctl() or extra loop pass. */
+/* Replies are appended to the connection's output buffer; the conn writes
+ * once per loop pass (the replies to pipelined commands leave in one write)
+ * and reports CONN_DRAINED when asked (proto/conn.h). */
 
+static struct evbuffer *out_of(struct session *s)
+{
+    return conn_output(s->c);
+}
+
+/* CONN_DRAINED: the last reply is out (close), or the output that held
+ * back pipelined commands is gone (go on). */
 static void output_drained(struct session *s)
 {
     if (s->state == S_CLOSING) {
@@ -163,43 +170,13 @@ static void output_drained(struct session *s)
     }
 }
 
-static void on_output_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
-{
-    struct session *s = arg;
-    (void)buf;
-    if (info->n_added > 0 && !s->write_waiting)
-        event_active(&s->flush_ev, 0, 0);
-}
-
-static void flush_output(evutil_socket_t fd, short what, void *arg)
-{
-    struct session *s = arg;
-    struct evbuffer *out = bufferevent_get_output(s->bev);
-    (void)fd;
-    (void)what;
-    if (s->write_waiting)
-        return;
-    while (evbuffer_get_length(out) > 0) {
-        int n = evbuffer_write(out, bufferevent_getfd(s->bev));
-        if (n > 0 || (n < 0 && errno == EINTR))
-            continue;
-        /* full (EAGAIN) or broken: the bufferevent writes the rest when it
-         * can, or reports the error to on_event */
-        s->write_waiting = 1;
-        bufferevent_enable(s->bev, EV_WRITE);
-        return;
-    }
-    output_drained(s);
-}
-
 /* ------------------------------------------------------------ replies */
 
 static void close_after_reply(struct session *s)
 {
     s->state = S_CLOSING;
-    bufferevent_disable(s->bev, EV_READ);
-    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-        session_free(s);
+    conn_read_enable(s->c, 0);
+    conn_want_drain(s->c);       /* then output_drained() frees */
 }
 
 static void reply(struct session *s, int code, const char *enh, const char *fmt, ...)
@@ -212,7 +189,7 @@ static void reply(struct session *s, int code, const char *enh, const char *fmt,
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    struct evbuffer *out = bufferevent_get_output(s->bev);
+    struct evbuffer *out = out_of(s);
     if (enh && *enh)
         evbuffer_add_printf(out, "%d %s %s\r\n", code, enh, text);
     else
@@ -244,7 +221,7 @@ static void reply_filter(struct session *s, enum filter_verdict v, const struct 
 static void read_on(struct session *s)
 {
     if (!s->eof)
-        bufferevent_enable(s->bev, EV_READ);
+        conn_read_enable(s->c, 1);
 }
 
 /* The client closed its side and everything it sent has been executed:
@@ -261,7 +238,7 @@ static void end_at_eof(struct session *s)
 static void stop_reading(struct session *s, enum sess_state st)
 {
     s->state = st;
-    bufferevent_disable(s->bev, EV_READ);
+    conn_read_enable(s->c, 0);
 }
 
 static void resume_reading(struct session *s)
@@ -296,13 +273,15 @@ static void run_filters(struct session *s, enum filter_phase phase, filter_done_
     s->frun = filter_run(s->filters, phase, &s->txn, done, s);
     s->in_filter_call = 0;
     if (s->state == S_WAIT && s->frun)
-        bufferevent_disable(s->bev, EV_READ);
+        conn_read_enable(s->c, 0);
 }
 
 /* ------------------------------------------------------------ transaction */
 
 static void txn_reset(struct session *s)
 {
+    if (s->c)
+        conn_set_input_max(s->c, command_input_max(s->srv));
     if (s->hdrbuf)
         evbuffer_free(s->hdrbuf);
     s->hdrbuf = NULL;
@@ -330,15 +309,40 @@ static const char *proto_name(const struct session *s)
 {
     if (s->mode == SMTP_MODE_LOCAL)
         return "local";
-    return s->esmtp ? "ESMTP" : "SMTP";
+    if (s->esmtp)
+        return s->tls ? "ESMTPS" : "ESMTP";   /* RFC 3848 */
+    return "SMTP";
+}
+
+static enum smtp_tls_policy tls_policy(const struct session *s)
+{
+    switch (s->mode) {
+    case SMTP_MODE_MX: return s->srv->p.smtp_tls;
+    case SMTP_MODE_SUBMISSION: return s->srv->p.submission_tls;
+    case SMTP_MODE_SUBMISSIONS: return SMTP_TLS_ENCRYPT;
+    default: return SMTP_TLS_NONE;
+    }
+}
+
+static SSL_CTX *tls_ctx(const struct session *s)
+{
+    return s->srv->ops.tls_ctx ? s->srv->ops.tls_ctx(s->gen) : NULL;
+}
+
+/* STARTTLS is offered: a policy that wants it, a certificate, not yet. */
+static int starttls_offered(const struct session *s)
+{
+    return !s->tls && tls_policy(s) != SMTP_TLS_NONE && tls_ctx(s) != NULL;
 }
 
 /* ------------------------------------------------------------ commands */
 
 static void ehlo_reply(struct session *s)
 {
-    struct evbuffer *out = bufferevent_get_output(s->bev);
+    struct evbuffer *out = out_of(s);
     evbuffer_add_printf(out, "250-%s\r\n250-PIPELINING\r\n", s->srv->p.myhostname);
+    if (starttls_offered(s))
+        evbuffer_add_printf(out, "250-STARTTLS\r\n");
     if (s->srv->p.message_size_limit > 0)
         evbuffer_add_printf(out, "250-SIZE %lld\r\n", s->srv->p.message_size_limit);
     else
@@ -401,14 +405,6 @@ static void cmd_mail(struct session *s, const char *arg)
 {
     struct smtp_mail_args ma;
     struct smtp_err e;
-    if (!s->helo && s->mode != SMTP_MODE_LOCAL) {
-        reply_error(s, 503, "5.5.1", "Error: send HELO/EHLO first");
-        return;
-    }
-    if (s->have_mail) {
-        reply_error(s, 503, "5.5.1", "Error: nested MAIL command");
-        return;
-    }
     if (smtp_parse_mail(arg, &ma, &e) < 0) {
         reply_error(s, e.code, e.enh, e.text);
         return;
@@ -497,10 +493,6 @@ static void cmd_rcpt(struct session *s, const char *arg)
     struct smtp_rcpt_args ra;
     struct smtp_err e;
     char address[ADDR_BUF + 16];
-    if (!s->have_mail) {
-        reply_error(s, 503, "5.5.1", "Error: need MAIL command");
-        return;
-    }
     if (s->srv->p.recipient_limit > 0 && s->nrcpt >= s->srv->p.recipient_limit) {
         reply_error(s, 452, "4.5.3", "Error: too many recipients");
         return;
@@ -528,7 +520,10 @@ static void cmd_rcpt(struct session *s, const char *arg)
 
 static int write_received(struct session *s)
 {
+    char tls[160];
+    conn_tls_describe(s->c, tls, sizeof tls);
     struct received_info ri = {
+        .tls = tls,
         .local = s->mode == SMTP_MODE_LOCAL,
         .uid = (unsigned)s->uid,
         .helo = s->helo,
@@ -552,10 +547,6 @@ static int write_received(struct session *s)
 
 static void cmd_data(struct session *s, const char *arg)
 {
-    if (!s->have_mail) {
-        reply_error(s, 503, "5.5.1", "Error: need MAIL command");
-        return;
-    }
     if (s->env.nrcpt == 0) {
         reply_error(s, 554, "5.5.1", "Error: no valid recipients");
         return;
@@ -581,6 +572,7 @@ static void cmd_data(struct session *s, const char *arg)
     s->data_overflow = s->header_overflow = 0;
     reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
     s->state = S_DATA;
+    conn_set_input_max(s->c, SMTP_DATA_INPUT);
 }
 
 static void cmd_rset(struct session *s, const char *arg)
@@ -614,33 +606,100 @@ static void cmd_help(struct session *s, const char *arg)
     reply(s, 214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
 }
 
+/* RFC 3207: 220, then the handshake on the same connection.  The conn
+ * discards whatever plaintext followed the command (CVE-2011-0411); after
+ * the handshake the session forgets HELO/EHLO (on_tls_ready). */
+static void cmd_starttls(struct session *s, const char *arg)
+{
+    if (*arg) {
+        reply_error(s, 501, "5.5.4", "Syntax: STARTTLS");
+        return;
+    }
+    if (s->tls) {
+        reply_error(s, 503, "5.5.1", "Error: TLS already active");
+        return;
+    }
+    SSL_CTX *ctx = starttls_offered(s) ? tls_ctx(s) : NULL;
+    if (!ctx) {
+        reply_error(s, 502, "5.5.1", "Error: command not implemented");
+        return;
+    }
+    reply(s, 220, "2.0.0", "Ready to start TLS");
+    if (conn_starttls(s->c, ctx, 1, NULL) < 0) {
+        log_err("cannot start TLS for %s", s->peer_addr);
+        reply(s, 454, "4.7.0", "TLS not available due to local problem");
+        close_after_reply(s);
+        return;
+    }
+    s->state = S_TLS;
+}
+
 static void cmd_not_impl(struct session *s, const char *arg)
 {
     reply_error(s, 502, "5.5.1", "Error: command not implemented");
 }
 
+/* Preconditions, checked in one place (precheck) before a command runs. */
+enum {
+    C_IDLE   = 1 << 0,   /* refused during shutdown unless a transaction runs */
+    C_HELO   = 1 << 1,   /* after HELO/EHLO (not for the local submission) */
+    C_NO_TXN = 1 << 2,   /* not inside a MAIL transaction */
+    C_TXN    = 1 << 3,   /* inside one (after MAIL) */
+    C_TLS    = 1 << 4,   /* after STARTTLS when the policy is "encrypt" */
+};
+
 struct smtp_command {
     enum smtp_verb verb;
-    int needs_idle;          /* refused during shutdown unless a transaction runs */
+    unsigned flags;
+    const char *busy_text;   /* C_NO_TXN refusal */
     void (*run)(struct session *s, const char *arg);
 };
 
 static const struct smtp_command commands[] = {
-    { SMTP_V_HELO, 1, cmd_helo },
-    { SMTP_V_EHLO, 1, cmd_ehlo },
-    { SMTP_V_MAIL, 1, cmd_mail },
-    { SMTP_V_RCPT, 0, cmd_rcpt },
-    { SMTP_V_DATA, 0, cmd_data },
-    { SMTP_V_RSET, 0, cmd_rset },
-    { SMTP_V_NOOP, 0, cmd_noop },
-    { SMTP_V_QUIT, 0, cmd_quit },
-    { SMTP_V_VRFY, 0, cmd_vrfy },
-    { SMTP_V_HELP, 0, cmd_help },
-    { SMTP_V_EXPN, 0, cmd_not_impl },
-    { SMTP_V_STARTTLS, 0, cmd_not_impl },
-    { SMTP_V_AUTH, 0, cmd_not_impl },
-    { SMTP_V_BDAT, 0, cmd_not_impl },
+    { SMTP_V_HELO, C_IDLE, NULL, cmd_helo },
+    { SMTP_V_EHLO, C_IDLE, NULL, cmd_ehlo },
+    { SMTP_V_MAIL, C_IDLE | C_HELO | C_NO_TXN | C_TLS, "Error: nested MAIL command", cmd_mail },
+    { SMTP_V_RCPT, C_TXN, NULL, cmd_rcpt },
+    { SMTP_V_DATA, C_TXN, NULL, cmd_data },
+    { SMTP_V_RSET, 0, NULL, cmd_rset },
+    { SMTP_V_NOOP, 0, NULL, cmd_noop },
+    { SMTP_V_QUIT, 0, NULL, cmd_quit },
+    { SMTP_V_VRFY, 0, NULL, cmd_vrfy },
+    { SMTP_V_HELP, 0, NULL, cmd_help },
+    { SMTP_V_EXPN, 0, NULL, cmd_not_impl },
+    { SMTP_V_STARTTLS, C_IDLE | C_HELO | C_NO_TXN, "Error: MAIL transaction in progress",
+      cmd_starttls },
+    { SMTP_V_AUTH, 0, NULL, cmd_not_impl },
+    { SMTP_V_BDAT, 0, NULL, cmd_not_impl },
 };
+
+/* 0 if the command may run now, else it has been answered. */
+static int precheck(struct session *s, const struct smtp_command *c)
+{
+    if (s->shutting && c->verb != SMTP_V_QUIT && ((c->flags & C_IDLE) || !s->have_mail)) {
+        reply(s, 421, "4.3.2", "%s Service shutting down, closing transmission channel",
+              s->srv->p.myhostname);
+        close_after_reply(s);
+        return -1;
+    }
+    if ((c->flags & C_HELO) && !s->helo && s->mode != SMTP_MODE_LOCAL) {
+        reply_error(s, 503, "5.5.1", "Error: send HELO/EHLO first");
+        return -1;
+    }
+    if ((c->flags & C_NO_TXN) && s->have_mail) {
+        reply_error(s, 503, "5.5.1", c->busy_text ? c->busy_text : "Error: MAIL transaction in progress");
+        return -1;
+    }
+    if ((c->flags & C_TXN) && !s->have_mail) {
+        reply_error(s, 503, "5.5.1", "Error: need MAIL command");
+        return -1;
+    }
+    if ((c->flags & C_TLS) && !s->tls && tls_policy(s) == SMTP_TLS_ENCRYPT) {
+        reply_error(s, 530, "5.7.0", "Must issue a STARTTLS command first");
+        return -1;
+    }
+    return 0;
+}
 
 static void dispatch(struct session *s, const char *line, size_t len)
 {
@@ -652,13 +711,8 @@ static void dispatch(struct session *s, const char *line, size_t len)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         if (commands[i].verb != cmd.verb)
             continue;
-        if (s->shutting && cmd.verb != SMTP_V_QUIT && (commands[i].needs_idle || !s->have_mail)) {
-            reply(s, 421, "4.3.2", "%s Service shutting down, closing transmission channel",
-                  s->srv->p.myhostname);
-            close_after_reply(s);
-            return;
-        }
-        commands[i].run(s, cmd.arg);
+        if (precheck(s, &commands[i]) == 0)
+            commands[i].run(s, cmd.arg);
         return;
     }
     reply_error(s, 500, "5.5.2", "Error: command not recognized");
@@ -836,39 +890,18 @@ static size_t data_step(struct session *s, const char *p, size_t n)
     return used;
 }
 
-/* Message content: first what the bufferevent has read, then straight from
- * the socket in steps of SMTP_DATA_CHUNK (libevent 2.1 reads at most 4 KiB
- * per loop pass, which made a 100 KiB message take 25 passes), at most
- * SMTP_PULL_MAX per call for fairness.  End of file and errors are left for
- * the bufferevent to find and report; octets after the final dot (the
- * next commands) go into the input buffer, at its (unfrozen) front. */
+/* Message content: what the conn has read (up to SMTP_DATA_INPUT per read
+ * event, in 64 KiB reads), decoded in steps of SMTP_DATA_CHUNK.  Octets
+ * after the final dot (the next commands) stay in the input buffer. */
 static void data_input(struct session *s)
 {
-    struct evbuffer *in = bufferevent_get_input(s->bev);
-    size_t pulled = 0;
-    while (s->state == S_DATA) {
-        if (evbuffer_get_length(in) > 0) {
-            struct evbuffer_iovec v;
-            if (evbuffer_peek(in, SMTP_DATA_CHUNK, NULL, &v, 1) < 1)
-                break;
-            size_t n = v.iov_len < SMTP_DATA_CHUNK ? v.iov_len : SMTP_DATA_CHUNK;
-            evbuffer_drain(in, data_step(s, v.iov_base, n));
-            continue;
-        }
-        if (pulled >= SMTP_PULL_MAX || s->eof)
+    struct evbuffer *in = conn_input(s->c);
+    while (s->state == S_DATA && evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, SMTP_DATA_CHUNK, NULL, &v, 1) < 1)
             break;
-        ssize_t r = recv(bufferevent_getfd(s->bev), s->srv->pullbuf, sizeof s->srv->pullbuf, 0);
-        if (r <= 0)
-            break;
-        pulled += (size_t)r;
-        size_t used = data_step(s, s->srv->pullbuf, (size_t)r);
-        /* the input buffer is empty here, and only its end is frozen */
-        if (used < (size_t)r && s->state != S_CLOSING &&
-            evbuffer_prepend(in, s->srv->pullbuf + used, (size_t)r - used) < 0) {
-            log_err("out of memory for the input of %s", s->peer_addr);
-            reply(s, 421, "4.3.0", "%s Error: out of memory", s->srv->p.myhostname);
-            close_after_reply(s);
-        }
+        size_t n = v.iov_len < SMTP_DATA_CHUNK ? v.iov_len : SMTP_DATA_CHUNK;
+        evbuffer_drain(in, data_step(s, v.iov_base, n));
     }
 }
 
@@ -877,8 +910,7 @@ static void data_input(struct session *s)
 static void process_input(struct session *s)
 {
     char line[SMTP_LINE_MAX + 1];
-    struct evbuffer *in = bufferevent_get_input(s->bev);
-    struct evbuffer *out = bufferevent_get_output(s->bev);
+    struct evbuffer *in = conn_input(s->c);
     while (s->state == S_CMD || s->state == S_DATA) {
         if (s->state == S_DATA) {
             data_input(s);
@@ -889,9 +921,9 @@ static void process_input(struct session *s)
             }
             continue;
         }
-        if (evbuffer_get_length(out) > SMTP_OUTPUT_MAX) {
+        if (conn_output_full(s->c)) {
             s->output_blocked = 1;          /* until output_drained() */
-            bufferevent_disable(s->bev, EV_READ);
+            conn_want_drain(s->c);
             return;
         }
         size_t len;
@@ -915,44 +947,83 @@ static void process_input(struct session *s)
     }
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void on_timeout(struct session *s)
 {
-    process_input(arg);
-}
-
-/* The bufferevent wrote what flush_output() could not: back to direct
- * writes once the output is empty. */
-static void on_write(struct bufferevent *bev, void *arg)
-{
-    struct session *s = arg;
-    if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
-        return;
-    s->write_waiting = 0;
-    bufferevent_disable(bev, EV_WRITE);
-    output_drained(s);
-}
-
-static void on_event(struct bufferevent *bev, short what, void *arg)
-{
-    struct session *s = arg;
-    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && s->state != S_CLOSING) {
-        reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->srv->p.myhostname);
-        log_info("timeout after %s from %s", s->state == S_DATA ? "DATA" : "command", s->peer_addr);
-        close_after_reply(s);
+    if (s->state == S_CLOSING) {
+        session_free(s);         /* the client does not even take the last reply */
         return;
     }
-    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
-        if (s->state == S_CLOSING || s->eof)
-            return;
-        s->eof = 1;              /* half-close: finish what was sent, answer it */
-        bufferevent_disable(bev, EV_READ);
-        if (s->state == S_CMD || s->state == S_DATA)
-            process_input(s);
+    if (s->state == S_TLS) {
+        log_info("timeout during the TLS handshake from %s", s->peer_addr);
+        session_free(s);         /* no channel to answer on */
         return;
     }
-    if (what & BEV_EVENT_ERROR)
-        log_debug("connection error from %s: %s", s->peer_addr, strerror(EVUTIL_SOCKET_ERROR()));
-    session_free(s);
+    reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->srv->p.myhostname);
+    log_info("timeout after %s from %s", s->state == S_DATA ? "DATA" : "command", s->peer_addr);
+    close_after_reply(s);
+}
+
+/* The client closed its side: finish what it sent, answer it, close. */
+static void on_eof(struct session *s)
+{
+    if (s->state == S_CLOSING || s->eof)
+        return;
+    s->eof = 1;
+    if (s->state == S_CMD || s->state == S_DATA)
+        process_input(s);
+}
+
+static void greet(struct session *s);
+
+/* The handshake is done: a STARTTLS session starts over (RFC 3207 §4.2:
+ * HELO/EHLO and any transaction are forgotten), an implicit-TLS one gets
+ * its greeting now. */
+static void on_tls_ready(struct session *s)
+{
+    char desc[160];
+    conn_tls_describe(s->c, desc, sizeof desc);
+    log_info("TLS connection established from %s: %s", s->peer_addr, desc);
+    s->tls = 1;
+    txn_reset(s);
+    free(s->helo);
+    s->helo = NULL;
+    s->esmtp = 0;
+    if (!s->greeted) {
+        greet(s);
+        return;
+    }
+    s->state = S_CMD;
+    read_on(s);
+}
+
+static void on_conn(struct conn *c, enum conn_event ev, void *arg)
+{
+    struct session *s = arg;
+    (void)c;
+    switch (ev) {
+    case CONN_READ:
+        process_input(s);
+        break;
+    case CONN_DRAINED:
+        output_drained(s);
+        break;
+    case CONN_EOF:
+        on_eof(s);
+        break;
+    case CONN_TIMEOUT:
+        on_timeout(s);
+        break;
+    case CONN_TLS_READY:
+        on_tls_ready(s);
+        break;
+    case CONN_ERROR:
+        if (s->state == S_TLS)
+            log_info("TLS handshake failed for %s: %s", s->peer_addr, conn_error(s->c));
+        else
+            log_debug("connection error from %s: %s", s->peer_addr, conn_error(s->c));
+        session_free(s);
+        break;
+    }
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -965,9 +1036,7 @@ static void session_free(struct session *s)
     txn_reset(s);
     s->srv->ops.gen_unref(s->srv->ops.ctx, s->gen);
     session_unlink(s);
-    event_del(&s->flush_ev);
-    evbuffer_remove_cb(bufferevent_get_output(s->bev), on_output_added, s);
-    bufferevent_free(s->bev);
+    conn_free(s->c);
     free(s->helo);
     if (s->on_close)
         s->on_close(s->close_arg);
@@ -987,26 +1056,38 @@ static void connect_done(void *arg, enum filter_verdict v, const struct filter_r
     filter_finished(s);
 }
 
-static void set_timeouts(struct session *s)
+/* Command mode buffers at most smtpd_pipelining_limit lines (the rest wait
+ * in the kernel); DATA takes a whole read event's worth at a time. */
+static size_t command_input_max(const struct smtp_server *srv)
 {
-    struct timeval tv = { s->srv->p.timeout, 0 };
-    bufferevent_set_timeouts(s->bev, &tv, &tv);
+    return (size_t)srv->p.pipelining_limit * SMTP_LINE_MAX;
 }
 
-int smtp_session_start(struct smtp_server *srv, struct bufferevent *bev, enum smtp_mode mode,
-                       const struct sockaddr *peer, socklen_t peerlen, uid_t uid,
-                       void (*on_close)(void *arg), void *close_arg)
+/* The start failed before the session owned anything but fd. */
+static int start_failed(struct smtp_server *srv, struct session *s, int fd,
+                        void (*on_close)(void *arg), void *close_arg)
+{
+    log_err("cannot start a session for %s: out of memory", s ? s->peer_addr : "a client");
+    if (s) {
+        session_unlink(s);
+        srv->ops.gen_unref(srv->ops.ctx, s->gen);
+        free(s);
+    }
+    close(fd);
+    if (on_close)
+        on_close(close_arg);    /* the caller's accounting ends here too */
+    return -1;
+}
+
+int smtp_session_start(struct smtp_server *srv, int fd, struct evbuffer *pending,
+                       enum smtp_mode mode, const struct sockaddr *peer, socklen_t peerlen,
+                       uid_t uid, void (*on_close)(void *arg), void *close_arg)
 {
     struct session *s = calloc(1, sizeof *s);
-    if (!s) {
-        bufferevent_free(bev);
-        if (on_close)
-            on_close(close_arg);    /* the caller's accounting ends here too */
-        return -1;
-    }
+    if (!s)
+        return start_failed(srv, NULL, fd, on_close, close_arg);
     s->id = ++srv->next_id;
     s->srv = srv;
-    s->bev = bev;
     s->mode = mode;
     s->uid = uid;
     s->on_close = on_close;
@@ -1022,37 +1103,49 @@ int smtp_session_start(struct smtp_server *srv, struct bufferevent *bev, enum sm
     s->w.fd = -1;
     s->gen = srv->ops.gen_ref(srv->ops.ctx, &s->filters);
     session_link(s);
-    bufferevent_setcb(bev, on_read, on_write, on_event, s);
-    bufferevent_setwatermark(bev, EV_READ, 0,
-                             (size_t)srv->p.pipelining_limit * SMTP_LINE_MAX);
-    set_timeouts(s);
-    event_assign(&s->flush_ev, srv->base, -1, 0, flush_output, s);
-    bufferevent_disable(bev, EV_WRITE);
-    if (!evbuffer_add_cb(bufferevent_get_output(bev), on_output_added, s)) {
-        log_err("cannot start a session for %s: out of memory", s->peer_addr);
-        session_unlink(s);
-        srv->ops.gen_unref(srv->ops.ctx, s->gen);
-        bufferevent_free(bev);
-        free(s);
-        if (on_close)
-            on_close(close_arg);
+    struct conn_limits lim = {
+        .input_max = command_input_max(srv),
+        .output_high = SMTP_OUTPUT_MAX,
+        .read_max = SMTP_DATA_INPUT,
+        .timeout_ms = (int)(srv->p.timeout * 1000),
+    };
+    s->c = conn_new(srv->base, fd, &lim, on_conn, s);
+    if (!s->c)
+        return start_failed(srv, s, fd, on_close, close_arg);
+    /* a local client may have sent commands along with its first line */
+    if (pending && evbuffer_add_buffer(conn_input(s->c), pending) < 0) {
+        session_free(s);
         return -1;
     }
-    if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
-        event_active(&s->flush_ev, 0, 0);
     if (srv->shutting) {
         reply(s, 421, "4.3.2", "%s Service shutting down", srv->p.myhostname);
         close_after_reply(s);
         return 0;
     }
+    if (mode == SMTP_MODE_SUBMISSIONS) {
+        /* implicit TLS (RFC 8314): the greeting comes after the handshake */
+        SSL_CTX *ctx = tls_ctx(s);
+        if (!ctx || conn_starttls(s->c, ctx, 1, NULL) < 0) {
+            log_err("no TLS for the implicit-TLS session of %s: closed", s->peer_addr);
+            session_free(s);
+            return -1;
+        }
+        s->state = S_TLS;
+        return 0;
+    }
+    greet(s);
+    return 0;
+}
+
+/* The connect phase: filters, then the 220 greeting. */
+static void greet(struct session *s)
+{
+    s->greeted = 1;
+    s->state = S_CMD;
     txn_view(s);
     run_filters(s, FILTER_CONNECT, connect_done);
     if (s->state == S_CMD)
-        read_on(s);
-    /* a local client may have sent commands along with its first line */
-    if (s->state == S_CMD && evbuffer_get_length(bufferevent_get_input(bev)) > 0)
-        process_input(s);
-    return 0;
+        read_on(s);              /* reports buffered input from the loop */
 }
 
 /* ------------------------------------------------------------ server */

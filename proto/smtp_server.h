@@ -1,5 +1,6 @@
 /*
- * proto/smtp_server.h — the SMTP server: sessions on bufferevents, driven
+ * proto/smtp_server.h — the SMTP server: sessions on connection objects
+ * (proto/conn.h), driven
  * by a command table, streaming DATA to the queue, calling the filter chain
  * at each phase.  It knows the rest of hatod only through this contract:
  * mta/ fills smtp_server_ops (recipient resolution, queued-message hand-off)
@@ -12,7 +13,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-struct bufferevent;
+struct evbuffer;
 struct event_base;
 struct queue;
 struct filter_chain;
@@ -20,10 +21,15 @@ struct envelope;
 struct smtp_server;
 
 enum smtp_mode {
-    SMTP_MODE_MX,          /* port 25 */
-    SMTP_MODE_SUBMISSION,  /* port 587 (AUTH comes with its own issue) */
+    SMTP_MODE_MX,          /* port 25: STARTTLS per smtp_tls */
+    SMTP_MODE_SUBMISSION,  /* port 587: STARTTLS per submission_tls (AUTH: its own issue) */
+    SMTP_MODE_SUBMISSIONS, /* port 465: submission over implicit TLS (RFC 8314) */
     SMTP_MODE_LOCAL,       /* the control socket: sendmail, trusted */
 };
+
+/* smtp_tls / submission_tls: offer STARTTLS or not, or require it before
+ * MAIL (530 5.7.0). */
+enum smtp_tls_policy { SMTP_TLS_NONE, SMTP_TLS_MAY, SMTP_TLS_ENCRYPT };
 
 struct smtp_server_params {
     const char *myhostname;
@@ -37,6 +43,7 @@ struct smtp_server_params {
     long long timeout;                /* seconds */
     long long pipelining_limit;       /* commands buffered before reading stops */
     int bare_lf_reject;               /* smtpd_forbid_bare_newline = yes */
+    enum smtp_tls_policy smtp_tls, submission_tls;
 };
 
 /* How the server learns where recipients go and hands over queued mail. */
@@ -64,6 +71,9 @@ struct smtp_server_ops {
                                        const char *address, const char *orcpt);
     /* A message is committed: schedule it (called even if the client left). */
     void (*queued)(void *ctx, const struct envelope *env);
+    /* The generation's server TLS context, or NULL: no STARTTLS offered
+     * and an implicit-TLS session is closed. */
+    struct ssl_ctx_st *(*tls_ctx)(void *gen);
     void *ctx;
 };
 
@@ -75,13 +85,15 @@ struct smtp_server *smtp_server_new(struct event_base *base, struct queue *q,
  * each session's generation, see gen_ref). */
 void smtp_server_set_params(struct smtp_server *srv, const struct smtp_server_params *p);
 
-/* Start a session on bev (the server owns it from now on).  peer is NULL
- * for SMTP_MODE_LOCAL, where uid is the submitting user.  `on_close` (may
- * be NULL) runs once when the session ends, for connection accounting:
- * also when the start fails (-1; bev is freed then too). */
-int smtp_session_start(struct smtp_server *srv, struct bufferevent *bev, enum smtp_mode mode,
-                       const struct sockaddr *peer, socklen_t peerlen, uid_t uid,
-                       void (*on_close)(void *arg), void *close_arg);
+/* Start a session on fd (connected, non-blocking; the server owns it from
+ * now on).  pending: octets already read from it (moved into the session's
+ * input), or NULL.  peer is NULL for SMTP_MODE_LOCAL, where uid is the
+ * submitting user.  `on_close` (may be NULL) runs once when the session
+ * ends, for connection accounting: also when the start fails (-1; fd is
+ * closed then too). */
+int smtp_session_start(struct smtp_server *srv, int fd, struct evbuffer *pending,
+                       enum smtp_mode mode, const struct sockaddr *peer, socklen_t peerlen,
+                       uid_t uid, void (*on_close)(void *arg), void *close_arg);
 /* Sessions open; sessions with a transaction in progress. */
 size_t smtp_server_sessions(const struct smtp_server *srv);
 size_t smtp_server_busy(const struct smtp_server *srv);
