@@ -370,7 +370,8 @@ class Trace:
                 return
             ino = ofd.ino
         fl = Flush(len(self.flushes), call, ino, what if ino is None else self.kind[ino])
-        fl.name = next((r for r, i in self.ns.items() if i == ino), None) if ino else None
+        of = ofd.ino if ofd is not None else None     # for a syncfs: the file it went through
+        fl.name = next((r for r, i in self.ns.items() if i == of), None) if of else None
         self.flushes.append(fl)
 
     def feed(self, call):

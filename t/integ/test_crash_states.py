@@ -360,10 +360,17 @@ class Runner:
         remote = {m.qid for m in self.rec.msgs if m.remote()}
         local_dirs = {r for m in self.rec.msgs for r in m.local()}
         self.runs += 1
-        try:
-            h.start()
-        except RuntimeError as e:
-            return ["hatod did not start: %s" % str(e)[-2000:]], 0, ""
+        for attempt in range(3):
+            try:
+                h.start()
+                break
+            except RuntimeError as e:
+                if "Address already in use" not in str(e) or attempt == 2:
+                    return ["hatod did not start: %s" % str(e)[-2000:]], 0, ""
+                h.logf.close()
+                h.proc = None
+                self.new_ports()      # someone else took the port since the last run
+                os.unlink(h.log_path)
         wait_for(lambda: set(h.queue_ids()) <= remote and
                  not os.listdir(os.path.join(h.state, "queue", "tmp")), 15)
         rc = h.stop()
@@ -373,6 +380,13 @@ class Runner:
         if v:
             v.append("log: " + log[-1500:])
         return v, dups, log
+
+    def new_ports(self):
+        h = self.h
+        h.port, h.sub_port = harness.free_port(), harness.free_port()
+        h.conf["smtp_listen"] = "127.0.0.1:%d" % h.port
+        h.conf["submission_listen"] = "127.0.0.1:%d" % h.sub_port
+        h.write_conf()
 
     def cleanup(self):
         self.h.cleanup()
@@ -468,7 +482,8 @@ class CrashStates(unittest.TestCase):
                     bookkeeping += 1
                 elif not res[0]:
                     undetected.append(f)
-            report.append("  without %-45s %s" % (self.describe(tr, f), text))
+            report.append("  without %-45s %-26s %s" % (self.describe(tr, f),
+                                                      "[%s]" % self.call_site(tr, f), text))
         report.append("mutation check: %d flushes, %d removals detected (%d only with a "
                       "call's other flushes), %d bookkeeping-only, %d undetected; %d hatod runs in "
                       "all, %.1fs"
@@ -482,14 +497,17 @@ class CrashStates(unittest.TestCase):
     def call_site(tr, f):
         """Which call in the code issued flush f, told from what it flushed:
         the role of the file (queue content, envelope or rewrite, Maildir
-        file), the directory, or for a syncfs whether the same thread had
-        just renamed into queue/env (after the commit's renames) or not."""
+        file), the directory, or for a syncfs the file system's way in (the
+        queue directory, a Maildir file) and whether the same thread had
+        just renamed into queue/env or a new/ (the second flush) or not."""
         if f.ino is None:
             prev = max([g.end for g in tr.flushes if g.call.tid == f.call.tid and g.end < f.start]
                        or [-1])
             after = any(o.kind == "rename" and o.tid == f.call.tid and prev < o.pos < f.start
-                        and o.new.startswith("queue/env/") for o in tr.ops)
-            return "%s %s" % (f.call.name, "after renames" if after else "before renames")
+                        and (o.new.startswith("queue/env/") or "/new/" in o.new)
+                        for o in tr.ops)
+            where = "queue" if (f.name or "").startswith("queue") else "Maildir"
+            return "%s(%s) %s" % (f.call.name, where, "after renames" if after else "before renames")
         name = f.name or "?"
         role = re.sub(r"^mail/[^/]+/[^/]+", "MAILDIR", name)
         role = re.sub(r"/tmp/[^/]+$", "/tmp/FILE", role) if role.startswith("MAILDIR") else role
