@@ -187,6 +187,10 @@ class Shutdown(HatodTestCase):
         h.proc.wait(5)
         self.assertLess(time.time() - t0, 3.5)
         self.assertIn("shutdown timeout", h.log())
+        # the cut session's queue file is dropped after the pool is gone:
+        # cleanly (under ASan: no use of the freed pool), exit status 0
+        self.assertEqual(h.proc.returncode, 0, h.log())
+        self.assertNotIn("AddressSanitizer", h.log())
         h.stop()
         restart(h)
         self.assertEqual(ls(qdir(h, "tmp")), [])
