@@ -10,7 +10,9 @@ import subprocess
 import unittest
 from datetime import datetime
 
-from harness import HATOD, Hatod, wait_for
+from harness import HATOCTL, HATOD, Hatod, wait_for
+
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 
 
 def openssl(*args):
@@ -196,6 +198,22 @@ class CheckConfig(TLSCase):
         os.chmod(key, 0o600)
         r = self.check()
         self.assertNotIn(b"readable", r.stderr)
+
+    @unittest.skipUnless(os.path.exists(FAKETIME_LIB), "libfaketime not installed")
+    def test_expired_certificate_warns(self):
+        key, cert = self.path("old.key"), self.path("old.crt")
+        # made in 2020 for 30 days (libfaketime; ASan need not come first)
+        env = {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME": "2020-01-01 00:00:00",
+               "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+        r = self.h.run_tool([HATOCTL, "-f", self.h.conf_path, "tls", "selfsigned",
+                             "mx.example.test", "--days", "30", "--key", key, "--cert", cert],
+                            env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.set_conf(tls_cert_file=cert, tls_key_file=key)
+        r = self.check()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(("hatod: warning: TLS: certificate %s has expired" % cert).encode(),
+                      r.stderr)
 
     def test_bad_settings(self):
         key, cert = self.make_pair("a")
