@@ -7,7 +7,6 @@ import smtplib
 import socket
 import struct
 import termios
-import time
 
 from harness import wait_for
 from test_smtp_helpers import QUEUED_RE, SMTPCase, headers_and_body, unfold
