@@ -4,6 +4,7 @@ start-up with a bad certificate, a missing one, a mismatched key, a key
 others can read, bad tls_* settings; a reload with a broken certificate
 keeps the old configuration."""
 import os
+import pwd
 import re
 import signal
 import subprocess
@@ -113,6 +114,21 @@ class SelfSigned(TLSCase):
         self.assertEqual(mode(key), 0o600)
         self.assertEqual(openssl("pkey", "-in", key, "-pubout"),
                          openssl("x509", "-in", cert, "-noout", "-pubkey"))
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to give the files away")
+    def test_files_belong_to_run_user(self):
+        nobody = pwd.getpwnam("nobody")
+        self.set_conf(run_user="nobody")
+        r = self.selfsigned("mx.example.test")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        keys = os.path.join(self.h.state, "keys")
+        for p in [keys, os.path.join(keys, "tls.key"), os.path.join(keys, "tls.crt")]:
+            st = os.stat(p)
+            self.assertEqual((st.st_uid, st.st_gid), (nobody.pw_uid, nobody.pw_gid), p)
+        self.set_conf(run_user="no-such-user-here")
+        r = self.selfsigned("mx.example.test", "--force")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"run_user no-such-user-here does not exist", r.stderr)
 
     def test_ec_and_days(self):
         key, cert = self.make_pair("ec", "mail.other.test", "--type", "ec", "--days", "10")
