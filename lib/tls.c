@@ -10,6 +10,7 @@
  * holds its initial ctx (as session ctx) and the one SNI switched it to.
  * So a tls_conf may be dropped while sessions made from it still run.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -741,13 +742,26 @@ fail:
     return NULL;
 }
 
+/* An IPv4 or IPv6 address literal, which SNI must not carry (RFC 6066 §3). */
+static int is_address(const char *s)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
 int tls_client_prepare(SSL *ssl, const char *servername)
 {
+    int verify = (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) != 0;
+    if (servername && is_address(servername)) {
+        if (verify && !X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), servername))
+            return -1;
+        return 0;                       /* no SNI for an address */
+    }
     if (!servername || !tls_hostname_ok(servername, 0))
-        return 0;                       /* an address literal or nothing: no SNI */
+        return verify ? -1 : 0;         /* nothing to check the certificate against */
     if (!SSL_set_tlsext_host_name(ssl, servername))
         return -1;
-    if (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) {
+    if (verify) {
         SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
         if (!SSL_set1_host(ssl, servername))
             return -1;

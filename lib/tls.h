@@ -106,9 +106,10 @@ struct tls_client_opts {
  * level, RFC 7435); with it, the chain and the name given to
  * tls_client_prepare() must check.  NULL with a message. */
 SSL_CTX *tls_client_ctx_new(const struct tls_client_opts *o, char *err, size_t errlen);
-/* Per session, before the handshake: send servername as SNI (when it is
- * a DNS name, not an address literal) and, if the ctx verifies, expect it
- * in the certificate.  0 or -1. */
+/* Per session, before the handshake: send servername as SNI when it is a
+ * DNS name (never an address literal, RFC 6066) and, if the ctx verifies,
+ * expect the name or address in the certificate.  0, or -1 (out of memory,
+ * or a verifying ctx without a usable name). */
 int tls_client_prepare(SSL *ssl, const char *servername);
 
 /* ---- checks and summaries ---------------------------------------------- */

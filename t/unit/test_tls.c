@@ -380,7 +380,13 @@ static void test_client(void)
         return;
     struct hs r;
     SSL *s = SSL_new(tls_conf_ctx(c)), *cl = SSL_new(cc);
-    ok(tls_client_prepare(cl, "default.test") == 0, "client prepare");
+    ok(tls_client_prepare(cl, "127.0.0.1") == 0 &&
+       SSL_get_servername(cl, TLSEXT_NAMETYPE_host_name) == NULL, "no SNI for an IPv4 address");
+    ok(tls_client_prepare(cl, "::1") == 0 &&
+       SSL_get_servername(cl, TLSEXT_NAMETYPE_host_name) == NULL, "no SNI for an IPv6 address");
+    ok(tls_client_prepare(cl, "default.test") == 0 &&
+       !strcmp(SSL_get_servername(cl, TLSEXT_NAMETYPE_host_name), "default.test"),
+       "client prepare sends SNI for a name");
     handshake(s, cl, &r);
     ok(r.ok && r.version == TLS1_3_VERSION, "opportunistic client accepts a self-signed server");
     SSL_free(s);
