@@ -10,6 +10,10 @@
 
 #include <stddef.h>
 
+/* SMTP command and reply lines, CRLF included (RFC 5321 §4.5.3.1.4-5):
+ * the server's command reader and the client's reply reader share it. */
+#define SMTP_LINE_MAX 512
+
 struct evbuffer;
 
 enum line_status {
