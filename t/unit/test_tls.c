@@ -412,6 +412,47 @@ static void test_client(void)
     tls_conf_unref(&c);
 }
 
+/* A second connection resumes the first one's session, within the
+ * advertised lifetime; also after SNI moved it to another context. */
+static void test_resumption(void)
+{
+    struct tls_conf *c = server("def", NULL, 0, NULL, path_in("sni.map"));
+    ok(c != NULL, "server for resumption (%s)", err);
+    if (!c)
+        return;
+    const char *names[] = { NULL, "mail.example.com" };
+    for (int n = 0; n < 2; n++) {
+        SSL_CTX *cc = client(TLS1_2_VERSION, TLS1_2_VERSION);
+        SSL_SESSION *sess = NULL;
+        int reused = -1;
+        for (int i = 0; i < 2; i++) {
+            struct hs r;
+            SSL *s = SSL_new(tls_conf_ctx(c)), *cl = SSL_new(cc);
+            if (names[n])
+                SSL_set_tlsext_host_name(cl, names[n]);
+            if (sess)
+                SSL_set_session(cl, sess);
+            handshake(s, cl, &r);
+            if (i == 0)
+                sess = r.ok ? SSL_get1_session(cl) : NULL;
+            else
+                reused = r.ok ? SSL_session_reused(cl) : -1;
+            /* a session freed without a shutdown is not resumable */
+            SSL_set_shutdown(s, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+            SSL_set_shutdown(cl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+            SSL_free(s);
+            SSL_free(cl);
+        }
+        ok(sess && SSL_SESSION_get_ticket_lifetime_hint(sess) == 3600,
+           "ticket lifetime 3600 s (%s)",
+           names[n] ? names[n] : "default");
+        ok(reused == 1, "the second connection resumes (%s)", names[n] ? names[n] : "default");
+        SSL_SESSION_free(sess);
+        SSL_CTX_free(cc);
+    }
+    tls_conf_unref(&c);
+}
+
 static void test_selfsigned(void)
 {
     char *key, *cert;
@@ -450,6 +491,7 @@ int main(void)
     test_mismatch();
     test_permissions();
     test_client();
+    test_resumption();
     test_selfsigned();
     cleanup();
     return tap_done();
