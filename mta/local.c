@@ -5,6 +5,8 @@
  * (one syncfs for the batch, or an fsync each), rename them into new/, make
  * the renames durable, and report each recipient's result.  Never reports
  * "sent" before the file and its directory entry are on stable storage.
+ * Each rename into new/ is made under the folder's index lock together with
+ * the message's index record (store/index.h), in the same pool job.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -107,6 +109,8 @@ static void write_all_tmp(struct local_job *j)
         }
         for (size_t i = 0; i < d->nitems; i++) {
             item_begin(&d->items[i], fd, (long long)st.st_size);
+            /* the batch's second syncfs flushes the index records too */
+            d->items[i].tmp.index_nosync = j->whole_fs;
             if (j->syncfs_fd < 0 && d->items[i].begun)
                 j->syncfs_fd = dup(d->items[i].tmp.fd);
         }

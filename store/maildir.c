@@ -23,9 +23,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/fsutil.h"
+#include "store/index.h"
 #include "store/maildir.h"
 
 #define MAILDIR_MODE          0700
@@ -509,13 +511,35 @@ static int ensure_maildir(const char *dir)
     return maildir_create(dir);
 }
 
-/* Copy content_len octets of content_fd (from offset 0) to fd. */
-static int copy_content(int fd, int content_fd, long long content_len,
-                        struct maildir_err *e)
+/* Track the end of the header across chunks: *state 1 = at a line start,
+ * 2 = after a CR at a line start, 0 = inside a line, -1 = found. */
+static void hdr_scan(const char *p, size_t n, long long base, int *state, long long *end)
 {
+    for (size_t i = 0; i < n && *state >= 0; i++) {
+        if (p[i] == '\n') {
+            if (*state == 1 || *state == 2) {
+                *end = base + (long long)i + 1;
+                *state = -1;
+                return;
+            }
+            *state = 1;
+        } else {
+            *state = *state == 1 && p[i] == '\r' ? 2 : 0;
+        }
+    }
+}
+
+/* Copy content_len octets of content_fd (from offset 0) to fd; *hdr_end is
+ * the content offset after the header's blank line (content_len if none). */
+static int copy_content(int fd, int content_fd, long long content_len,
+                        long long *hdr_end, struct maildir_err *e)
+{
+    int hstate = 1;
+
     char *buf;
     long long off = 0;
 
+    *hdr_end = content_len;
     if (content_len == 0)
         return 0;
     buf = malloc(MAILDIR_COPY_CHUNK);
@@ -542,29 +566,35 @@ static int copy_content(int fd, int content_fd, long long content_len,
             free(buf);
             return -1;
         }
+        hdr_scan(buf, (size_t)r, off, &hstate, hdr_end);
         off += r;
     }
     free(buf);
     return 0;
 }
 
-static int check_quota(const char *dir, long long quota, long long size,
-                       struct maildir_err *e)
+int store_quota_check(const char *dir, long long size, long long quota)
 {
     long long used;
 
     if (quota <= 0)
         return 0;
     used = usage_get(dir, quota);
-    if (used < 0) {
+    if (used < 0)
+        return -1;
+    return size > quota || used > quota - size ? 1 : 0;
+}
+
+static int check_quota(const char *dir, long long quota, long long size,
+                       struct maildir_err *e)
+{
+    int r = store_quota_check(dir, size, quota);
+
+    if (r < 0)
         err_io(e, "maildirsize", errno);
-        return -1;
-    }
-    if (size > quota || used > quota - size) {
+    else if (r > 0)
         err_set(e, 0, "5.2.2", "mailbox full");
-        return -1;
-    }
-    return 0;
+    return r == 0 ? 0 : -1;
 }
 
 /* dir/SUB/name of a tmp file into buf.  0, or -1 (ENAMETOOLONG). */
@@ -629,11 +659,13 @@ int maildir_begin(const char *dir, const char *prefix, size_t prefix_len,
         maildir_abort(t);
         return -1;
     }
-    if (copy_content(t->fd, content_fd, content_len, e) != 0) {
+    long long hdr_end;
+    if (copy_content(t->fd, content_fd, content_len, &hdr_end, e) != 0) {
         maildir_abort(t);
         return -1;
     }
     t->size = size;
+    t->hdr_end = (long long)prefix_len + hdr_end;
     return 0;
 }
 
@@ -673,9 +705,10 @@ int maildir_finish(struct maildir_tmp *t, struct maildir_err *e)
         maildir_abort(t);
         return -1;
     }
-    r = rename(from, to);
+    struct store_newmsg m = { t->size, (int64_t)time(NULL), t->hdr_end };
+    r = store_index_deliver(t->dir, from, t->name, &m, t->index_nosync);
     if (r != 0 && errno == ENOENT && maildir_create(t->dir) == 0)
-        r = rename(from, to);
+        r = store_index_deliver(t->dir, from, t->name, &m, t->index_nosync);
     if (r != 0) {
         err_io(e, "rename into new/", errno);
         maildir_abort(t);

@@ -31,6 +31,9 @@ struct maildir_tmp {
     int fd;                     /* open on dir/tmp/name until finish/abort (-1 after) */
     long long size;             /* octets written */
     long long quota;            /* bytes, 0 = none */
+    long long hdr_end;          /* offset after the header's blank line (size if none) */
+    int index_nosync;           /* finish: the caller syncfs()es after, so the
+                                   index record is not fdatasync'ed on its own */
 };
 
 /* mkdir -p DIR/{cur,new,tmp} (mode 0700).  0 or -1 (errno). */
@@ -44,12 +47,17 @@ int maildir_begin(const char *dir, const char *prefix, size_t prefix_len,
                   struct maildir_tmp *t, struct maildir_err *e);
 /* fsync the tmp file (when the caller does not syncfs).  0 or -1. */
 int maildir_sync_tmp(struct maildir_tmp *t, struct maildir_err *e);
-/* Rename into new/, close, account in maildirsize.  0 or -1. */
+/* Rename into new/ and append the message to the folder's index
+ * (store/index.h) under its lock, close, account in maildirsize.  0 or -1. */
 int maildir_finish(struct maildir_tmp *t, struct maildir_err *e);
 /* Close and unlink the tmp file. */
 void maildir_abort(struct maildir_tmp *t);
 /* Current usage in bytes from maildirsize (recomputed from ,S= names in
  * new/ and cur/ of every folder when missing).  -1 on error. */
 long long maildir_usage(const char *dir);
+/* Would `size` more octets fit under `quota` (bytes, <= 0: unlimited) in the
+ * Maildir at dir?  Reads maildirsize (recomputed only when missing or
+ * unusable), never rescans per call.  0 fits, 1 over quota, -1 error. */
+int store_quota_check(const char *dir, long long size, long long quota);
 
 #endif

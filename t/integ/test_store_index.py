@@ -1,0 +1,86 @@
+"""Mailbox store index (store/index.c): mail delivered by hatod appears in
+the folder's hato.index with UIDs 1..N, one per file in new/, with the size
+and header end of the file; a restart keeps the UIDs.  The index is read
+here by an independent parser of the format documented atop store/index.c."""
+import os
+import smtplib
+import struct
+import zlib
+
+from harness import HatodTestCase, wait_for
+
+HDR = 32
+FIXED = 68
+
+
+def parse_index(path):
+    """(uidvalidity, uidnext, {uid: (name, size, hdr_end)}) of an index."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:8] == b"HATOIX01", data[:8]
+    assert struct.unpack_from("<I", data, 28)[0] == zlib.crc32(data[:28])
+    validity, uidnext, nsnap = struct.unpack_from("<III", data, 8)
+    msgs = {}
+    off = HDR
+    while off < len(data):
+        (ln,) = struct.unpack_from("<I", data, off)
+        rec = data[off:off + ln]
+        assert len(rec) == ln and struct.unpack_from("<I", rec, ln - 4)[0] == ln
+        assert struct.unpack_from("<I", rec, ln - 8)[0] == zlib.crc32(rec[:ln - 8])
+        typ = rec[4]
+        uid, after = struct.unpack_from("<II", rec, 8)
+        size, date, hdr_end = struct.unpack_from("<qqq", rec, 40)
+        (nl,) = struct.unpack_from("<H", rec, 64)
+        name = rec[FIXED:FIXED + nl].decode()
+        if typ == 1:
+            assert uid not in msgs, "UID %d twice" % uid
+            assert name not in [m[0] for m in msgs.values()], "%s twice" % name
+            msgs[uid] = (name, size, hdr_end)
+        elif typ == 3:
+            msgs.pop(uid, None)
+        uidnext = max(uidnext, after)
+        off += ln
+    return validity, uidnext, msgs
+
+
+class StoreIndex(HatodTestCase):
+    N = 12
+
+    def folder(self):
+        return os.path.join(self.h.state, "mail", "example.test", "bob")
+
+    def send(self, n, tag):
+        for i in range(n):
+            with smtplib.SMTP("127.0.0.1", self.h.port) as s:
+                s.sendmail("a@remote.test", ["bob@example.test"],
+                           b"Subject: %s %d\r\nX-A: b\r\n\r\nbody %d\r\n" % (tag, i, i))
+
+    def check(self, count):
+        path = os.path.join(self.folder(), "hato.index")
+        self.assertTrue(wait_for(lambda: os.path.exists(path)
+                                 and len(parse_index(path)[2]) == count, 10), self.h.log())
+        validity, uidnext, msgs = parse_index(path)
+        self.assertEqual(sorted(msgs), list(range(1, count + 1)))
+        self.assertEqual(uidnext, count + 1)
+        files = sorted(os.listdir(os.path.join(self.folder(), "new")))
+        self.assertEqual(sorted(m[0] for m in msgs.values()), files)
+        for uid, (name, size, hdr_end) in msgs.items():
+            data = self.h.read_mail(os.path.join(self.folder(), "new", name))
+            self.assertEqual(size, len(data))
+            self.assertEqual(data[hdr_end - 4:hdr_end], b"\r\n\r\n")
+            self.assertTrue(data[hdr_end:].startswith(b"body "))
+        return validity, msgs
+
+    def test_delivered_mail_gets_uids_1_to_n(self):
+        self.send(self.N, b"first")
+        self.assertTrue(self.h.wait_mail("bob@example.test", self.N), self.h.log())
+        validity, msgs = self.check(self.N)
+        # a restart keeps every UID; new mail continues after them
+        self.h.stop()
+        self.h.start()
+        self.send(3, b"second")
+        self.assertTrue(self.h.wait_mail("bob@example.test", self.N + 3), self.h.log())
+        validity2, msgs2 = self.check(self.N + 3)
+        self.assertEqual(validity, validity2)
+        for uid, m in msgs.items():
+            self.assertEqual(msgs2[uid], m)
