@@ -22,7 +22,6 @@ Nothing here knows about mail: the test supplies the invariants.
 """
 import hashlib
 import os
-import random
 import re
 import stat
 

@@ -209,7 +209,6 @@ class Recorded:
                 if self.acked(m, crash) and n == 0:
                     v.append("acknowledged message %d (%s) lost for %s" % (m.k, m.qid, r))
                 if n > 1:
-                    env, msg = pre.queued(m)
                     in_window = before >= 1 and crash < self.window_end.get((m.k, r), 0)
                     if n > 2 or not in_window:
                         v.append("message %d delivered %d times to %s outside the window"
@@ -452,7 +451,7 @@ class CrashStates(unittest.TestCase):
         if violations:
             kinds = {}
             for st, v in violations:
-                k = re.sub(r"\d+", "N", v[0])
+                k = re.sub(r"\d+", "N", re.sub(r"[0-9A-F]{16}", "ID", v[0]))
                 kinds[k] = kinds.get(k, 0) + 1
             report += ["  %3d x %s" % (n, k) for k, n in sorted(kinds.items())]
             st, v = violations[0]
