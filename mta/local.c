@@ -25,6 +25,7 @@
 #include "mta/tables.h"
 #include "queue/scheduler.h"
 #include "store/maildir.h"
+#include "store/path.h"
 
 #define LOCAL_BATCH_MAX    256     /* deliveries per pool job */
 #ifndef LOCAL_JOBS_MAX
@@ -256,6 +257,10 @@ static int find_mailbox(struct local_agent *la, const char *addr, struct local_i
     int found = -1;
     for (size_t i = 0; rr == ROUTE_OK && i < n; i++) {
         if (t[i].kind == ROUTE_LOCAL) {
+            if (!store_mailbox_rel_ok(t[i].mailbox)) {
+                log_warn("local: refusing mailbox path %s for %s", t[i].mailbox, addr);
+                break;                  /* unknown: never a path out of mail/ */
+            }
             if (asprintf(&it->mailbox, "%s/%s", la->maildirs, t[i].mailbox) < 0) {
                 it->mailbox = NULL;
                 rr = ROUTE_ERROR;

@@ -13,7 +13,8 @@
  *    "domain/base" (never the extension), addr keeps the extension.
  * An alias met again on its own expansion path is a loop; one met again
  * elsewhere has already been expanded and is skipped (duplicates go).
- * Local parts that could leave the mail directory ("", "/", leading '.')
+ * Local parts that could leave the mail directory ("", "/", leading '.',
+ * control characters: store_name_ok)
  * are unknown.  Any unknown target makes the whole recipient unknown.
  * "postmaster" (any case, no extension) whose alias is missing or unknown
  * in its domain, and that has no user there, expands rc->postmaster
@@ -31,6 +32,7 @@
 #include "auth/users.h"
 #include "mta/aliases.h"
 #include "mta/router.h"
+#include "store/path.h"
 
 #define ROUTER_ADDR_MAX   320                       /* octets of an address */
 #define ROUTER_MAX_STEPS  (ROUTER_MAX_TARGETS * 10) /* addresses looked at */
@@ -82,10 +84,6 @@ int router_is_local(const struct router_config *rc, const char *domain)
 }
 
 /* A name usable as a directory under mail/DOMAIN/. */
-static int safe_component(const char *s)
-{
-    return s[0] != '\0' && s[0] != '.' && strchr(s, '/') == NULL;
-}
 
 /* Fill a from local (len octets) and domain.  -1 if too long. */
 static int raddr_set(const struct router_config *rc, struct raddr *a,
@@ -223,12 +221,11 @@ static enum route_result expand_user(struct expand *x, const struct raddr *a)
         u = users_find(x->rc->users, key);
         mbase = a->base;
     }
-    if (u == NULL || !safe_component(mbase) || !safe_component(a->domain))
-        return ROUTE_UNKNOWN;
+    if (u == NULL || store_mailbox_rel(buf, sizeof(buf), a->domain, mbase) != 0)
+        return ROUTE_UNKNOWN;        /* a name that could leave mail/ (store/path.h) */
+    t.mailbox = strdup(buf);
     snprintf(buf, sizeof(buf), "%s@%s", a->local, a->domain);
     t.addr = strdup(buf);
-    snprintf(buf, sizeof(buf), "%s/%s", a->domain, mbase);
-    t.mailbox = strdup(buf);
     t.quota = u->quota;
     return target_add(x, &t);
 }
@@ -256,7 +253,7 @@ static enum route_result expand_target(struct expand *x, const char *name,
     /* "bob: bob" (or "bob: bob+x"): the user, not the alias again */
     if (strcmp(a.domain, domain) == 0
         && (strcmp(a.llc, name) == 0 || strcmp(a.base, name) == 0)) {
-        if (!safe_component(a.llc))
+        if (!store_name_ok(a.llc))
             return ROUTE_UNKNOWN;
         return expand_user(x, &a);
     }
@@ -328,7 +325,7 @@ static enum route_result expand_local(struct expand *x, const struct raddr *a)
     const char *name = a->llc;
     size_t n = 0;
 
-    if (!safe_component(a->llc) || !safe_component(a->domain))
+    if (!store_name_ok(a->llc) || !store_name_ok(a->domain))
         return ROUTE_UNKNOWN;
     targets = aliases_lookup(x->rc->aliases, a->llc, a->domain, &n);
     if (targets == NULL && a->base[0] != '\0') {
