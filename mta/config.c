@@ -61,6 +61,10 @@ static const struct conf_def schema[] = {
     { "smtpd_client_connection_count_limit", CT_INT, "50", NULL },
     { "smtpd_client_connection_rate_limit", CT_INT, "0", NULL },
     { "smtpd_client_ipv6_prefix", CT_INT, "64", NULL },
+    { "smtpd_sasl_auth_enable", CT_BOOL, "no", NULL },    /* AUTH on smtp_listen too */
+    { "submission_auth", CT_CHOICE, "required", "required,optional" },
+    { "smtpd_tls_auth_only", CT_BOOL, "yes", NULL },
+    { "auth_exempt_clients", CT_LIST, "", NULL },
     { "auth_failure_limit", CT_INT, "10", NULL },      /* auth/throttle.h */
     { "auth_failure_window", CT_TIME, "10m", NULL },
     { "auth_lockout_time", CT_TIME, "30m", NULL },
@@ -194,6 +198,10 @@ static void fill(struct hato_config *c)
     c->smtpd_client_connection_count_limit = num(c, "smtpd_client_connection_count_limit");
     c->smtpd_client_connection_rate_limit = num(c, "smtpd_client_connection_rate_limit");
     c->smtpd_client_ipv6_prefix = num(c, "smtpd_client_ipv6_prefix");
+    c->smtpd_sasl_auth_enable = num(c, "smtpd_sasl_auth_enable");
+    c->submission_auth_required = num(c, "submission_auth") == 0;
+    c->smtpd_tls_auth_only = num(c, "smtpd_tls_auth_only");
+    c->auth_exempt_clients = list(c, "auth_exempt_clients", &c->nauth_exempt_clients);
     c->auth_failure_limit = num(c, "auth_failure_limit");
     c->auth_failure_window = num(c, "auth_failure_window");
     c->auth_lockout_time = num(c, "auth_lockout_time");
@@ -313,6 +321,10 @@ static int check(struct hato_config *c, char *err, size_t errlen)
     struct iplist *il = iplist_new(c->relay_clients, c->nrelay_clients, ipe, sizeof ipe);
     if (!il)
         return bad(c, "relay_clients", err, errlen, "%s", ipe);
+    iplist_free(il);
+    il = iplist_new(c->auth_exempt_clients, c->nauth_exempt_clients, ipe, sizeof ipe);
+    if (!il)
+        return bad(c, "auth_exempt_clients", err, errlen, "%s", ipe);
     iplist_free(il);
     for (size_t i = 0; i < c->nretry_schedule; i++) {
         long long t;

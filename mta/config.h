@@ -53,6 +53,10 @@ struct hato_config {
     long long smtpd_client_connection_count_limit;  /* 0 = none */
     long long smtpd_client_connection_rate_limit;   /* per anvil_rate_time_unit; 0 = none */
     long long smtpd_client_ipv6_prefix;  /* IPv6 clients counted per this prefix (0..128) */
+    long long smtpd_sasl_auth_enable;    /* AUTH offered on smtp_listen too */
+    long long submission_auth_required;  /* submission_auth = required: MAIL needs AUTH */
+    long long smtpd_tls_auth_only;       /* AUTH only over TLS */
+    char **auth_exempt_clients; size_t nauth_exempt_clients;   /* need no AUTH to submit */
     long long auth_failure_limit;        /* failed logins before a lockout; 0 = never */
     long long auth_failure_window;       /* seconds the failures are counted over */
     long long auth_lockout_time;         /* seconds a locked-out client waits */

@@ -21,6 +21,7 @@
 
 #include <event2/event.h>
 
+#include "auth/throttle.h"
 #include "lib/conf.h"
 #include "lib/dns.h"
 #include "lib/fsutil.h"
@@ -42,6 +43,7 @@
 #include "queue/queue.h"
 #include "queue/scheduler.h"
 
+#define THROTTLE_ENTRIES 65536     /* clients whose login failures are remembered */
 #define AGENT_LOCAL 0
 #define AGENT_SMTP  1
 #define SHUTDOWN_POLL_MS 100
@@ -174,6 +176,9 @@ static void smtp_params(const struct hato_config *c, struct smtp_server_params *
     p->bare_lf_reject = c->smtpd_forbid_bare_newline == BARE_LF_REJECT;
     p->smtp_tls = smtp_policy(c->smtp_tls);
     p->submission_tls = smtp_policy(c->submission_tls);
+    p->auth_mx = c->smtpd_sasl_auth_enable != 0;
+    p->submission_auth_required = c->submission_auth_required != 0;
+    p->tls_auth_only = c->smtpd_tls_auth_only != 0;
 }
 
 /* Make g current: d->cfg, d->tables, d->relay and d->filters are views of
@@ -316,6 +321,27 @@ static int start_queue(struct hatod *d)
     return 0;
 }
 
+static const struct usertab *ops_users(void *gen)
+{
+    const struct generation *g = gen;
+    return g->tables->users;
+}
+
+static int ops_auth_exempt(void *gen, const struct sockaddr *client)
+{
+    const struct generation *g = gen;
+    return g->auth_exempt && iplist_match(g->auth_exempt, client);
+}
+
+static void throttle_limits(const struct hato_config *c, struct throttle_limits *l)
+{
+    throttle_limits_default(l);
+    l->limit = (int)c->auth_failure_limit;
+    l->window = c->auth_failure_window;
+    l->lockout = c->auth_lockout_time;
+    l->v6_prefix = (int)c->smtpd_client_ipv6_prefix;
+}
+
 static SSL_CTX *ops_tls_ctx(void *gen)
 {
     const struct generation *g = gen;
@@ -325,8 +351,15 @@ static SSL_CTX *ops_tls_ctx(void *gen)
 static int start_smtp(struct hatod *d)
 {
     struct smtp_server_params p;
-    struct smtp_server_ops ops = { ops_gen_ref, ops_gen_unref, ops_is_local, ops_add_rcpt,
-                                   ops_queued, ops_tls_ctx, d };
+    struct throttle_limits tl;
+    throttle_limits(&d->cfg, &tl);
+    d->throttle = throttle_new(&tl, THROTTLE_ENTRIES);
+    if (!d->throttle)
+        return -1;
+    struct smtp_server_ops ops = {
+        ops_gen_ref, ops_gen_unref, ops_is_local, ops_add_rcpt, ops_queued, ops_tls_ctx,
+        ops_users, ops_auth_exempt, d, d->pool, d->throttle,
+    };
     smtp_params(&d->cfg, &p);
     d->smtp = smtp_server_new(d->base, d->queue, &ops, &p);
     return d->smtp ? 0 : -1;
@@ -571,6 +604,9 @@ static int reload_apply(struct hatod *d, struct reload_job *j)
     struct smtp_server_params p;
     smtp_params(&d->cfg, &p);
     smtp_server_set_params(d->smtp, &p);
+    struct throttle_limits tl;
+    throttle_limits(&d->cfg, &tl);
+    throttle_set_limits(d->throttle, &tl);
     long long retry[64];
     struct sched_config sc;
     sched_cfg(d, &sc, retry);
@@ -635,6 +671,7 @@ void daemon_free(struct hatod *d)
     if (d->queue)
         queue_detach_pool(d->queue);    /* sessions freed below abort inline */
     smtp_server_free(d->smtp);
+    throttle_free(d->throttle);
     listeners_free(d->listeners);
     control_free(d->control);
     pickup_free(d->pickup);

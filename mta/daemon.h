@@ -48,6 +48,7 @@ struct hatod {
     struct listeners *listeners;
     struct control *control;
     struct pickup *pickup;
+    struct throttle *throttle;       /* login failures per client, every service */
     struct event *sig_hup, *sig_term, *sig_int, *shutdown_timer;
     long long shutdown_deadline_us;
     uid_t run_uid;

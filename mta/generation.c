@@ -68,6 +68,7 @@ static void generation_free(struct generation *g)
     tls_conf_unref(&g->tls);
     filter_chain_free(g->filters);
     iplist_free(g->relay);
+    iplist_free(g->auth_exempt);
     tables_free(g->tables);
     config_free(&g->cfg);
     free(g);
@@ -87,6 +88,9 @@ struct generation *generation_new(struct hato_config *cfg, struct event_base *ba
     memset(cfg, 0, sizeof *cfg);
     g->tables = tables_load(&g->cfg, err, errlen);
     if (g->tables)
+        g->auth_exempt = iplist_new(g->cfg.auth_exempt_clients, g->cfg.nauth_exempt_clients,
+                                    err, errlen);
+    if (g->auth_exempt)
         g->relay = iplist_new(g->cfg.relay_clients, g->cfg.nrelay_clients, err, errlen);
     for (size_t i = 0; g->relay && i < g->cfg.ntest_filter_hold; i++)
         if (hold_phase_parse(g->cfg.test_filter_hold[i]) < 0) {

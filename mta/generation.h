@@ -25,6 +25,7 @@ struct generation {
     struct hato_config cfg;         /* owned */
     struct tables *tables;
     struct iplist *relay;           /* relay_clients */
+    struct iplist *auth_exempt;     /* auth_exempt_clients */
     struct filter_chain *filters;   /* its filters point into relay */
     struct tls_conf *tls;           /* server TLS (lib/tls.h); NULL without tls_cert_file */
 };

@@ -30,6 +30,9 @@
 #include "proto/smtp_cmd.h"
 #include "proto/smtp_data.h"
 #include "proto/smtp_server.h"
+#include "auth/passwd.h"
+#include "auth/sasl.h"
+#include "auth/throttle.h"
 #include "queue/envelope.h"
 #include "queue/queue.h"
 
@@ -45,6 +48,8 @@ enum sess_state {
     S_DATA,         /* receiving message content */
     S_COMMITTING,   /* the queue commit runs in the pool: reading nothing */
     S_TLS,          /* the TLS handshake runs (STARTTLS or implicit): reading nothing */
+    S_AUTH,         /* a SASL exchange: the next line is the client's answer */
+    S_AUTH_WAIT,    /* a password check or a failure delay runs: reading nothing */
     S_CLOSING,      /* flushing the last reply, then close */
 };
 
@@ -58,10 +63,15 @@ struct session {
     uid_t uid;
     enum sess_state state;
     struct line_reader lr;
+    struct line_reader auth_lr; /* AUTH answers: up to SASL_LINE_MAX */
     char *helo;
     int esmtp;
     int tls;                    /* the handshake is done: the session is encrypted */
     int greeted;                /* the connect phase ran (implicit TLS: after the handshake) */
+    char *auth_user;            /* logged in as (AUTH), or NULL */
+    struct sasl *sasl;          /* the AUTH exchange under way */
+    struct event *auth_timer;   /* the delay before a 535 */
+    int auth_fail_pending;      /* the timer answers 535 */
     int errors;
     int shutting;
     int output_blocked;         /* too much output queued: commands wait */
@@ -98,6 +108,8 @@ struct smtp_server {
     unsigned long long next_id;
     int shutting;
     char databuf[2 * SMTP_DATA_CHUNK + 4];   /* decoder output, loop-only */
+    char authline[SASL_LINE_MAX + 3];        /* an AUTH answer, loop-only */
+    struct sasl_params sasl;                 /* mechanisms offered (hostname) */
 };
 
 struct commit_ctx {
@@ -302,6 +314,7 @@ static void txn_view(struct session *s)
     s->txn.client_addr = s->peer_addr;
     s->txn.helo = s->helo ? s->helo : "";
     s->txn.trusted = s->mode == SMTP_MODE_LOCAL;
+    s->txn.authenticated = s->auth_user != NULL;
     s->txn.sender = s->have_mail ? s->env.sender : "";
 }
 
@@ -309,9 +322,21 @@ static const char *proto_name(const struct session *s)
 {
     if (s->mode == SMTP_MODE_LOCAL)
         return "local";
-    if (s->esmtp)
-        return s->tls ? "ESMTPS" : "ESMTP";   /* RFC 3848 */
+    if (s->esmtp) {                      /* RFC 3848 */
+        if (s->auth_user)
+            return s->tls ? "ESMTPSA" : "ESMTPA";
+        return s->tls ? "ESMTPS" : "ESMTP";
+    }
     return "SMTP";
+}
+
+/* A submission service completes the message: Date:, Message-ID: and
+ * From: when missing (RFC 6409 §8, as Postfix's cleanup does for local
+ * mail); mail relayed in from port 25 is never changed. */
+static int adds_headers(const struct session *s)
+{
+    return s->mode == SMTP_MODE_LOCAL || s->mode == SMTP_MODE_SUBMISSION ||
+           s->mode == SMTP_MODE_SUBMISSIONS;
 }
 
 static enum smtp_tls_policy tls_policy(const struct session *s)
@@ -329,6 +354,29 @@ static SSL_CTX *tls_ctx(const struct session *s)
     return s->srv->ops.tls_ctx ? s->srv->ops.tls_ctx(s->gen) : NULL;
 }
 
+/* AUTH is offered: on submission (and port 25 with smtpd_sasl_auth_enable),
+ * over TLS unless smtpd_tls_auth_only = no, not once logged in. */
+static int auth_offered(const struct session *s)
+{
+    if (s->auth_user || !s->srv->ops.users || !s->srv->ops.pool)
+        return 0;
+    if (s->mode == SMTP_MODE_LOCAL || (s->mode == SMTP_MODE_MX && !s->srv->p.auth_mx))
+        return 0;
+    return s->tls || !s->srv->p.tls_auth_only;
+}
+
+/* MAIL needs AUTH first: submission with submission_auth = required,
+ * unless the client is in auth_exempt_clients. */
+static int auth_required(const struct session *s)
+{
+    if (s->auth_user || !s->srv->p.submission_auth_required)
+        return 0;
+    if (s->mode != SMTP_MODE_SUBMISSION && s->mode != SMTP_MODE_SUBMISSIONS)
+        return 0;
+    return !(s->srv->ops.auth_exempt &&
+             s->srv->ops.auth_exempt(s->gen, (const struct sockaddr *)&s->peer));
+}
+
 /* STARTTLS is offered: a policy that wants it, a certificate, not yet. */
 static int starttls_offered(const struct session *s)
 {
@@ -343,6 +391,8 @@ static void ehlo_reply(struct session *s)
     evbuffer_add_printf(out, "250-%s\r\n250-PIPELINING\r\n", s->srv->p.myhostname);
     if (starttls_offered(s))
         evbuffer_add_printf(out, "250-STARTTLS\r\n");
+    if (auth_offered(s))
+        evbuffer_add_printf(out, "250-AUTH %s\r\n", sasl_mech_list(&s->srv->sasl));
     if (s->srv->p.message_size_limit > 0)
         evbuffer_add_printf(out, "250-SIZE %lld\r\n", s->srv->p.message_size_limit);
     else
@@ -567,7 +617,7 @@ static void cmd_data(struct session *s, const char *arg)
         return;
     }
     smtp_data_init(&s->data, s->srv->p.bare_lf_reject ? SMTP_BARE_LF_REJECT : SMTP_BARE_LF_NORMALIZE);
-    if (s->mode == SMTP_MODE_LOCAL)
+    if (adds_headers(s))
         s->hdrbuf = evbuffer_new();
     s->data_overflow = s->header_overflow = 0;
     reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
@@ -634,6 +684,219 @@ static void cmd_starttls(struct session *s, const char *arg)
     s->state = S_TLS;
 }
 
+/* ------------------------------------------------------------ AUTH (RFC 4954) */
+
+struct auth_ctx {
+    struct smtp_server *srv;
+    unsigned long long session_id;
+};
+
+static void auth_result(struct session *s, struct sasl_result *r);
+
+static void auth_end(struct session *s)
+{
+    sasl_free(s->sasl);
+    s->sasl = NULL;
+    conn_set_input_max(s->c, command_input_max(s->srv));
+}
+
+/* Back to commands after the exchange (the loop reports what is buffered). */
+static void auth_resume(struct session *s)
+{
+    auth_end(s);
+    if (s->state == S_CLOSING)
+        return;
+    s->state = S_CMD;
+    read_on(s);
+}
+
+static void auth_fail_answer(struct session *s)
+{
+    reply_error(s, 535, "5.7.8", "Error: authentication failed");
+    auth_resume(s);
+}
+
+static void on_auth_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    (void)fd;
+    (void)what;
+    if (s->auth_fail_pending) {
+        s->auth_fail_pending = 0;
+        auth_fail_answer(s);
+        process_input(s);
+    }
+}
+
+/* A failed login: logged as Postfix does (fail2ban), counted, and answered
+ * after the throttle's delay — the session waits, the loop does not. */
+static void auth_failed(struct session *s, const struct sasl_result *r)
+{
+    int locked_now = 0;
+    long long delay = 0;
+    log_warn(AUTH_FAILURE_LOG_FMT, s->helo ? s->helo : "unknown", s->peer_addr,
+             r->mech ? r->mech : "?", r->reason ? r->reason : "authentication failure");
+    if (s->srv->ops.throttle) {
+        char key[THROTTLE_KEY_MAX];
+        delay = throttle_failure(s->srv->ops.throttle, (const struct sockaddr *)&s->peer,
+                                 time_mono_us() / 1000000, &locked_now);
+        throttle_key(s->srv->ops.throttle, (const struct sockaddr *)&s->peer, key, sizeof key);
+        if (locked_now)
+            log_warn("auth lockout: %s locked out after failed logins", key);
+    }
+    if (!s->auth_timer)
+        s->auth_timer = evtimer_new(s->srv->base, on_auth_timer, s);
+    if (delay <= 0 || !s->auth_timer) {
+        auth_fail_answer(s);
+        return;
+    }
+    s->state = S_AUTH_WAIT;
+    conn_read_enable(s->c, 0);
+    s->auth_fail_pending = 1;
+    struct timeval tv = { delay / 1000, (delay % 1000) * 1000 };
+    evtimer_add(s->auth_timer, &tv);
+}
+
+static void auth_succeeded(struct session *s, const struct sasl_result *r)
+{
+    s->auth_user = strdup(r->authcid);
+    if (!s->auth_user) {
+        reply(s, 454, "4.7.0", "Temporary authentication failure");
+        auth_resume(s);
+        return;
+    }
+    if (s->srv->ops.throttle)
+        throttle_success(s->srv->ops.throttle, (const struct sockaddr *)&s->peer);
+    log_info("client=%s, sasl_method=%s, sasl_username=%s", s->peer_addr, r->mech, s->auth_user);
+    reply(s, 235, "2.7.0", "Authentication successful");
+    auth_resume(s);
+}
+
+static void auth_verified(void *arg, enum auth_verdict v)
+{
+    struct auth_ctx *a = arg;
+    struct session *s = session_find(a->srv, a->session_id);
+    free(a);
+    if (!s || s->state != S_AUTH_WAIT || !s->sasl)
+        return;                  /* the client left meanwhile */
+    if (v == AUTH_TEMPFAIL) {
+        reply(s, 454, "4.7.0", "Temporary authentication failure");
+        auth_resume(s);
+        process_input(s);
+        return;
+    }
+    struct sasl_result r;
+    sasl_verified(s->sasl, v == AUTH_PASS, &r);
+    auth_result(s, &r);
+    if (s->state == S_CMD)
+        process_input(s);
+}
+
+/* PLAIN and LOGIN hand over a password: crypt() runs in the pool. */
+static void auth_verify_start(struct session *s, const struct sasl_result *r)
+{
+    struct auth_ctx *a = malloc(sizeof *a);
+    if (a) {
+        a->srv = s->srv;
+        a->session_id = s->id;
+        s->state = S_AUTH_WAIT;
+        conn_read_enable(s->c, 0);
+        if (auth_verify(s->srv->ops.pool, s->srv->ops.users(s->gen), r->authcid, r->password,
+                        auth_verified, a) == 0)
+            return;
+        free(a);
+    }
+    reply(s, 454, "4.7.0", "Temporary authentication failure");
+    auth_resume(s);
+}
+
+static void auth_result(struct session *s, struct sasl_result *r)
+{
+    switch (r->status) {
+    case SASL_CHALLENGE:
+        reply(s, 334, NULL, "%s", r->challenge);
+        s->state = S_AUTH;
+        break;
+    case SASL_NEED_VERIFY:
+        auth_verify_start(s, r);
+        break;
+    case SASL_SUCCESS:
+        auth_succeeded(s, r);
+        break;
+    case SASL_CANCEL:
+        reply_error(s, 501, "5.7.0", "Authentication aborted");
+        auth_resume(s);
+        break;
+    case SASL_FAIL:
+        auth_failed(s, r);
+        break;
+    }
+}
+
+static struct sasl_lookup auth_lookup(struct session *s)
+{
+    struct sasl_lookup l = { sasl_usertab_find, s->srv->ops.users(s->gen) };
+    return l;
+}
+
+static void cmd_auth(struct session *s, const char *arg)
+{
+    char mech[64];
+    const char *sp = strchr(arg, ' ');
+    size_t n = sp ? (size_t)(sp - arg) : strlen(arg);
+    if (!auth_offered(s)) {
+        reply_error(s, 503, "5.5.1", s->auth_user ? "Error: already authenticated"
+                                                  : "Error: authentication not enabled");
+        return;
+    }
+    if (n == 0 || n >= sizeof mech) {
+        reply_error(s, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+        return;
+    }
+    memcpy(mech, arg, n);
+    mech[n] = '\0';
+    struct sasl_lookup l = auth_lookup(s);
+    struct sasl_result r;
+    /* a SASL answer line may be longer than a command line */
+    conn_set_input_max(s->c, SASL_LINE_MAX + 2 > command_input_max(s->srv)
+                                 ? SASL_LINE_MAX + 2 : command_input_max(s->srv));
+    line_reader_init(&s->auth_lr, SASL_LINE_MAX + 2);
+    s->sasl = sasl_start(mech, &s->srv->sasl, sp ? sp + 1 : NULL, &l, &r);
+    if (!s->sasl && r.status != SASL_FAIL) {
+        reply(s, 454, "4.7.0", "Temporary authentication failure");
+        auth_end(s);
+        return;
+    }
+    if (!s->sasl || (r.status == SASL_FAIL && r.reason && !sasl_mech_offered(mech, &s->srv->sasl))) {
+        reply_error(s, 504, "5.5.4", "Error: unsupported authentication mechanism");
+        auth_end(s);
+        return;
+    }
+    auth_result(s, &r);
+}
+
+/* One answer line of the exchange (S_AUTH). */
+static void auth_input(struct session *s)
+{
+    size_t len;
+    int bare_lf = 0;
+    enum line_status ls = line_read(&s->auth_lr, conn_input(s->c), s->srv->authline, &len, &bare_lf);
+    if (ls == LINE_NONE) {
+        if (s->eof)
+            close_after_reply(s);
+        return;
+    }
+    if (ls == LINE_TOO_LONG) {
+        reply_error(s, 500, "5.5.6", "Authentication exchange line is too long");
+        auth_resume(s);
+        return;
+    }
+    struct sasl_lookup l = auth_lookup(s);
+    struct sasl_result r;
+    sasl_step(s->sasl, &l, s->srv->authline, len, &r);
+    auth_result(s, &r);
+}
+
 static void cmd_not_impl(struct session *s, const char *arg)
 {
     reply_error(s, 502, "5.5.1", "Error: command not implemented");
@@ -646,6 +909,7 @@ enum {
     C_NO_TXN = 1 << 2,   /* not inside a MAIL transaction */
     C_TXN    = 1 << 3,   /* inside one (after MAIL) */
     C_TLS    = 1 << 4,   /* after STARTTLS when the policy is "encrypt" */
+    C_AUTH   = 1 << 5,   /* after AUTH where submission requires it */
 };
 
 struct smtp_command {
@@ -658,7 +922,8 @@ struct smtp_command {
 static const struct smtp_command commands[] = {
     { SMTP_V_HELO, C_IDLE, NULL, cmd_helo },
     { SMTP_V_EHLO, C_IDLE, NULL, cmd_ehlo },
-    { SMTP_V_MAIL, C_IDLE | C_HELO | C_NO_TXN | C_TLS, "Error: nested MAIL command", cmd_mail },
+    { SMTP_V_MAIL, C_IDLE | C_HELO | C_NO_TXN | C_TLS | C_AUTH, "Error: nested MAIL command",
+      cmd_mail },
     { SMTP_V_RCPT, C_TXN, NULL, cmd_rcpt },
     { SMTP_V_DATA, C_TXN, NULL, cmd_data },
     { SMTP_V_RSET, 0, NULL, cmd_rset },
@@ -669,7 +934,8 @@ static const struct smtp_command commands[] = {
     { SMTP_V_EXPN, 0, NULL, cmd_not_impl },
     { SMTP_V_STARTTLS, C_IDLE | C_HELO | C_NO_TXN, "Error: MAIL transaction in progress",
       cmd_starttls },
-    { SMTP_V_AUTH, 0, NULL, cmd_not_impl },
+    { SMTP_V_AUTH, C_IDLE | C_HELO | C_NO_TXN | C_TLS, "Error: MAIL transaction in progress",
+      cmd_auth },
     { SMTP_V_BDAT, 0, NULL, cmd_not_impl },
 };
 
@@ -696,6 +962,10 @@ static int precheck(struct session *s, const struct smtp_command *c)
     }
     if ((c->flags & C_TLS) && !s->tls && tls_policy(s) == SMTP_TLS_ENCRYPT) {
         reply_error(s, 530, "5.7.0", "Must issue a STARTTLS command first");
+        return -1;
+    }
+    if ((c->flags & C_AUTH) && auth_required(s)) {
+        reply_error(s, 530, "5.7.0", "Authentication required");
         return -1;
     }
     return 0;
@@ -911,7 +1181,15 @@ static void process_input(struct session *s)
 {
     char line[SMTP_LINE_MAX + 1];
     struct evbuffer *in = conn_input(s->c);
-    while (s->state == S_CMD || s->state == S_DATA) {
+    while (s->state == S_CMD || s->state == S_DATA || s->state == S_AUTH) {
+        if (s->state == S_AUTH) {
+            enum sess_state before = s->state;
+            size_t had = evbuffer_get_length(in);
+            auth_input(s);
+            if (s->state == before && evbuffer_get_length(in) == had)
+                return;          /* waiting for the answer */
+            continue;
+        }
         if (s->state == S_DATA) {
             data_input(s);
             if (s->state == S_DATA) {
@@ -1038,6 +1316,10 @@ static void session_free(struct session *s)
     session_unlink(s);
     conn_free(s->c);
     free(s->helo);
+    sasl_free(s->sasl);
+    free(s->auth_user);
+    if (s->auth_timer)
+        event_free(s->auth_timer);
     if (s->on_close)
         s->on_close(s->close_arg);
     free(s);
@@ -1142,6 +1424,18 @@ static void greet(struct session *s)
 {
     s->greeted = 1;
     s->state = S_CMD;
+    long long left = 0;
+    if (s->mode != SMTP_MODE_LOCAL && s->srv->ops.throttle)
+        left = throttle_locked(s->srv->ops.throttle, (const struct sockaddr *)&s->peer,
+                               time_mono_us() / 1000000);
+    if (left > 0) {
+        /* locked out after failed logins: every service says so at once */
+        reply(s, 421, "4.7.0", "%s Error: too many failed logins, try again later",
+              s->srv->p.myhostname);
+        log_info("refused %s: locked out for %lld s more after failed logins", s->peer_addr, left);
+        close_after_reply(s);
+        return;
+    }
     txn_view(s);
     run_filters(s, FILTER_CONNECT, connect_done);
     if (s->state == S_CMD)
@@ -1170,6 +1464,9 @@ void smtp_server_set_params(struct smtp_server *srv, const struct smtp_server_pa
     srv->p.banner = srv->strings[2] ? srv->strings[2] : "ESMTP";
     if (srv->p.pipelining_limit < 1)
         srv->p.pipelining_limit = 1;
+    memset(&srv->sasl, 0, sizeof srv->sasl);
+    srv->sasl.hostname = srv->p.myhostname;
+    srv->sasl.final_as_challenge = 1;    /* SCRAM's server-final as a 334 */
 }
 
 struct smtp_server *smtp_server_new(struct event_base *base, struct queue *q,

@@ -19,6 +19,9 @@ struct queue;
 struct filter_chain;
 struct envelope;
 struct smtp_server;
+struct usertab;
+struct work_pool;
+struct throttle;
 
 enum smtp_mode {
     SMTP_MODE_MX,          /* port 25: STARTTLS per smtp_tls */
@@ -44,6 +47,9 @@ struct smtp_server_params {
     long long pipelining_limit;       /* commands buffered before reading stops */
     int bare_lf_reject;               /* smtpd_forbid_bare_newline = yes */
     enum smtp_tls_policy smtp_tls, submission_tls;
+    int auth_mx;                      /* smtpd_sasl_auth_enable: AUTH on port 25 too */
+    int submission_auth_required;     /* submission_auth = required (587 and 465) */
+    int tls_auth_only;                /* smtpd_tls_auth_only: AUTH only over TLS */
 };
 
 /* How the server learns where recipients go and hands over queued mail. */
@@ -74,7 +80,15 @@ struct smtp_server_ops {
     /* The generation's server TLS context, or NULL: no STARTTLS offered
      * and an implicit-TLS session is closed. */
     struct ssl_ctx_st *(*tls_ctx)(void *gen);
+    /* The generation's users (AUTH checks passwords and secrets there). */
+    const struct usertab *(*users)(void *gen);
+    /* 1 if the client needs no AUTH to submit (auth_exempt_clients). */
+    int (*auth_exempt)(void *gen, const struct sockaddr *client);
     void *ctx;
+    /* Not functions: the worker pool password checks run in (WORK_AUTH) and
+     * the login-failure table shared by every service (auth/throttle.h). */
+    struct work_pool *pool;
+    struct throttle *throttle;
 };
 
 struct smtp_server *smtp_server_new(struct event_base *base, struct queue *q,

@@ -26,7 +26,8 @@ class TLSBase(unittest.TestCase):
 
     def setUp(self):
         self.smtps_port = free_port()
-        conf = {"smtp_tls": "may", "submission_tls": "encrypt",
+        # AUTH has its own tests (test_smtp_auth): here submission needs none
+        conf = {"smtp_tls": "may", "submission_tls": "encrypt", "submission_auth": "optional",
                 "smtps_listen": "127.0.0.1:%d" % self.smtps_port, "smtpd_timeout": "3s"}
         conf.update(self.CONF)
         self.h = Hatod(conf=conf)
