@@ -26,14 +26,15 @@ struct usertab;
 enum auth_verdict {
     AUTH_PASS,         /* the password matches */
     AUTH_FAIL,         /* wrong password, unknown user, locked account */
-    AUTH_TEMPFAIL      /* could not check (out of memory): answer 454 / tempfail */
+    AUTH_TEMPFAIL      /* could not check (out of memory): answer 454 4.7.0, and do
+                        * not count it as a failed login (auth/throttle.h) */
 };
 
 typedef void (*auth_verify_cb)(void *arg, enum auth_verdict v);
 
 /* Check user's password in the pool; cb(arg, verdict) later on the loop.
- * 0, or -1 if the job could not be queued (pool shutting down, no memory):
- * then cb is never called. */
+ * 0, or -1 if the job could not be queued (pool shutting down, no memory,
+ * a password over PASSWD_MAX octets): then cb is never called. */
 int auth_verify(struct work_pool *pool, const struct usertab *users, const char *user,
                 const char *password, auth_verify_cb cb, void *arg);
 

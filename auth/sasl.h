@@ -18,7 +18,8 @@
  *       read one line;  sasl_step(s, lookup, line, len, &r);
  *   }
  *   SASL_NEED_VERIFY: run auth_verify(r.authcid, r.password) (auth/passwd.h)
- *       in the pool, then sasl_verified(s, ok, &r): SUCCESS or FAIL.
+ *       in the pool, then sasl_verified(s, verdict == AUTH_PASS, &r):
+ *       SUCCESS or FAIL (AUTH_TEMPFAIL: answer 454 and sasl_free instead).
  *   SASL_SUCCESS: logged in as r.authcid.  If r.final is set (SCRAM's
  *       server-final message) it must reach the client before the success
  *       reply: as additional data where the protocol has it, else (SMTP
@@ -34,8 +35,8 @@
  * Input limits: a client line of more than SASL_LINE_MAX characters, or
  * decoding to more than SASL_DECODED_MAX octets, fails the exchange; base64
  * is strict (lib/base64.h).  Identities are UTF-8 without NUL or control
- * characters, at most SASL_ID_MAX octets; passwords at most
- * SASL_PASSWORD_MAX.  An authzid must be empty or equal the authcid
+ * characters, at most SASL_ID_MAX octets; passwords UTF-8 without NUL, at
+ * most SASL_PASSWORD_MAX octets.  An authzid must be empty or equal the authcid
  * (ASCII case-insensitive): hato has no proxy logins.
  *
  * Unknown users: CRAM-MD5 and SCRAM go through the whole exchange with a
