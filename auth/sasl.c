@@ -718,7 +718,7 @@ static void fake_key_init(void)
 
 /* What an unknown user gets: a salt stable per name and process, and keys
  * no proof matches. */
-static int scram_fake_user(struct sasl *s, const char *user, struct user_secrets *sec)
+static int scram_fake_user(const char *user, struct user_secrets *sec)
 {
     unsigned char mac[SCRAM_KEY];
     unsigned int mlen = 0;
@@ -733,7 +733,6 @@ static int scram_fake_user(struct sasl *s, const char *user, struct user_secrets
     memcpy(sec->scram_salt, mac, SCRAM_FAKE_SALT);
     sec->scram_salt_len = SCRAM_FAKE_SALT;
     sec->scram_iter = SASL_SCRAM_ITER;
-    (void)s;
     return 0;
 }
 
@@ -803,7 +802,7 @@ static void scram_first(struct sasl *s, const struct sasl_lookup *lookup, struct
     memset(&sec, 0, sizeof(sec));
     if (s->user_known)
         memcpy(&sec, u, sizeof(sec));
-    else if (scram_fake_user(s, s->authcid, &sec) != 0) {
+    else if (scram_fake_user(s->authcid, &sec) != 0) {
         fail(s, r, "no random numbers");
         return;
     }
