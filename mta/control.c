@@ -21,7 +21,9 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "auth/throttle.h"
 #include "lib/log.h"
+#include "lib/timeutil.h"
 #include "mta/control.h"
 #include "mta/daemon.h"
 #include "mta/pickup.h"
@@ -38,6 +40,11 @@ struct control {
     struct evconnlistener *ev;
     struct ctl_conn *waiting;    /* RELOAD callers waiting for their reload */
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+
+struct lockout_out {
+    FILE *f;
+    long long now;
 };
 
 struct ctl_conn {
@@ -155,6 +162,52 @@ static int may_reload(const struct ctl_conn *cc)
     return cc->uid == 0 || cc->uid == cc->c->d->run_uid || cc->uid == geteuid();
 }
 
+static void print_lockout(void *arg, const struct throttle_entry *e)
+{
+    struct lockout_out *o = arg;
+    fprintf(o->f, "%s %d %lld\n", e->key, e->failures, e->locked_until - o->now);
+}
+
+/* AUTH LOCKOUTS / AUTH UNLOCK IP (the login-failure table, auth/throttle.h). */
+static void auth_command(struct ctl_conn *cc, const char *rest)
+{
+    struct throttle *t = cc->c->d->throttle;
+    long long now = time_mono_us() / 1000000;
+    if (!t) {
+        answer(cc, "ERR not available\n");
+        return;
+    }
+    if (!strcasecmp(rest, "LOCKOUTS")) {
+        char *text = NULL;
+        size_t len = 0;
+        struct lockout_out o = { open_memstream(&text, &len), now };
+        if (!o.f) {
+            answer(cc, "ERR out of memory\n");
+            return;
+        }
+        throttle_list(t, now, print_lockout, &o);
+        fclose(o.f);
+        answer(cc, "OK\n%s", text ? text : "");
+        free(text);
+        return;
+    }
+    if (!strncasecmp(rest, "UNLOCK ", 7)) {
+        char key[THROTTLE_KEY_MAX];
+        if (throttle_key_text(t, rest + 7, key, sizeof key) < 0) {
+            answer(cc, "ERR not an IP address\n");
+            return;
+        }
+        if (throttle_unlock(t, key, now) < 0) {
+            answer(cc, "ERR %s is not locked out\n", key);
+            return;
+        }
+        log_info("auth lockout of %s lifted by uid %u", key, (unsigned)cc->uid);
+        answer(cc, "OK\n");
+        return;
+    }
+    answer(cc, "ERR unknown command\n");
+}
+
 static void run_command(struct ctl_conn *cc, const char *line)
 {
     struct hatod *d = cc->c->d;
@@ -194,6 +247,14 @@ static void run_command(struct ctl_conn *cc, const char *line)
     }
     if (!strcasecmp(line, "QUEUE LIST") || !strcasecmp(line, "QUEUE LIST JSON")) {
         queue_list(cc, strlen(line) > 10);
+        return;
+    }
+    if (!strncasecmp(line, "AUTH ", 5)) {
+        if (!may_reload(cc)) {
+            answer(cc, "ERR permission denied\n");
+            return;
+        }
+        auth_command(cc, line + 5);
         return;
     }
     if (!strcasecmp(line, "QUEUE FLUSH")) {

@@ -10,8 +10,13 @@
  *   RELOAD            re-read config and tables (uid 0 or run_user only)
  *   QUEUE LIST        the mailq text; QUEUE LIST JSON for JSON lines
  *   QUEUE FLUSH       deliver every deferred message now (sendmail -q)
- * Replies to the last three: "OK\n" followed by the output (for QUEUE LIST),
- * then the server closes the connection; or "ERR reason\n" and close.
+ *   AUTH LOCKOUTS     clients locked out after failed logins, one a line:
+ *                     "KEY FAILURES SECONDS-LEFT" (uid 0 or run_user only)
+ *   AUTH UNLOCK IP    lift IP's lockout (its IPv6 prefix); "ERR not locked
+ *                     out" if it is not (uid 0 or run_user only)
+ * Replies to the others: "OK\n" followed by the output (QUEUE LIST, AUTH
+ * LOCKOUTS), then the server closes the connection; or "ERR reason\n" and
+ * close.
  */
 #ifndef HATO_CONTROL_H
 #define HATO_CONTROL_H

@@ -37,6 +37,7 @@
 #define EXIT_OK 0
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2
+#define EXIT_DOWN 75       /* hatod unreachable (EX_TEMPFAIL) */
 #define ERR_MAX 1024
 #define PASSWORD_MAX 1024        /* octets of a password read from stdin */
 #define ALIAS_TARGETS_MAX 1000   /* targets given to one `alias add` */
@@ -682,6 +683,43 @@ static int check(const struct hato_config *cfg, int argc, char **argv)
     return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
 }
 
+/* ---- login lockouts (auth/throttle.h, in hatod) ------------------------- */
+
+static int auth_lockouts(const struct hato_config *cfg, int argc, char **argv)
+{
+    char err[ERR_MAX];
+    if (argc != 0)
+        return -EXIT_USAGE;
+    switch (ctl_command(cfg, "AUTH LOCKOUTS", stdout, err, sizeof(err))) {
+    case CTL_OK:
+        return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+    case CTL_DOWN:
+        errmsg("auth lockouts: hatod is not running (%s)", err);
+        return EXIT_DOWN;
+    default:
+        errmsg("auth lockouts: %s", err);
+        return EXIT_FAIL;
+    }
+}
+
+static int auth_unlock(const struct hato_config *cfg, int argc, char **argv)
+{
+    char cmd[128], err[ERR_MAX];
+    if (argc != 1 || strlen(argv[0]) > 64 || strpbrk(argv[0], " \t\r\n"))
+        return -EXIT_USAGE;
+    snprintf(cmd, sizeof cmd, "AUTH UNLOCK %s", argv[0]);
+    switch (ctl_command(cfg, cmd, NULL, err, sizeof(err))) {
+    case CTL_OK:
+        return EXIT_OK;
+    case CTL_DOWN:
+        errmsg("auth unlock: hatod is not running (%s)", err);
+        return EXIT_DOWN;
+    default:
+        errmsg("auth unlock: %s", err);
+        return EXIT_FAIL;
+    }
+}
+
 static int reload(const struct hato_config *cfg, int argc, char **argv)
 {
     if (argc != 0)
@@ -701,6 +739,8 @@ static const struct command commands[] = {
     { "alias", "list", alias_list, "alias list" },
     { "queue", "list", queue_list, "queue list [--json]" },
     { "queue", "flush", queue_flush, "queue flush" },
+    { "auth", "lockouts", auth_lockouts, "auth lockouts" },
+    { "auth", "unlock", auth_unlock, "auth unlock IP" },
     { "reload", NULL, reload, "reload" },
     { "check", NULL, check, "check" },
     { "tls", "selfsigned", hatoctl_tls_selfsigned,

@@ -207,6 +207,20 @@ class Auth(AuthBase):
         s = self.submission(source="127.0.0.2")
         s.login("bob@example.test", PASSWORD)
         s.quit()
+        # the operator sees the lockout and lifts it
+        r = self.h.hatoctl("auth", "lockouts")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout.decode(), r"^127\.0\.0\.1 3 \d+\n$")
+        self.assertEqual(self.h.hatoctl("auth", "unlock", "127.0.0.1").returncode, 0)
+        self.assertEqual(self.h.hatoctl("auth", "lockouts").stdout, b"")
+        r = self.h.hatoctl("auth", "unlock", "127.0.0.1")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"not locked out", r.stderr)
+        self.assertEqual(self.h.hatoctl("auth", "unlock", "not-an-ip").returncode, 1)
+        self.assertEqual(self.h.hatoctl("auth", "unlock").returncode, 2)
+        s = self.submission()
+        s.login("bob@example.test", PASSWORD)
+        s.quit()
 
     def test_locked_account_never_logs_in(self):
         s = self.submission()
