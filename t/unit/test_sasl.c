@@ -522,6 +522,36 @@ static enum sasl_status scram_exchange(const char *mech, const struct sasl_param
     return st;
 }
 
+/* The RFC exchanges' client lines through the decoder byte by byte and in
+ * one block, then through sasl_step: same octets, same outcome. */
+static void test_trickle_lines(void)
+{
+    static const char *const msgs[] = { RFC7677_CFIRST, RFC7677_CFINAL,
+        "tim b913a602c7eda7a495b4e6e7334d3890", "Ursel\0Kurt\0xipj3plmq" };
+    static const size_t lens[] = { sizeof(RFC7677_CFIRST) - 1, sizeof(RFC7677_CFINAL) - 1, 36, 20 };
+    unsigned char out[512];
+    enum b64_err e;
+    size_t len;
+    int same;
+
+    for (size_t i = 0; i < 4; i++) {
+        char line[512];
+        snprintf(line, sizeof(line), "%s", b64(msgs[i], lens[i]));
+        b64_both(line, strlen(line), out, sizeof(out), &e, &len, &same);
+        ok(same && e == B64_OK && len == lens[i] && memcmp(out, msgs[i], len) == 0,
+           "client line %zu: byte by byte = one block = the message", i);
+        /* every cut of the line fails to decode except the whole (and
+         * quantum boundaries, which decode to a prefix) */
+        int good = 1;
+        for (size_t cut = 0; cut < strlen(line); cut++) {
+            b64_both(line, cut, out, sizeof(out), &e, &len, &same);
+            if (!same || (e == B64_OK && (cut % 4 != 0 || memcmp(out, msgs[i], len) != 0)))
+                good = 0;
+        }
+        ok(good, "client line %zu: every cut refused or a prefix", i);
+    }
+}
+
 static void test_scram_more(void)
 {
     static const unsigned char cb[] = "0123456789abcdef0123456789abcdef";
@@ -740,6 +770,7 @@ int main(void)
     test_login();
     test_cram();
     test_scram_rfc7677();
+    test_trickle_lines();
     test_scram_more();
     test_scram_parse();
     test_limits();
