@@ -1,8 +1,8 @@
 """Crash consistency under power loss (issue 6, "Tests that can fail").
 
 kill -9 keeps the page cache, so it cannot show a missing flush.  This test
-records hatod's file-system calls with strace while it accepts and delivers
-a few messages, generates the states a power loss may leave (crashsim.py:
+records hatod's file-system calls with strace while it picks up a message
+from the maildrop, accepts and delivers fourteen over SMTP, generates the states a power loss may leave (crashsim.py:
 POSIX persistence rules, unflushed operations lost or kept independently),
 materialises each one as a state directory, starts hatod on it (recovery:
 queue/queue.c queue_recover, the spare pool's adoption, redelivery) and
@@ -12,9 +12,10 @@ checks:
   message as sent) or, for a remote recipient, still queued whole;
 - nothing half-written or unknown is delivered;
 - nothing is delivered twice, except inside the documented at-least-once
-  window: after the Maildir rename and before the record that the recipient
+  windows: after the Maildir rename and before the record that the recipient
   is done (removal of env/ID, or an envelope rewrite marking it S) is on
-  disk under the same rules with every flush in place;
+  disk under the same rules with every flush in place; and for the maildrop
+  message, before the unlink of its file after the pickup's commit is;
 - a Maildir with tmp/ (which hatod takes for a whole one) or with mail
   has cur/ and new/;
 - hatod starts, recovers and stops cleanly; a corrupt/ entry only for a
@@ -42,7 +43,7 @@ from harness import Hatod, wait_for
 SEED = 20141006            # ALICE's OSDI date: a fixed seed, a fixed set of states
 N_RANDOM = 5               # random states per crash point
 N_SAMPLE = 12              # crash points sampled between flushes and acks
-MAX_STATES = 300           # distinct baseline states run through hatod
+MAX_STATES = 250           # distinct baseline states run through hatod
 MUTATION_CONFIRM = 6       # hatod runs per removed flush at most
 CONF = {"queue_run_delay": "1s", "minimal_backoff_time": "1s", "maximal_backoff_time": "1s"}
 QUEUED = re.compile(rb"^250 [^\r\n]*queued as ([0-9A-F]{16})", re.M)
@@ -79,6 +80,8 @@ class Msg:
         self.ack = None          # trace position of the 250
         self.content = None      # msg/ID as committed
         self.done_record = {}    # rcpt -> trace position of the op recording it done
+        self.maildrop = None     # the maildrop file's name (hato-sendmail, hatod stopped)
+        self.maildrop_unlink = None   # trace position of its unlink after pickup
 
     def local(self):
         return [r for r in self.rcpts if r.endswith("@example.test")]
@@ -89,6 +92,23 @@ class Msg:
     def whole(self, rcpt):
         return (b"Return-Path: <%s>\r\nDelivered-To: %s\r\n" % (self.sender.encode(), rcpt.encode())
                 + self.content)
+
+    def is_whole(self, rcpt, data):
+        """data is this message delivered to rcpt, byte for byte; a maildrop
+        message picked up again after a crash has a Received: line of its
+        own (another ID and time), all the rest must be the same."""
+        if data == self.whole(rcpt):
+            return True
+        if self.maildrop is None:
+            return False
+        return strip_received(data) == strip_received(self.whole(rcpt))
+
+
+RECEIVED = re.compile(rb"^Received:[^\n]*\n(?:[ \t][^\n]*\n)*", re.M)
+
+
+def strip_received(data):
+    return RECEIVED.sub(b"", data, count=1)
 
 
 def mailbox_of(rel):
@@ -113,7 +133,7 @@ class Facts:
                 continue
             t = TOKEN.search(ent[2])
             m = by_k.get(int(t.group(1))) if t else None
-            if m is None or rcpt not in m.rcpts or ent[2] != m.whole(rcpt):
+            if m is None or rcpt not in m.rcpts or not m.is_whole(rcpt, ent[2]):
                 self.bad.append(rel)
                 continue
             self.copies[(m.k, rcpt)] = self.copies.get((m.k, rcpt), 0) + 1
@@ -148,8 +168,10 @@ class Recorded:
         self.trace, self.msgs, self.env_versions = trace, msgs, env_versions
         self.base = crashsim.Persistence(trace)
         self.corrupt_allowed = [0, 0]     # envelopes set aside: never acknowledged, delivered
-        self.window_end = {}
+        self.window_end, self.maildrop_end = {}, {}
         for m in msgs:
+            if m.maildrop_unlink is not None:
+                self.maildrop_end[m.k] = self.durable_from(self.base, m.maildrop_unlink)
             for r, pos in m.done_record.items():
                 self.window_end[(m.k, r)] = self.durable_from(self.base, pos)
 
@@ -179,6 +201,12 @@ class Recorded:
             if env and msg is not None and msg != m.content:
                 out.append("partial content %s" % m.qid)
             if not self.acked(m, crash):
+                continue
+            if m.maildrop and pre.file("maildrop/" + m.maildrop) is not None:
+                # picked up (again) at start: twice if it was queued already
+                if (env or any(pre.copies.get((m.k, r)) for r in m.local())) and \
+                        crash >= self.maildrop_end.get(m.k, 0):
+                    out.append("maildrop %d picked up twice" % m.k)
                 continue
             for r in m.local():
                 again = env and msg == m.content and \
@@ -210,7 +238,10 @@ class Recorded:
                     v.append("acknowledged message %d (%s) lost for %s" % (m.k, m.qid, r))
                 if n > 1:
                     in_window = before >= 1 and crash < self.window_end.get((m.k, r), 0)
-                    if n > 2 or not in_window:
+                    # the maildrop file back after the pickup's commit: queued again
+                    again = m.maildrop and pre.file("maildrop/" + m.maildrop) is not None \
+                        and crash < self.maildrop_end.get(m.k, 0)
+                    if n > 1 + in_window + bool(again) or not (in_window or again):
                         v.append("message %d delivered %d times to %s outside the window"
                                  % (m.k, n, r))
                     dups += 1
@@ -229,6 +260,8 @@ class Recorded:
             m = next((m for m in self.msgs if m.qid == qid), None)
             env, msg = pre.queued(m) if m else (False, None)
             delivered = m and any(pre.copies.get((m.k, r)) for r in m.local())
+            if m and m.maildrop and pre.file("maildrop/" + m.maildrop) is not None:
+                delivered = True      # the file is there still: it is picked up again
             if not (m and env and msg is None and (not self.acked(m, crash) or delivered)):
                 v.append("corrupt/%s" % name)
             elif name.endswith(".env"):
@@ -275,7 +308,7 @@ def send_burst(h, burst):
         c.close()
 
 
-def run_traced(h, msgs, burst, trace_path):
+def run_traced(h, msgs, burst, trace_path, md):
     """Start h under strace, send msgs one by one (waiting for each one's
     local delivery or first deferral), then the burst; stop hatod."""
     h.logf = open(h.log_path, "ab")
@@ -283,6 +316,8 @@ def run_traced(h, msgs, burst, trace_path):
         harness.HATOD, "-f", h.conf_path, "-d"], stdout=h.logf, stderr=h.logf)
     if not wait_for(lambda: h.listening() and h.log().count("hatod started") >= 2, 30):
         raise RuntimeError("hatod under strace did not start:\n" + h.log())
+    if not wait_for(lambda: settled(h, [md]), 30):     # the pickup at start, alone
+        raise RuntimeError("the maildrop was not delivered:\n" + h.log())
     for i, m in enumerate(msgs):
         with smtplib.SMTP("127.0.0.1", h.port, timeout=30) as s:
             s.ehlo("client.test")
@@ -294,10 +329,10 @@ def run_traced(h, msgs, burst, trace_path):
                 raise RuntimeError("%s %s" % (code, text))
             m.qid = QUEUED.search(b"250 " + text).group(1).decode()
         # one message at a time: no other commit's syncfs hides a missing flush
-        if not wait_for(lambda: settled(h, msgs[:i + 1]), 30):
+        if not wait_for(lambda: settled(h, [md] + msgs[:i + 1]), 30):
             raise RuntimeError("the traced run did not deliver:\n" + h.log())
     send_burst(h, burst)
-    if not wait_for(lambda: settled(h, msgs + burst), 30):
+    if not wait_for(lambda: settled(h, [md] + msgs + burst), 30):
         raise RuntimeError("the traced run did not deliver the burst:\n" + h.log())
     with open("/proc/%d/task/%d/children" % (h.proc.pid, h.proc.pid)) as f:
         kids = f.read().split()
@@ -314,9 +349,16 @@ def record(h, msgs, snap, trace_path):
     for pos, fd, data in tr.socket_writes:
         for qid in QUEUED.findall(data):
             acks.setdefault(qid.decode(), pos)
-    by_qid = {m.qid: m for m in msgs}
+    by_qid = {m.qid: m for m in msgs if m.qid}
     for qid, pos in acks.items():
         by_qid[qid].ack = pos
+    for m in msgs:
+        if m.maildrop:              # in the maildrop before the run: accepted from the start
+            m.qid = next(n for p, n, i, c in tr.renames_into("queue/env") if n not in by_qid)
+            m.ack = -1
+            by_qid[m.qid] = m
+            m.maildrop_unlink = next(o.pos for o in tr.ops if o.kind == "ent" and o.ino is None
+                                     and o.path == "maildrop/" + m.maildrop)
     for pos, name, ino, content in tr.renames_into("queue/msg"):
         if name in by_qid and by_qid[name].content is None:
             by_qid[name].content = content
@@ -371,7 +413,9 @@ class Runner:
                 self.new_ports()      # someone else took the port since the last run
                 os.unlink(h.log_path)
         wait_for(lambda: set(h.queue_ids()) <= remote and
-                 not os.listdir(os.path.join(h.state, "queue", "tmp")), 15)
+                 not os.listdir(os.path.join(h.state, "queue", "tmp")) and
+                 not [n for n in os.listdir(os.path.join(h.state, "maildrop")) if n[0] != "."],
+                 15)
         rc = h.stop()
         log = h.log()
         post = Facts(crashsim.snapshot(h.state), self.rec.msgs)
@@ -402,13 +446,22 @@ class CrashStates(unittest.TestCase):
         h = self.h
         h.start()                     # the layout, then a known start state
         self.assertEqual(h.stop(), 0)
-        snap = crashsim.snapshot(h.state)
         msgs = [Msg(k, rcpts, body(k, size)) for k, (rcpts, size) in enumerate(MESSAGES)]
         burst = [Msg(len(msgs) + k, rcpts, body(len(msgs) + k, size))
                  for k, (rcpts, size) in enumerate(BURST)]
+        # and one for the maildrop, written by hato-sendmail while hatod is
+        # down: picked up, committed and unlinked at the traced start
+        md = Msg(len(msgs) + len(burst), ["bob@example.test"], body(len(msgs) + len(burst), 600))
+        r = h.run_tool([harness.SENDMAIL, "-f", md.sender] + md.rcpts,
+                       input=md.sent.replace(b"\r\n", b"\n"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        drop = [n for n in os.listdir(os.path.join(h.state, "maildrop")) if n[0] != "."]
+        self.assertEqual(len(drop), 1, drop)
+        md.maildrop = drop[0]
+        snap = crashsim.snapshot(h.state)
         trace_path = os.path.join(h.dir, "trace")
-        run_traced(h, msgs, burst, trace_path)
-        msgs += burst
+        run_traced(h, msgs, burst, trace_path, md)
+        msgs += burst + [md]
         if os.environ.get("CRASH_KEEP_TRACE"):
             shutil.copy(trace_path, os.environ["CRASH_KEEP_TRACE"])
         rec = record(h, msgs, snap, trace_path)
