@@ -187,11 +187,24 @@ static void want_write(struct conn *c, int on)
 
 /* One read call of at most room octets.  >0 octets, 0 nothing now, -1
  * end of file, -2 error (c->err set). */
+/* recv() into the buffer's free space: evbuffer_read() would first ask
+ * the kernel how much is waiting (FIONREAD), one more system call per
+ * read. */
 static int read_plain(struct conn *c, size_t room)
 {
-    int n = evbuffer_read(c->in, c->fd, (int)room);
-    if (n > 0)
-        return n;
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(c->in, (ev_ssize_t)room, &v, 1) < 1) {
+        snprintf(c->err, sizeof c->err, "out of memory");
+        return -2;
+    }
+    size_t want = v.iov_len < room ? v.iov_len : room;
+    ssize_t n = recv(c->fd, v.iov_base, want, 0);
+    if (n > 0) {
+        v.iov_len = (size_t)n;
+        evbuffer_commit_space(c->in, &v, 1);
+        return (int)n;
+    }
+    evbuffer_commit_space(c->in, &v, 0);
     if (n == 0)
         return -1;
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
