@@ -4,6 +4,7 @@ import threading
 import time
 
 from harness import RawSMTP
+from test_smtp_data import unsent
 from test_smtp_helpers import QUEUED_RE, SMTPCase
 
 
@@ -117,3 +118,75 @@ class Pipelining(SMTPCase):
             self.assertEqual(code, 250, (i, lines))
         sender.join(10)
         self.expect(a, "QUIT", 221)
+
+
+def vm_kib(pid, field):
+    """VmRSS / VmHWM of a process, in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s for %d" % (field, pid))
+
+
+class PipeliningMemory(SMTPCase):
+    """A client that pipelines N commands and reads no reply must not make
+    hatod hold N replies: command execution stops while 256 KiB of replies
+    are unread (and the connection stops reading), so hatod's memory stays
+    near its baseline.  HELP is 6 octets in and 72 out: without the stop,
+    500,000 of them queue 36 MB of replies in hatod, less the few MB the
+    kernel's socket buffers take (red; checked by raising SMTP_OUTPUT_MAX).
+    Then the client reads: every reply is there, in order.  (A client
+    receive buffer shrunk with SO_RCVBUF would keep the kernel from holding
+    replies, but then reading them back crawls at one window per 200 ms.)"""
+    N = 500000
+    GROWTH_MAX_KIB = 16 * 1024      # room for ASan's shadow and allocator
+
+    def test_unread_replies_do_not_grow_memory(self):
+        pid = self.h.proc.pid
+        r = RawSMTP(self.h.port)
+        self.track(r)
+        self.check(*r.reply(), 220)
+        self.expect(r, "EHLO client.test", 250)
+        rss0 = vm_kib(pid, "VmRSS")
+        wire = b"HELP\r\n" * self.N
+        sent = [0]
+
+        def send():
+            view = memoryview(wire)
+            try:
+                while sent[0] < len(wire):
+                    sent[0] += r.s.send(view[sent[0]:sent[0] + 65536])
+            except OSError:
+                pass
+        t = threading.Thread(target=send, daemon=True)
+        t.start()
+        # until nothing moves any more: the client sends nothing new and
+        # hatod neither reads nor grows (or 30 s)
+        state, still, peak = None, 0, rss0
+        for _ in range(300):
+            time.sleep(0.1)
+            rss = vm_kib(pid, "VmRSS")
+            peak = max(peak, rss)
+            now = (sent[0], unsent(r.s), rss)
+            still = still + 1 if now == state else 0
+            state = now
+            if still >= 10:
+                break
+        hwm = vm_kib(pid, "VmHWM")
+        self.assertLess(peak - rss0, self.GROWTH_MAX_KIB,
+                        "hatod grew %d KiB (VmHWM %d KiB) with %d of %d octets of unanswered "
+                        "HELP taken, %d still in the client's send queue"
+                        % (peak - rss0, hwm, sent[0], len(wire), unsent(r.s)))
+        # and every command is still answered, in order, once the client reads
+        want = b"214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP\r\n"
+        r.s.settimeout(30)
+        data = bytearray(r.buf)
+        while len(data) < self.N * len(want):
+            chunk = r.s.recv(1 << 20)
+            self.assertTrue(chunk, "closed after %d octets" % len(data))
+            data += chunk
+        self.assertEqual(bytes(data), want * self.N)
+        r.buf = b""
+        t.join(10)
+        self.expect(r, "NOOP", 250, "2.0.0")
