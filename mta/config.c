@@ -55,6 +55,7 @@ static const struct conf_def schema[] = {
     { "postmaster_recipient", CT_STR, "", NULL },  /* "": the first user of the first local domain */
     { "defer_transports", CT_LIST, "", NULL },
     { "message_size_limit", CT_SIZE, "10240000", NULL },
+    { "default_quota", CT_SIZE, "0", NULL },        /* users without quota=; 0 = unlimited */
     { "header_size_limit", CT_SIZE, "102400", NULL },
     { "smtpd_recipient_limit", CT_INT, "1000", NULL },
     { "smtpd_hard_error_limit", CT_INT, "20", NULL },
@@ -192,6 +193,7 @@ static void fill(struct hato_config *c)
     c->postmaster_recipient = str(c, "postmaster_recipient");
     c->defer_transports = list(c, "defer_transports", &c->ndefer_transports);
     c->message_size_limit = num(c, "message_size_limit");
+    c->default_quota = num(c, "default_quota");
     c->header_size_limit = num(c, "header_size_limit");
     c->smtpd_recipient_limit = num(c, "smtpd_recipient_limit");
     c->smtpd_hard_error_limit = num(c, "smtpd_hard_error_limit");

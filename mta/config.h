@@ -47,6 +47,7 @@ struct hato_config {
     char **defer_transports; size_t ndefer_transports;
 
     long long message_size_limit;        /* bytes; 0 = none */
+    long long default_quota;             /* bytes, users without quota=; 0 = unlimited */
     long long header_size_limit;         /* bytes */
     long long smtpd_recipient_limit;
     long long smtpd_hard_error_limit;

@@ -46,6 +46,7 @@ struct router_config {
      * domain has no postmaster alias that routes and no postmaster user; NULL or "" =
      * nowhere (postmaster is then unknown, which hatod -n warns about). */
     const char *postmaster;
+    long long default_quota;      /* bytes for users without quota= (0: unlimited) */
 };
 
 /* 1 if domain (any case) is one of local_domains. */

@@ -131,6 +131,7 @@ struct tables *tables_load(const struct hato_config *cfg, char *err, size_t errl
     t->rc.users = t->users;
     t->rc.aliases = t->aliases;
     t->rc.postmaster = t->postmaster;
+    t->rc.default_quota = cfg->default_quota;
     return t;
 fail:
     tables_free(t);

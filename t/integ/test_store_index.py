@@ -84,3 +84,22 @@ class StoreIndex(HatodTestCase):
         self.assertEqual(validity, validity2)
         for uid, m in msgs.items():
             self.assertEqual(msgs2[uid], m)
+
+
+class DefaultQuota(HatodTestCase):
+    """default_quota applies to users without quota= (carol keeps her 20K)."""
+    CONF = {"default_quota": "1K"}
+    USERS = ["bob@example.test *", "alice@example.test * quota=100K",
+             "carol@other.test * quota=20K"]
+
+    def test_default_quota(self):
+        big = b"Subject: big\r\n\r\n" + b"x" * 2048 + b"\r\n"
+        with smtplib.SMTP("127.0.0.1", self.h.port) as s:
+            s.sendmail("a@remote.test", ["alice@example.test"], big)
+            s.sendmail("a@remote.test", ["bob@example.test"], big)
+            s.sendmail("a@remote.test", ["carol@other.test"], big)
+        self.assertTrue(self.h.wait_mail("alice@example.test"), self.h.log())
+        self.assertTrue(self.h.wait_mail("carol@other.test"), self.h.log())
+        self.assertTrue(wait_for(lambda: "to=<bob@example.test>" in self.h.log()
+                                 and "mailbox full" in self.h.log(), 10), self.h.log())
+        self.assertEqual(self.h.maildir("bob@example.test"), [])

@@ -274,6 +274,9 @@ static void test_damage(void)
     is_int(ix->n == 5 ? ix->msgs[4].uid : 0, 5, "with the UID the torn record never gave out");
     ok(invariants(ix), "invariants");
     store_index_close(ix);
+    ok(store_index_open(f, &ix) == 0 && ix->uidvalidity == v && ix->n == 5 && ix->rebuilt == 0,
+       "reopened after the cut: the same index, no rebuild");
+    store_index_close(ix);
 
     /* a flipped octet in the middle: UIDs after it cannot be proven */
     int fd = open(index_path(f), O_RDWR);

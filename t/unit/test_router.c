@@ -336,7 +336,7 @@ static void test_config(const struct router_config *base)
 int main(void)
 {
     char *domains[] = { "example.com", "example.org" };
-    struct router_config rc;
+    struct router_config rc = { 0 };
     char cmd[300];
 
     snprintf(root, sizeof(root), "/tmp/hato-test-router-XXXXXX");
@@ -358,6 +358,13 @@ int main(void)
     test_limits(&rc);
     test_postmaster(&rc);
     test_config(&rc);
+    /* default_quota: users without quota= only */
+    rc.default_quota = 5000;
+    is_str(route(&rc, "alice@example.com"), "L:alice@example.com:example.com/alice:5000",
+           "default_quota for a user without quota=");
+    is_str(route(&rc, "bob@example.com"), "L:bob@example.com:example.com/bob:10485760",
+           "a user's quota= wins over default_quota");
+    rc.default_quota = 0;
     users_free(users);
     aliases_free(aliases);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
