@@ -138,7 +138,11 @@ class PipeliningMemory(SMTPCase):
     kernel's socket buffers take (red; checked by raising SMTP_OUTPUT_MAX).
     Then the client reads: every reply is there, in order.  (A client
     receive buffer shrunk with SO_RCVBUF would keep the kernel from holding
-    replies, but then reading them back crawls at one window per 200 ms.)"""
+    replies, but then reading them back crawls at one window per 200 ms.)
+    smtpd_pipelining_limit bounds the buffered input, but it is not what
+    bounds memory here: with it raised to 10,000,000 this test still passes
+    (conn reads at most 256 KiB per event and stops reading above the
+    reply mark)."""
     N = 500000
     GROWTH_MAX_KIB = 16 * 1024      # room for ASan's shadow and allocator
 
