@@ -3,8 +3,9 @@
  * $HATO_SHIM_FAIL_ADD_CB calls of libevent's evbuffer_add_cb() made by
  * hatod itself fail (return NULL, as when out of memory); libevent's own
  * calls (bufferevent_socket_new adds one) and every later call go to
- * libevent.  hatod calls it once per SMTP session start, so this forces
- * that many failed starts.
+ * libevent.  hatod's first call for a connection is in conn_new()
+ * (proto/conn.c), which then fails, so on an SMTP connection this forces
+ * that many failed session starts.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
