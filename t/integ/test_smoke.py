@@ -1,7 +1,7 @@
 """Smoke: a message through smtplib lands in the Maildir with the headers."""
 import smtplib
 
-from harness import HatodTestCase
+from harness import HatodTestCase, wait_for
 
 
 class Smoke(HatodTestCase):
@@ -13,4 +13,7 @@ class Smoke(HatodTestCase):
         data = self.h.read_mail(files[0])
         self.assertTrue(data.startswith(b"Return-Path: <a@remote.test>\r\nDelivered-To: bob@example.test\r\nReceived: from "))
         self.assertIn(b"\r\n\r\nbody\r\n", data)
-        self.assertIn("status=sent (delivered to maildir)", self.h.log())
+        # the file is in new/ before its flushes (and the index record) end
+        # and "sent" is logged: wait for the line, do not race it
+        self.assertTrue(wait_for(lambda: "status=sent (delivered to maildir)" in self.h.log()),
+                        self.h.log())
