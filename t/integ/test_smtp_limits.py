@@ -5,7 +5,7 @@ import socket
 import subprocess
 import time
 
-from harness import Hatod, RawSMTP, wait_for
+from harness import HATOD, Hatod, RawSMTP, wait_for
 from test_smtp_helpers import QUEUED_RE, SMTPCase, free_port6, port_listening
 
 SHIMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shims")
@@ -264,3 +264,23 @@ class ConnectionCountIPv6Prefix(SMTPCase):
 class ConnectionCountIPv6PerAddress(ConnectionCountIPv6Prefix):
     PREFIX = "128"
     KEY = "::1"
+
+
+class IPv6PrefixConfig(SMTPCase):
+    """hatod -n takes smtpd_client_ipv6_prefix 0..128 and refuses the rest."""
+    QUIET_START = True
+
+    def check_n(self, value):
+        self.h.conf["smtpd_client_ipv6_prefix"] = value
+        self.h.write_conf()
+        return subprocess.run([HATOD, "-n", "-f", self.h.conf_path], capture_output=True,
+                              timeout=30)
+
+    def test_range(self):
+        for v in ("0", "48", "64", "128"):
+            r = self.check_n(v)
+            self.assertEqual(r.returncode, 0, (v, r.stderr))
+        for v in ("-1", "129", "wide"):
+            r = self.check_n(v)
+            self.assertEqual(r.returncode, 1, (v, r.stderr))
+            self.assertIn(b"smtpd_client_ipv6_prefix", r.stderr, v)
