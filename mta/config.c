@@ -66,6 +66,8 @@ static const struct conf_def schema[] = {
     { "submission_auth", CT_CHOICE, "required", "required,optional" },
     { "smtpd_tls_auth_only", CT_BOOL, "yes", NULL },
     { "auth_exempt_clients", CT_LIST, "", NULL },
+    { "sender_login_maps", CT_STR, "", NULL },         /* mta/sender_login.h; "" = none */
+    { "allow_null_sender_auth", CT_BOOL, "no", NULL },  /* MAIL FROM:<> after AUTH */
     { "auth_failure_limit", CT_INT, "10", NULL },      /* auth/throttle.h */
     { "auth_failure_window", CT_TIME, "10m", NULL },
     { "auth_lockout_time", CT_TIME, "30m", NULL },
@@ -204,6 +206,8 @@ static void fill(struct hato_config *c)
     c->submission_auth_required = num(c, "submission_auth") == 0;
     c->smtpd_tls_auth_only = num(c, "smtpd_tls_auth_only");
     c->auth_exempt_clients = list(c, "auth_exempt_clients", &c->nauth_exempt_clients);
+    c->sender_login_maps = str(c, "sender_login_maps");
+    c->allow_null_sender_auth = num(c, "allow_null_sender_auth");
     c->auth_failure_limit = num(c, "auth_failure_limit");
     c->auth_failure_window = num(c, "auth_failure_window");
     c->auth_lockout_time = num(c, "auth_lockout_time");

@@ -58,6 +58,8 @@ struct hato_config {
     long long submission_auth_required;  /* submission_auth = required: MAIL needs AUTH */
     long long smtpd_tls_auth_only;       /* AUTH only over TLS */
     char **auth_exempt_clients; size_t nauth_exempt_clients;   /* need no AUTH to submit */
+    const char *sender_login_maps;       /* file of "address login, ..." grants; "" = none */
+    long long allow_null_sender_auth;    /* MAIL FROM:<> allowed after AUTH */
     long long auth_failure_limit;        /* failed logins before a lockout; 0 = never */
     long long auth_failure_window;       /* seconds the failures are counted over */
     long long auth_lockout_time;         /* seconds a locked-out client waits */

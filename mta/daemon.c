@@ -38,6 +38,7 @@
 #include "mta/pickup.h"
 #include "mta/remote.h"
 #include "mta/router.h"
+#include "mta/sender_login.h"
 #include "mta/tables.h"
 #include "proto/smtp_server.h"
 #include "queue/queue.h"
@@ -179,6 +180,7 @@ static void smtp_params(const struct hato_config *c, struct smtp_server_params *
     p->auth_mx = c->smtpd_sasl_auth_enable != 0;
     p->submission_auth_required = c->submission_auth_required != 0;
     p->tls_auth_only = c->smtpd_tls_auth_only != 0;
+    p->allow_null_sender_auth = c->allow_null_sender_auth != 0;
 }
 
 /* Make g current: d->cfg, d->tables, d->relay and d->filters are views of
@@ -333,6 +335,12 @@ static int ops_auth_exempt(void *gen, const struct sockaddr *client)
     return g->auth_exempt && iplist_match(g->auth_exempt, client);
 }
 
+static int ops_sender_owned(void *gen, const char *login, const char *sender)
+{
+    const struct generation *g = gen;
+    return sender_owned(&g->tables->rc, g->tables->sender_logins, login, sender);
+}
+
 static void throttle_limits(const struct hato_config *c, struct throttle_limits *l)
 {
     throttle_limits_default(l);
@@ -358,7 +366,7 @@ static int start_smtp(struct hatod *d)
         return -1;
     struct smtp_server_ops ops = {
         ops_gen_ref, ops_gen_unref, ops_is_local, ops_add_rcpt, ops_queued, ops_tls_ctx,
-        ops_users, ops_auth_exempt, d, d->pool, d->throttle,
+        ops_users, ops_auth_exempt, ops_sender_owned, d, d->pool, d->throttle,
     };
     smtp_params(&d->cfg, &p);
     d->smtp = smtp_server_new(d->base, d->queue, &ops, &p);

@@ -11,6 +11,7 @@
 #include "auth/users.h"
 #include "mta/aliases.h"
 #include "mta/config.h"
+#include "mta/sender_login.h"
 #include "mta/tables.h"
 
 const char *tables_alias_file(const struct hato_config *cfg)
@@ -30,6 +31,7 @@ void tables_free(struct tables *t)
         return;
     users_free(t->users);
     aliases_free(t->aliases);
+    sender_logins_free(t->sender_logins);
     for (size_t i = 0; i < t->ndomains; i++)
         free(t->domains[i]);
     free(t->domains);
@@ -118,6 +120,11 @@ struct tables *tables_load(const struct hato_config *cfg, char *err, size_t errl
     if (af) {
         t->aliases = aliases_load(af, err, errlen);
         if (!t->aliases)
+            goto fail;
+    }
+    if (cfg->sender_login_maps[0]) {
+        t->sender_logins = sender_logins_load(cfg->sender_login_maps, err, errlen);
+        if (!t->sender_logins)
             goto fail;
     }
     t->delimiter = strdup(cfg->recipient_delimiter);

@@ -20,6 +20,7 @@ struct tables {
     size_t ndomains;
     char *delimiter;
     char *postmaster;            /* postmaster_recipient, or its default; NULL = none */
+    struct sender_logins *sender_logins;   /* sender_login_maps, or NULL */
     struct router_config rc;     /* points into the above */
 };
 

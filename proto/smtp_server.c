@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include "lib/log.h"
 #include "lib/timeutil.h"
 #include "proto/conn.h"
+#include "proto/from_header.h"
 #include "proto/lineio.h"
 #include "proto/local_headers.h"
 #include "proto/smtp_cmd.h"
@@ -33,6 +35,7 @@
 #include "auth/passwd.h"
 #include "auth/sasl.h"
 #include "auth/throttle.h"
+#include "auth/users.h"
 #include "queue/envelope.h"
 #include "queue/queue.h"
 
@@ -87,6 +90,7 @@ struct session {
     int writing;
     struct smtp_data data;
     int data_overflow, header_overflow;
+    int from_refused;           /* FROM_REFUSED_*: answered at the end of data */
     struct evbuffer *hdrbuf;    /* local mode: the header section, held until it ends */
     struct filter_run *frun;
     struct filter_txn txn;
@@ -110,7 +114,11 @@ struct smtp_server {
     char databuf[2 * SMTP_DATA_CHUNK + 4];   /* decoder output, loop-only */
     char authline[SASL_LINE_MAX + 3];        /* an AUTH answer, loop-only */
     struct sasl_params sasl;                 /* mechanisms offered (hostname) */
+    struct from_parser fromp;                /* From:/Sender: after AUTH, loop-only */
 };
+
+/* Why a message submitted after AUTH is refused at the end of data. */
+enum { FROM_REFUSED_NONE, FROM_REFUSED_FROM, FROM_REFUSED_SENDER, FROM_REFUSED_TEMP };
 
 struct commit_ctx {
     struct smtp_server *srv;
@@ -451,6 +459,44 @@ static void mail_done(void *arg, enum filter_verdict v, const struct filter_repl
     filter_finished(s);
 }
 
+/* 1 if the logged-in user owns addr ("local@domain", local part
+ * unquoted), 0 if not, -1 on a temporary failure. */
+static int sender_owned(const struct session *s, const char *addr)
+{
+    if (!s->srv->ops.sender_owned)
+        return 1;
+    return s->srv->ops.sender_owned(s->gen, s->auth_user, addr);
+}
+
+/* After AUTH, MAIL FROM must be an address the user owns, and <> only
+ * with allow_null_sender_auth.  0 if it may go on, else answered. */
+static int mail_sender_check(struct session *s, const struct addr *path)
+{
+    char local[ADDR_LOCAL_MAX + 1], addr[ADDR_BUF + 2], text[400];
+    int r = 1;
+    if (!s->auth_user)
+        return 0;                 /* exempt clients, port 25: unaffected */
+    if (path->is_null) {
+        r = s->srv->p.allow_null_sender_auth;
+        addr[0] = '\0';
+    } else {
+        addr_local_unquoted(path, local, sizeof local);
+        snprintf(addr, sizeof addr, "%s@%s", local, path->domain);
+        r = sender_owned(s, addr);
+    }
+    if (r > 0)
+        return 0;
+    if (r < 0) {
+        reply_error(s, 451, "4.3.0", "Sender address rejected: temporary lookup failure");
+        return -1;
+    }
+    log_info("NOQUEUE: reject: MAIL from %s: 553 5.7.1 <%s>: Sender address rejected: "
+             "not owned by user %s", s->peer_addr, addr, s->auth_user);
+    snprintf(text, sizeof text, "Sender address rejected: not owned by user %s", s->auth_user);
+    reply_error(s, 553, "5.7.1", text);
+    return -1;
+}
+
 static void cmd_mail(struct session *s, const char *arg)
 {
     struct smtp_mail_args ma;
@@ -463,6 +509,8 @@ static void cmd_mail(struct session *s, const char *arg)
         reply_error(s, 552, "5.3.4", "Message size exceeds fixed limit");
         return;
     }
+    if (mail_sender_check(s, &ma.path) < 0)
+        return;
     env_init(&s->env);
     char client[128];
     if (s->mode == SMTP_MODE_LOCAL)
@@ -620,6 +668,7 @@ static void cmd_data(struct session *s, const char *arg)
     if (adds_headers(s))
         s->hdrbuf = evbuffer_new();
     s->data_overflow = s->header_overflow = 0;
+    s->from_refused = FROM_REFUSED_NONE;
     reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
     s->state = S_DATA;
     conn_set_input_max(s->c, SMTP_DATA_INPUT);
@@ -1085,25 +1134,105 @@ static void data_end(struct session *s)
     }
     if (s->hdrbuf)
         flush_local_headers(s);     /* a message that is all header */
+    if (s->from_refused) {
+        const char *what = s->from_refused == FROM_REFUSED_SENDER ? "Sender:" : "From:";
+        char text[400];
+        txn_reset(s);
+        s->state = S_CMD;
+        if (s->from_refused == FROM_REFUSED_TEMP) {
+            reply_error(s, 451, "4.3.0", "Error: temporary lookup failure");
+            return;
+        }
+        log_info("reject: END-OF-MESSAGE from %s: 553 5.7.1 %s address not owned by user %s",
+                 s->peer_addr, what, s->auth_user);
+        snprintf(text, sizeof text, "%s address not owned by user %s", what, s->auth_user);
+        reply_error(s, 553, "5.7.1", text);
+        return;
+    }
     txn_view(s);
     s->txn.sender = s->env.sender;
     run_filters(s, FILTER_EOM, eom_done);
 }
 
-/* Store decoded content unless a limit was crossed (then keep reading and
- * discarding until the end, and answer 552 after it). */
-/* Local mode: write the fields the message lacks, then its header section. */
+/* Every address of the header's `name` fields is owned by the login:
+ * 1, or 0 (an address not owned, or a field that does not parse: nothing
+ * shows it is owned), -1 on a temporary failure.  *other: one of them is
+ * not the login itself. */
+static int fields_owned(struct session *s, const char *name, const char *hdr, size_t n,
+                        int *other, int *nfields)
+{
+    struct from_parser *p = &s->srv->fromp;
+    from_parser_init(p, name);
+    from_parser_feed(p, hdr, n);
+    *nfields = p->nfields;
+    if (from_parser_end(p) != FROM_OK)
+        return 0;
+    for (size_t i = 0; i < p->naddrs; i++) {
+        int r = sender_owned(s, p->addrs[i]);
+        if (r <= 0)
+            return r;
+        if (strcasecmp(p->addrs[i], s->auth_user) != 0)
+            *other = 1;
+    }
+    return 1;
+}
+
+/* A login that can stand in a Sender: field as it is (dot-atom@dot-atom). */
+static int header_safe(const char *a)
+{
+    for (; *a; a++)
+        if ((unsigned char)*a <= ' ' || strchr("()<>[]:;\\,\"", *a))
+            return 0;
+    return 1;
+}
+
+/* After AUTH: From: (and a Sender: the client wrote) may name only owned
+ * addresses, else from_refused; when From: names an owned address other
+ * than the login (or, missing, gets the envelope sender that is one), a
+ * "Sender: <login>" goes into add[*used].  Before the fields are written. */
+static void originator_check(struct session *s, const char *hdr, size_t n, char *add,
+                             size_t addlen, int *used)
+{
+    int other = 0, nfrom = 0, nsender = 0, other_sender = 0;
+    int r = fields_owned(s, "From", hdr, n, &other, &nfrom);
+    if (r > 0 && nfrom == 0 && s->env.sender[0] && strcasecmp(s->env.sender, s->auth_user))
+        other = 1;                /* the From: added will be the envelope sender */
+    if (r <= 0) {
+        s->from_refused = r < 0 ? FROM_REFUSED_TEMP : FROM_REFUSED_FROM;
+        return;
+    }
+    r = fields_owned(s, "Sender", hdr, n, &other_sender, &nsender);
+    if (r <= 0) {
+        s->from_refused = r < 0 ? FROM_REFUSED_TEMP : FROM_REFUSED_SENDER;
+        return;
+    }
+    if (!other || nsender > 0 || *used < 0)
+        return;
+    const struct user *u = s->srv->ops.users ? users_find(s->srv->ops.users(s->gen), s->auth_user)
+                                             : NULL;
+    const char *login = u ? u->address : s->auth_user;
+    if (!header_safe(login))
+        return;
+    int k = snprintf(add + *used, addlen - (size_t)*used, "Sender: <%s>\r\n", login);
+    if (k > 0 && (size_t)k < addlen - (size_t)*used)
+        *used += k;
+}
+
+/* Submission: write the fields the message lacks, then its header section
+ * (after AUTH, From: and Sender: are checked first). */
 static void flush_local_headers(struct session *s)
 {
-    char add[1024];
+    char add[1536];
     size_t n = evbuffer_get_length(s->hdrbuf);
     const char *hdr = (const char *)evbuffer_pullup(s->hdrbuf, -1);
     int missing = local_headers_missing(hdr ? hdr : "", hdr ? n : 0);
     int alen = local_headers_format(missing, s->env.sender, s->w.id, s->srv->p.myhostname,
-                                    time(NULL), add, sizeof add);
-    if (alen > 0)
+                                    time(NULL), add, 1024);
+    if (s->auth_user)
+        originator_check(s, hdr ? hdr : "", hdr ? n : 0, add, sizeof add, &alen);
+    if (alen > 0 && !s->from_refused)
         queue_writer_write(&s->w, add, (size_t)alen);
-    if (n)
+    if (n && !s->from_refused)
         queue_writer_write(&s->w, hdr, n);
     evbuffer_free(s->hdrbuf);
     s->hdrbuf = NULL;
@@ -1120,7 +1249,7 @@ static void data_store(struct session *s, const char *buf, size_t len)
      * this very chunk: test it whether or not in_header is still set */
     if (p->header_size_limit > 0 && s->data.header_bytes > p->header_size_limit)
         s->header_overflow = 1;
-    if (s->data_overflow || s->header_overflow || !len)
+    if (s->data_overflow || s->header_overflow || s->from_refused || !len)
         return;
     if (s->hdrbuf) {
         size_t take = len;
@@ -1135,6 +1264,8 @@ static void data_store(struct session *s, const char *buf, size_t len)
         if (s->data.in_header)
             return;
         flush_local_headers(s);
+        if (s->from_refused)
+            return;               /* answered at the end of data */
         buf += take;
         len -= take;
     }

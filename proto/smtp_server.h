@@ -50,6 +50,7 @@ struct smtp_server_params {
     int auth_mx;                      /* smtpd_sasl_auth_enable: AUTH on port 25 too */
     int submission_auth_required;     /* submission_auth = required (587 and 465) */
     int tls_auth_only;                /* smtpd_tls_auth_only: AUTH only over TLS */
+    int allow_null_sender_auth;       /* MAIL FROM:<> after AUTH */
 };
 
 /* How the server learns where recipients go and hands over queued mail. */
@@ -84,6 +85,11 @@ struct smtp_server_ops {
     const struct usertab *(*users)(void *gen);
     /* 1 if the client needs no AUTH to submit (auth_exempt_clients). */
     int (*auth_exempt)(void *gen, const struct sockaddr *client);
+    /* 1 if the authenticated user login may send as sender ("local@domain",
+     * local part unquoted: MAIL FROM and From:/Sender: after AUTH), 0 if
+     * not, -1 on a temporary failure (mta/sender_login.h has the rule).
+     * NULL: every sender is owned. */
+    int (*sender_owned)(void *gen, const char *login, const char *sender);
     void *ctx;
     /* Not functions: the worker pool password checks run in (WORK_AUTH) and
      * the login-failure table shared by every service (auth/throttle.h). */
