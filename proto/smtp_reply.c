@@ -78,7 +78,7 @@ int smtp_reply_line(struct smtp_reply *r, const char *line, size_t len,
         return -1;
     if (++r->nlines > SMTP_REPLY_LINES_MAX)
         return -1;
-    const char *t = len > 4 ? line + 4 : "";
+    const char *t = len > 4 ? line + 4 : line + len;   /* inside the line, always */
     size_t tl = len > 4 ? len - 4 : 0;
     if (r->nlines == 1) {
         r->code = code;

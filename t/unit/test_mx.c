@@ -124,6 +124,10 @@ static void write_conf(int port)
             "  local-data: \"tmp.test. MX 10 servfail.fail.test.\"\n"
             "  local-data: \"tmp.test. MX 20 mx.tmp.test.\"\n"
             "  local-data: \"mx.tmp.test. A 127.0.4.1\"\n"
+            "  local-data: \"dup.test. MX 10 x.dup.test.\"\n"
+            "  local-data: \"dup.test. MX 20 y.dup.test.\"\n"
+            "  local-data: \"x.dup.test. A 127.0.5.1\"\n"
+            "  local-data: \"y.dup.test. A 127.0.5.1\"\n"
             "forward-zone:\n"
             "  name: \"fail.test.\"\n"
             "  forward-addr: 127.0.0.1@%d\n", port);
@@ -280,6 +284,9 @@ static void test_limit(void)
     g = lookup_opts("many.test", &o);
     ok(g.r.n == 2 && g.r.addrs[0].pref == 10 && g.r.addrs[1].pref == 10,
        "max_addrs = 2: the first MX host's two addresses");
+    g = lookup("dup.test");
+    ok(g.r.n == 1 && !strcmp(g.r.addrs[0].host, "x.dup.test"),
+       "two MX hosts on one address: tried once, as the preferred host");
     g = lookup("half.test");
     ok(g.r.status == MX_OK && g.r.n == 1 && !strcmp(g.r.addrs[0].ip, "127.0.3.1"),
        "a primary MX without address is skipped for the backup");
@@ -338,6 +345,12 @@ static void test_temp_timeout_cancel(void)
     spin_until(&never, 1, 300);
     is_int(c.calls, 0, "a cancelled lookup never calls back");
     mx_cancel(mx, id);
+    struct got c2 = { 0 };
+    uint64_t id2 = mx_lookup(mx, "pref.test", NULL, on_result, &c2);
+    mx_cancel(mx, id2);
+    spin_until(&never, 1, 300);
+    is_int(c2.calls, 0, "cancelled before an answer that does come: no callback (ASan: no query "
+           "left to reach the freed lookup)");
     mx_cancel(mx, 12345);
     ok(1, "cancelling a finished or unknown id is harmless");
     id = mx_lookup(mx, "silent.fail.test", NULL, on_result, &c);

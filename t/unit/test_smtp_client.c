@@ -55,6 +55,8 @@ struct script {
     const char *mail_reply;       /* default "250 2.1.0 Ok" */
     int data_354_always;          /* 354 even with no recipient accepted */
     const char *ehlo_raw;         /* the whole EHLO reply, CRLFs included */
+    int starttls_refuse;          /* 454 to STARTTLS */
+    int starttls_garbage;         /* 220 to STARTTLS, then plaintext instead of TLS */
 };
 
 struct server {
@@ -133,6 +135,11 @@ static void srv_command(const char *line)
         srv_ehlo();
     } else if (!strncasecmp(line, "HELO", 4)) {
         srv_reply("250 sink.test");
+    } else if (!strncasecmp(line, "STARTTLS", 8) && S.sc.starttls_refuse) {
+        srv_reply("454 4.7.0 TLS not available due to local problem");
+    } else if (!strncasecmp(line, "STARTTLS", 8) && S.sc.starttls_garbage) {
+        srv_reply("220 2.0.0 go ahead");
+        srv_reply("this is no ServerHello, this is plaintext");
     } else if (!strncasecmp(line, "STARTTLS", 8)) {
         srv_reply("220 2.0.0 go ahead");
         if (conn_starttls(S.c, server_ctx, 1, NULL) < 0)
@@ -203,7 +210,8 @@ static void srv_event(struct conn *c, enum conn_event ev, void *arg)
             srv_command(line);
             if (S.sc.stall_data && S.in_data)
                 return;
-            if (conn_is_tls(c) == 0 && !strncasecmp(line, "STARTTLS", 8))
+            if (conn_is_tls(c) == 0 && !strncasecmp(line, "STARTTLS", 8) &&
+                !S.sc.starttls_refuse && !S.sc.starttls_garbage)
                 return;
         }
     }
@@ -678,6 +686,30 @@ static void test_tls(void)
        evbuffer_get_length(S.raw) == strlen(simple_msg) + 3, "a message over TLS");
     ok(smtp_client_quit(cl) == 0 && wait_ev(&w, SMTP_CLIENT_CLOSED, 1), "QUIT");
     is_str(smtp_client_tls_version(cl), "TLSv1.3", "the TLS version outlives the connection");
+    finish(&w);
+
+    struct script refuse = { .starttls = 1, .starttls_refuse = 1 };
+    server_start(&refuse);
+    o = opts(SMTP_TLS_MAY, NULL);
+    cl = open_client(&w, &o);
+    ok(w.ev[SMTP_CLIENT_READY] == 1 && !smtp_client_tls_version(cl),
+       "may, STARTTLS answered 454: on in plaintext");
+    finish(&w);
+    server_start(&refuse);
+    o = opts(SMTP_TLS_ENCRYPT, NULL);
+    cl = open_client(&w, &o);
+    ok(w.ev[SMTP_CLIENT_FAILED] == 1 && smtp_client_status(cl)->tls_missing &&
+       strstr(smtp_client_status(cl)->text, "454"), "encrypt, STARTTLS answered 454: site failure (%s)",
+       smtp_client_status(cl)->text);
+    finish(&w);
+    struct script garbage = { .starttls = 1, .starttls_garbage = 1 };
+    server_start(&garbage);
+    o = opts(SMTP_TLS_MAY, NULL);
+    cl = open_client(&w, &o);
+    ok(w.ev[SMTP_CLIENT_FAILED] == 1 && smtp_client_status(cl)->tls_failed &&
+       !strcmp(smtp_client_status(cl)->stage, "TLS"),
+       "a handshake that fails: site failure with tls_failed, for smtp_tls_fallback (%s)",
+       smtp_client_status(cl)->text);
     finish(&w);
 
     struct script plain = { 0 };
