@@ -26,6 +26,8 @@
  *   connection is closed; smtp_client_status() says why and where.  During
  *   a transaction, recipients refused with a 5xx keep their PERM result and
  *   every other one is TEMP: the caller tries them at the next address.
+ * - A READY session is not timed (the caller's connection cache is); a
+ *   server that closes it meanwhile makes it report FAILED.
  * - CLOSED: QUIT was answered (or the peer closed after it).
  * - The content file is read in chunks of SMTP_CLIENT_CHUNK: in the worker
  *   pool when one is given (WORK_DELIVERY), else with one bounded pread per

@@ -748,6 +748,37 @@ static void test_connect_refused(void)
     finish(&w);
 }
 
+/* A listener whose accept queue is full drops new SYNs: connect hangs. */
+static void test_connect_timeout(void)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = server_addr(0);
+    socklen_t al = sizeof a;
+    if (bind(lfd, (struct sockaddr *)&a, sizeof a) < 0 || listen(lfd, 0) < 0 ||
+        getsockname(lfd, (struct sockaddr *)&a, &al) < 0)
+        abort();
+    int fill[4];
+    for (int i = 0; i < 4; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        (void)connect(fill[i], (struct sockaddr *)&a, sizeof a);
+    }
+    spin(50);
+    struct smtp_client_opts o = opts(SMTP_TLS_NONE, NULL);
+    o.t.connect = 300;
+    struct watch w = { 0 };
+    w.cl = smtp_client_new(base, &o, on_client, &w);
+    long long t0 = now_ms();
+    smtp_client_connect(w.cl, (struct sockaddr *)&a, sizeof a, "slow.test");
+    ok(wait_ev(&w, SMTP_CLIENT_FAILED, 1), "a connect that never completes: FAILED");
+    const struct smtp_client_status *st = smtp_client_status(w.cl);
+    ok(!strcmp(st->stage, "connect") && strstr(st->text, "timed out") && !strcmp(st->enh, "4.4.1"),
+       "after smtp_connect_timeout (%s, %lld ms)", st->text, now_ms() - t0);
+    finish(&w);
+    for (int i = 0; i < 4; i++)
+        close(fill[i]);
+    close(lfd);
+}
+
 static void test_free_in_callback(void)
 {
     struct script sc = { 0 };
@@ -943,6 +974,7 @@ int main(void)
     test_bad_replies();
     test_tls();
     test_connect_refused();
+    test_connect_timeout();
     test_free_in_callback();
     test_encoder_trickle();
     test_smtp_sink();
