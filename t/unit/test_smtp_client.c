@@ -56,6 +56,8 @@ struct script {
     int data_354_always;          /* 354 even with no recipient accepted */
     const char *ehlo_raw;         /* the whole EHLO reply, CRLFs included */
     int starttls_refuse;          /* 454 to STARTTLS */
+    int no_final;                 /* read the data, never answer it */
+    int silent;                   /* accept, never greet */
     int starttls_garbage;         /* 220 to STARTTLS, then plaintext instead of TLS */
 };
 
@@ -188,7 +190,8 @@ static int srv_data(void)
         evbuffer_free(tail);
     }
     S.in_data = 0;
-    srv_reply("250 2.0.0 Ok: queued as ABC");
+    if (!S.sc.no_final)
+        srv_reply("250 2.0.0 Ok: queued as ABC");
     return 1;
 }
 
@@ -235,7 +238,8 @@ static void srv_accept(evutil_socket_t fd, short what, void *arg)
     struct conn_limits l = { 64 * 1024, 1 << 20, 0, 0 };
     S.c = conn_new(base, s, &l, srv_event, NULL);
     line_reader_init(&S.lr, SMTP_LINE_MAX);
-    srv_reply(S.sc.greeting ? S.sc.greeting : "220 sink.test ESMTP");
+    if (!S.sc.silent)
+        srv_reply(S.sc.greeting ? S.sc.greeting : "220 sink.test ESMTP");
 }
 
 static void server_start(const struct script *sc)
@@ -604,6 +608,34 @@ static void test_stall(struct work_pool *pool)
     finish(&w);
 }
 
+static void test_phase_timeouts(void)
+{
+    struct script sc = { .no_final = 1 };
+    server_start(&sc);
+    write_content(simple_msg, strlen(simple_msg));
+    struct smtp_client_opts o = opts(SMTP_TLS_NONE, NULL);
+    o.t.data_done = 300;
+    struct watch w;
+    struct smtp_client *cl = open_client(&w, &o);
+    struct smtp_rcpt r[1] = { { .addr = "ok@sink.test" } };
+    struct smtp_msg m = make_msg(r, 1);
+    ok(smtp_client_send(cl, &m) == 0 && wait_ev(&w, SMTP_CLIENT_FAILED, 1) &&
+       !strcmp(smtp_client_status(cl)->stage, "end of data") && r[0].cls == SMTP_C_TEMP,
+       "no reply to \".\": smtp_data_done_timeout, the recipient TEMP (%s: %s)",
+       smtp_client_status(cl)->stage, smtp_client_status(cl)->text);
+    ok(evbuffer_get_length(S.raw) == strlen(simple_msg) + 3, "the whole message had been sent");
+    finish(&w);
+    struct script quiet = { .silent = 1 };
+    server_start(&quiet);
+    o = opts(SMTP_TLS_NONE, NULL);
+    o.t.helo = 300;
+    cl = open_client(&w, &o);
+    ok(w.ev[SMTP_CLIENT_FAILED] == 1 && !strcmp(smtp_client_status(cl)->stage, "greeting") &&
+       strstr(smtp_client_status(cl)->text, "timeout"), "no greeting: smtp_helo_timeout (%s)",
+       smtp_client_status(cl)->text);
+    finish(&w);
+}
+
 static void test_wire_encoding(void)
 {
     struct script sc = { 0 };
@@ -842,7 +874,7 @@ static void test_encoder_trickle(void)
 
 /* ------------------------------------------------------------ smtp-sink */
 
-static void test_smtp_sink(void)
+static void test_smtp_sink(struct work_pool *pool)
 {
     if (access("/usr/sbin/smtp-sink", X_OK) != 0) {
         ok(1, "# SKIP /usr/sbin/smtp-sink not installed");
@@ -898,19 +930,53 @@ static void test_smtp_sink(void)
        r[0].code, r[0].text);
     ok(smtp_client_quit(w.cl) == 0 && wait_ev(&w, SMTP_CLIENT_CLOSED, 1), "QUIT");
     finish(&w);
-    /* the dump: one file, with the envelope and the message */
-    char found[512] = "";
-    for (int t = 0; t < 100 && !found[0]; t++) {
+    /* a 3 MiB message with LF line ends, read in the pool */
+    size_t bign = 3u << 20;
+    char *big = malloc(bign);
+    for (size_t i = 0; i < bign; i++)
+        big[i] = i % 100 == 99 ? '\n' : i % 100 == 0 ? '.' : (char)('a' + i % 26);
+    write_content(big, bign);
+    free(big);
+    o = opts(SMTP_TLS_NONE, pool);
+    memset(&w, 0, sizeof w);
+    w.cl = smtp_client_new(base, &o, on_client, &w);
+    smtp_client_connect(w.cl, (struct sockaddr *)&a, sizeof a, "localhost");
+    struct smtp_rcpt rb[1] = { { .addr = "big@sink.test" } };
+    m = make_msg(rb, 1);
+    m.size = (long long)bign;
+    ok(wait_ev(&w, SMTP_CLIENT_READY, 1) && smtp_client_send(w.cl, &m) == 0 &&
+       wait_ev(&w, SMTP_CLIENT_DONE, 1) && rb[0].cls == SMTP_C_OK,
+       "a 3 MiB message, dot-stuffed lines, from the pool: accepted");
+    finish(&w);
+    /* the dumps: one file per transaction, with the envelope and the message */
+    char found[512] = "", bigfile[512] = "";
+    long long bigsize = 0;
+    for (int t = 0; t < 100 && (!found[0] || !bigfile[0]); t++) {
         DIR *d = opendir(dir);
         struct dirent *de;
-        while (d && (de = readdir(d)))
-            if (de->d_name[0] != '.')
-                snprintf(found, sizeof found, "%s/%s", dir, de->d_name);
+        while (d && (de = readdir(d))) {
+            if (de->d_name[0] == '.')
+                continue;
+            char path[512];
+            struct stat sb;
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            if (stat(path, &sb) < 0)
+                continue;
+            if (sb.st_size > (1 << 20)) {
+                snprintf(bigfile, sizeof bigfile, "%s", path);
+                bigsize = (long long)sb.st_size;
+            } else {
+                snprintf(found, sizeof found, "%s", path);
+            }
+        }
         if (d)
             closedir(d);
-        if (!found[0])
+        if (!found[0] || !bigfile[0])
             usleep(20000);
     }
+    ok(bigsize > (long long)bign, "the big message's dump holds all of it (%lld octets)", bigsize);
+    if (bigfile[0])
+        unlink(bigfile);
     char dump[8192] = "";
     FILE *f = found[0] ? fopen(found, "r") : NULL;
     size_t dn = f ? fread(dump, 1, sizeof dump - 1, f) : 0;
@@ -970,6 +1036,7 @@ int main(void)
     test_refusals();
     test_421_mid();
     test_stall(pool);
+    test_phase_timeouts();
     test_wire_encoding();
     test_bad_replies();
     test_tls();
@@ -977,7 +1044,7 @@ int main(void)
     test_connect_timeout();
     test_free_in_callback();
     test_encoder_trickle();
-    test_smtp_sink();
+    test_smtp_sink(pool);
     if (S.c)
         conn_free(S.c);
     if (S.raw)
