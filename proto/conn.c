@@ -144,8 +144,7 @@ static int reading_wanted(const struct conn *c)
 static void timer_update(struct conn *c, int progress)
 {
     int want = c->lim.timeout_ms > 0 && !c->failed && !c->dead &&
-               (c->tls == TLS_HANDSHAKE || evbuffer_get_length(c->out) > 0 ||
-                (c->user_read && !c->eof));
+               (c->tls == TLS_HANDSHAKE || evbuffer_get_length(c->out) > 0 || c->user_read);
     if (want && (progress || !c->timer_on)) {
         struct timeval tv = { c->lim.timeout_ms / 1000, (c->lim.timeout_ms % 1000) * 1000 };
         event_add(&c->ev_timer, &tv);

@@ -22,8 +22,9 @@
  *   command after STARTTLS is never executed, CVE-2011-0411), runs the
  *   handshake and reports CONN_TLS_READY (or CONN_ERROR).  Implicit TLS is
  *   the same call right after conn_new().
- * - Timeout: the idle timer runs while the conn reads, has output to
- *   write or shakes hands, and restarts on every octet read or written; it
+ * - Timeout: the idle timer runs while the protocol wants input (also
+ *   after CONN_EOF, so a protocol state that forgot to act on it still
+ *   ends), while output waits or during a handshake, and restarts on every octet read or written; it
  *   reports CONN_TIMEOUT after each idle period (the protocol answers and
  *   closes, and frees on the next one if even that answer does not leave).
  * - CONN_EOF: the peer closed its side; input may still hold octets, and

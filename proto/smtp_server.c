@@ -746,6 +746,9 @@ static void auth_end(struct session *s)
 {
     sasl_free(s->sasl);
     s->sasl = NULL;
+    /* the tail of an over-long answer line is skipped as a command line */
+    s->lr.skipping = s->lr.skipping || s->auth_lr.skipping;
+    s->auth_lr.skipping = 0;
     conn_set_input_max(s->c, command_input_max(s->srv));
 }
 
@@ -900,6 +903,15 @@ static void cmd_auth(struct session *s, const char *arg)
     }
     if (n == 0 || n >= sizeof mech) {
         reply_error(s, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+        return;
+    }
+    /* locked out meanwhile (from another session): no more guesses here */
+    if (s->srv->ops.throttle &&
+        throttle_locked(s->srv->ops.throttle, (const struct sockaddr *)&s->peer,
+                        time_mono_us() / 1000000) > 0) {
+        reply(s, 421, "4.7.0", "%s Error: too many failed logins, try again later",
+              s->srv->p.myhostname);
+        close_after_reply(s);
         return;
     }
     memcpy(mech, arg, n);
@@ -1378,7 +1390,7 @@ static void on_eof(struct session *s)
     if (s->state == S_CLOSING || s->eof)
         return;
     s->eof = 1;
-    if (s->state == S_CMD || s->state == S_DATA)
+    if (s->state == S_CMD || s->state == S_DATA || s->state == S_AUTH)
         process_input(s);
 }
 
@@ -1396,6 +1408,8 @@ static void on_tls_ready(struct session *s)
     txn_reset(s);
     free(s->helo);
     s->helo = NULL;
+    free(s->auth_user);          /* a login before TLS is knowledge to drop too */
+    s->auth_user = NULL;
     s->esmtp = 0;
     if (!s->greeted) {
         greet(s);

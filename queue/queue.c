@@ -33,7 +33,8 @@ struct qfile {
     int spare;              /* 1: sp names it; 0: tmp/ID<suffix> */
     struct spare sp;
     long long len;          /* octets written */
-    int placed;             /* renamed into msg/ or env/ */
+    int placed;             /* renamed into msg/ or env/, or nothing left to drop */
+    int renamed;            /* this commit renamed it into msg/ or env/ */
 };
 
 struct commit_item {
@@ -177,6 +178,7 @@ static int qfile_place(const struct queue *q, const char *id, const char *suffix
         return -1;
     }
     f->placed = 1;
+    f->renamed = 1;
     return 0;
 }
 
@@ -415,10 +417,10 @@ static void commit_batch_run(void *arg)
              * existing file its rename was refused over */
             char path[PATH_MAX];
             path_in(q->env, it->id, "", path, sizeof path);
-            if (it->env.placed)
+            if (it->env.renamed)
                 unlink(path);
             path_in(q->msg, it->id, "", path, sizeof path);
-            if (it->msg.placed)
+            if (it->msg.renamed)
                 unlink(path);
             drop_files(it);
         }

@@ -183,6 +183,7 @@ class Auth(AuthBase):
             self.assertEqual(s.mail("bob@example.test")[0], 250)
 
     def test_wrong_password_delay_log_and_lockout(self):
+        early = self.submission()            # opened before the lockout
         t0 = time.time()
         for i in range(3):
             s = self.submission()
@@ -203,6 +204,10 @@ class Auth(AuthBase):
         self.assertIn("4.7.0", lines[0])
         r = RawSMTP(self.h.port)
         self.assertEqual(r.reply()[0], 421)
+        # nor can a session opened before the lockout go on guessing
+        code, text = early.docmd("AUTH", "PLAIN " + base64.b64encode(
+            b"\0bob@example.test\0" + PASSWORD.encode()).decode())
+        self.assertEqual(code, 421, text)
         # another address is not
         s = self.submission(source="127.0.0.2")
         s.login("bob@example.test", PASSWORD)
@@ -228,6 +233,50 @@ class Auth(AuthBase):
         with self.assertRaises(smtplib.SMTPAuthenticationError):
             s.auth("PLAIN", s.auth_plain)
         s.close()
+
+
+class PlaintextAuth(AuthBase):
+    """smtpd_tls_auth_only = no: AUTH over plaintext, for the edges."""
+    CONF = {"smtpd_tls_auth_only": "no"}
+
+    def test_half_close_while_waiting_for_an_answer_ends_the_session(self):
+        r = RawSMTP(self.h.sub_port)
+        r.reply()
+        r.cmd("EHLO client.test")
+        self.assertEqual(r.cmd("AUTH LOGIN")[0], 334)
+        r.s.shutdown(socket.SHUT_WR)
+        r.s.settimeout(10)
+        try:
+            rest = r.s.recv(4096)
+            while rest and not rest.endswith(b"\r\n"):
+                rest += r.s.recv(4096)
+            end = r.s.recv(4096)
+        except socket.timeout:
+            self.fail("the session waits forever for an AUTH answer after EOF")
+        self.assertEqual(end, b"")
+
+    def test_over_long_answer_line_keeps_replies_in_step(self):
+        r = RawSMTP(self.h.sub_port)
+        r.reply()
+        r.cmd("EHLO client.test")
+        self.assertEqual(r.cmd("AUTH PLAIN")[0], 334)
+        r.send(b"A" * 15000)                    # over the limit: answered now...
+        code, lines = r.reply()
+        self.assertEqual(code, 500, lines)
+        r.send(b"A" * 5100 + b"\r\n")           # ...and its tail is no command
+        code, lines = r.cmd("NOOP")
+        self.assertEqual((code, lines), (250, ["250 2.0.0 Ok"]))
+        r.s.settimeout(1)
+        with self.assertRaises(socket.timeout):
+            r.s.recv(4096)                      # no second answer to anything
+
+    def test_starttls_forgets_a_plaintext_login(self):
+        s = self.submission(tls=False)
+        s.login("bob@example.test", PASSWORD)
+        s.starttls(context=ctx())
+        s.ehlo("client.test")
+        self.assertEqual(s.mail("bob@example.test")[0], 530)
+        s.quit()
 
 
 class Exempt(AuthBase):

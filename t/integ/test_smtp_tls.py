@@ -81,18 +81,21 @@ class StartTLS(TLSBase):
         self.assertEqual(r.buf, b"", "the server answered the injected commands")
         tls = client_ctx().wrap_socket(r.s, server_hostname="mx.example.test")
         f = tls.makefile("rwb")
+        # exactly one reply per command from here: had the injected MAIL and
+        # RCPT been kept, their replies would come first
         f.write(b"EHLO client.test\r\n")
         f.flush()
-        while True:
-            line = f.readline()
-            if line[3:4] == b" ":
-                break
-        f.write(b"RCPT TO:<bob@example.test>\r\n")
+        first = f.readline()
+        self.assertTrue(first.startswith(b"250-mx.example.test"), first)
+        while first[3:4] != b" ":
+            first = f.readline()
+        f.write(b"NOOP\r\n")
         f.flush()
-        self.assertTrue(f.readline().startswith(b"503 5.5.1"),
-                        "the MAIL sent in plaintext was executed")
+        self.assertEqual(f.readline(), b"250 2.0.0 Ok\r\n")
+        tls.settimeout(1)
+        with self.assertRaises(socket.timeout):
+            tls.recv(4096)
         tls.close()
-        self.assertNotIn("evil@remote.test", self.h.log())
 
     def test_plaintext_in_a_later_segment_kills_the_handshake_only(self):
         r = RawSMTP(self.h.port)
