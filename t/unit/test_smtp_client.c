@@ -872,6 +872,46 @@ static void test_encoder_trickle(void)
     ok(clean, "and only CRLF line ends, no early end-of-data line");
 }
 
+/* ------------------------------------------------------------ the parsers */
+
+static int feed(struct smtp_reply *r, const char *line)
+{
+    const char *t;
+    size_t tl;
+    return smtp_reply_line(r, line, strlen(line), &t, &tl);
+}
+
+static void test_parsers(void)
+{
+    struct smtp_reply r;
+    smtp_reply_init(&r);
+    ok(feed(&r, "250 2.1.5 Ok") == 1 && r.code == 250 && !strcmp(r.enh, "2.1.5") &&
+       !strcmp(r.text, "Ok"), "enhanced code split from the text");
+    ok(feed(&r, "550 4.1.1 wrong class") == 1 && !r.enh[0] && !strcmp(r.text, "4.1.1 wrong class"),
+       "an enhanced code of another class is text");
+    ok(feed(&r, "250") == 1 && r.code == 250 && !r.text[0], "a bare code");
+    ok(feed(&r, "250-first") == 0 && feed(&r, "250-second") == 0 && feed(&r, "250 last") == 1 &&
+       r.nlines == 3 && !strcmp(r.text, "first"), "multi-line: the first line's text");
+    ok(feed(&r, "199 x") < 0 && feed(&r, "2x0 x") < 0 && feed(&r, "250_x") < 0 &&
+       feed(&r, "25") < 0 && feed(&r, "260 x") < 0, "malformed codes and separators");
+    struct smtp_ext x;
+    smtp_ext_init(&x);
+    const char *lines[] = { "AUTH PLAIN LOGIN XOAUTH2", "AUTH=CRAM-MD5", "size 2048",
+                            "PIPELININGX", "8bitmime", "SMTPUTF8 extra", "STARTTLS" };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+        smtp_ext_line(&x, lines[i], strlen(lines[i]));
+    ok((x.flags & SMTP_EXT_AUTH) && x.auth == (SMTP_AUTH_PLAIN | SMTP_AUTH_LOGIN | SMTP_AUTH_OTHER |
+                                               SMTP_AUTH_CRAM_MD5),
+       "AUTH mechanisms, the old AUTH= form too (%#x)", x.auth);
+    ok((x.flags & SMTP_EXT_SIZE) && x.size == 2048, "SIZE, case-insensitive");
+    ok(!(x.flags & SMTP_EXT_PIPELINING) && (x.flags & SMTP_EXT_8BITMIME) &&
+       (x.flags & SMTP_EXT_SMTPUTF8) && (x.flags & SMTP_EXT_STARTTLS),
+       "keywords match whole words only");
+    smtp_ext_init(&x);
+    smtp_ext_line(&x, "SIZE lots", 9);
+    ok((x.flags & SMTP_EXT_SIZE) && x.size == 0, "SIZE with a non-number: no limit");
+}
+
 /* ------------------------------------------------------------ smtp-sink */
 
 static void test_smtp_sink(struct work_pool *pool)
@@ -1044,6 +1084,7 @@ int main(void)
     test_connect_timeout();
     test_free_in_callback();
     test_encoder_trickle();
+    test_parsers();
     test_smtp_sink(pool);
     if (S.c)
         conn_free(S.c);
