@@ -158,8 +158,10 @@ static const char *parse_text(struct sender_logins *t, const char *text, size_t 
             p = nl ? nl + 1 : end;
             continue;
         }
-        if (*p == ' ' || *p == '\t')
+        if (*p == ' ' || *p == '\t') {
+            (*lineno)++;
             return "continuation line without an entry";
+        }
         size_t first = *lineno + 1;
         const char *e = logical_end(p, end, lineno);
         const char *why = parse_entry(t, p, e);
