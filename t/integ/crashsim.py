@@ -16,7 +16,9 @@ Model (POSIX, as weak as ext4 without a journal, conservative):
   syncfs, began after it and completed;
 - anything not durable at the crash point may independently survive or be
   lost; a rename is atomic (both of its entries change, or neither); a
-  surviving write may also be cut at half its length.
+  surviving write may also be cut at half its length; data goes to disk a
+  page at a time, so a write survives whole if a later write to one of its
+  pages survives.
 A flush that is still running at the crash point has not happened.
 Nothing here knows about mail: the test supplies the invariants.
 """
@@ -590,14 +592,37 @@ def states_at(pers, crash, n_random, rng, label=""):
     return out
 
 
+PAGE = 4096
+
+
+def pages(o):
+    return range(o.off // PAGE, (o.off + max(len(o.data), 1) - 1) // PAGE + 1)
+
+
+def page_fates(trace, state):
+    """state.fate with page order applied: the kernel writes a file's data a
+    page at a time, so a write whose page also holds a later write that
+    survives survives whole too (no hole before a surviving append)."""
+    fate = dict(state.fate)
+    later_kept = set()
+    for o in reversed([o for o in trace.ops if o.pos < state.crash and o.kind == "write"]):
+        f = fate.get(o.pos, "keep")
+        if f != "keep" and any((o.ino, p) in later_kept for p in pages(o)):
+            fate[o.pos] = f = "keep"
+        if f != "drop":
+            later_kept.update((o.ino, p) for p in pages(o))
+    return fate
+
+
 def replay(trace, state):
     """The tree a state leaves: {rel: ('dir', mode) | ('file', mode, bytes)}."""
     ns = dict(trace.ns0)
     data = {ino: bytearray(d) for ino, d in trace.data0.items()}
+    fates = page_fates(trace, state)
     for o in trace.ops:
         if o.pos >= state.crash:
             break
-        fate = state.fate.get(o.pos, "keep")
+        fate = fates.get(o.pos, "keep")
         if fate == "drop":
             continue
         if o.kind == "ent":
