@@ -375,6 +375,38 @@ static int snap_apply(struct store_index *ix, const struct rec *r)
     return 0;
 }
 
+/* A run of zeros where a record should start: after a power loss, an append
+ * that never reached the disk while a later one did (unflushed writes are not
+ * ordered).  Its records were never durable, so never acknowledged; the next
+ * record starts at the first non-zero octet, or one before it (a length of
+ * 256 starts with a zero).  0: *off moved to that record; 1: not enough
+ * octets to tell yet; -1: no record there. */
+static int hole_skip(const unsigned char *buf, size_t len, size_t *off)
+{
+    size_t p = *off;
+    struct rec r;
+
+    while (p < len && buf[p] == 0)
+        p++;
+    if (p == len)
+        return 1;
+    for (size_t q = p - 1; q <= p; q++) {
+        size_t rl;
+        if (len - q < 4)
+            return 1;
+        rl = get32(buf + q);
+        if (rl < IX_REC_MIN || rl > IX_REC_MAX)
+            continue;
+        if (len - q < rl)
+            return 1;
+        if (rec_decode(buf + q, rl, &r) == 0) {
+            *off = q;
+            return 0;
+        }
+    }
+    return -1;
+}
+
 size_t store_index_feed(struct store_index *ix, const unsigned char *buf, size_t len)
 {
     size_t off = 0;
@@ -392,6 +424,13 @@ size_t store_index_feed(struct store_index *ix, const unsigned char *buf, size_t
     while (len - off >= 4) {
         size_t rl = get32(buf + off);
         struct rec r;
+        if (rl == 0) {
+            int h = hole_skip(buf, len, &off);
+            if (h == 0)
+                continue;
+            ix->bad = h < 0 ? 1 : 0;
+            break;
+        }
         if (rl < IX_REC_MIN || rl > IX_REC_MAX) {
             ix->bad = 1;
             break;
@@ -485,14 +524,6 @@ static int read_from(int fd, uint64_t from, unsigned char **out, size_t *outlen)
     return 0;
 }
 
-static int all_zero(const unsigned char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i])
-            return 0;
-    return 1;
-}
-
 /* What the bytes left after a stop are: 0 a torn tail (an append that never
  * completed: safe to cut), 1 corruption (records may follow). */
 static int tail_is_corrupt(const struct store_index *ix, const unsigned char *p, size_t n)
@@ -501,8 +532,16 @@ static int tail_is_corrupt(const struct store_index *ix, const unsigned char *p,
 
     if (ix->bad == 2)
         return 1;
-    if (n < 4 || all_zero(p, n))
+    size_t z = 0;
+
+    while (z < n && p[z] == 0)       /* a hole before the torn record */
+        z++;
+    if (n - z < 4 || z == n)
         return 0;
+    if (z > 0 && (get32(p + z) < IX_REC_MIN || get32(p + z) > IX_REC_MAX))
+        z--;                         /* a length of 256 starts with a zero */
+    p += z;
+    n -= z;
     rl = get32(p);
     if (rl >= IX_REC_MIN && rl <= IX_REC_MAX && rl >= n)
         return 0;              /* the last record, short or unchecksummed */

@@ -18,6 +18,9 @@ checks:
   message, before the unlink of its file after the pickup's commit is;
 - a Maildir with tmp/ (which hatod takes for a whole one) or with mail
   has cur/ and new/;
+- every folder index (store/index.c) is readable (a torn last record or a
+  hole of lost appends at most), and a copy past its at-least-once window
+  has its UID in it;
 - hatod starts, recovers and stops cleanly; a corrupt/ entry only for a
   message whose env/ID survived without its msg/ID and which was either
   never acknowledged or already delivered (see doc/architecture.md).
@@ -32,9 +35,11 @@ import re
 import shutil
 import signal
 import smtplib
+import struct
 import subprocess
 import time
 import unittest
+import zlib
 
 import crashsim
 import harness
@@ -109,6 +114,32 @@ RECEIVED = re.compile(rb"^Received:[^\n]*\n(?:[ \t][^\n]*\n)*", re.M)
 
 def strip_received(data):
     return RECEIVED.sub(b"", data, count=1)
+
+
+def index_names(data):
+    """The names a hato.index (store/index.c) gives UIDs to, or None when it
+    is unreadable: a bad header, or a bad record with more after it (a torn
+    last record is what kill -9 or a power loss in an append leaves)."""
+    if len(data) < 32 or data[:8] != b"HATOIX01" or \
+            struct.unpack_from("<I", data, 28)[0] != zlib.crc32(data[:28]):
+        return None
+    names, off = {}, 32
+    while off + 4 <= len(data):
+        (ln,) = struct.unpack_from("<I", data, off)
+        rec = data[off:off + ln]
+        if ln < 76 or len(rec) < ln or struct.unpack_from("<I", rec, ln - 8)[0] \
+                != zlib.crc32(rec[:ln - 8]) or struct.unpack_from("<I", rec, ln - 4)[0] != ln:
+            tail = data[off:]
+            torn = (76 <= ln <= 76 + 255 and ln >= len(tail)) or not tail.strip(b"\0")
+            return names if torn else None
+        uid = struct.unpack_from("<I", rec, 8)[0]
+        (nl,) = struct.unpack_from("<H", rec, 64)
+        if rec[4] == 1:
+            names[rec[68:68 + nl].decode("latin-1")] = uid
+        elif rec[4] == 3:
+            names = {n: u for n, u in names.items() if u != uid}
+        off += ln
+    return names
 
 
 def mailbox_of(rel):
@@ -242,7 +273,7 @@ class Recorded:
                     out.append("duplicate %d %s" % (m.k, r))
             if m.remote() and not (env and msg == m.content):
                 out.append("lost queued %d" % m.k)
-        return out
+        return out + self.check_index(pre, crash)
 
     def check(self, pre, post, crash, rc, log):
         """Violations after hatod's recovery of a state (post: its tree)."""
@@ -277,6 +308,7 @@ class Recorded:
                 v.append("message %d still queued after recovery" % m.k)
             if env and msg != m.content:
                 v.append("message %d queued with partial content" % m.k)
+        v += self.check_index(pre, crash)
         known = {m.qid for m in self.msgs}
         v += ["unknown queue entry env/" + n for n in post.ls("queue/env") if n not in known]
         for name in post.ls("queue/corrupt"):
@@ -291,6 +323,31 @@ class Recorded:
             elif name.endswith(".env"):
                 self.corrupt_allowed[bool(delivered)] += 1
         return v, dups
+
+
+    def check_index(self, pre, crash):
+        """The folder indexes (store/index.c) in a crash state: readable (a
+        torn last record at most; anything else costs a new UIDVALIDITY),
+        and a copy whose delivery is done for good (past its at-least-once
+        window) has its UID there, so no reader who saw that UID can see it
+        given again.  Recovery does not touch indexes: the state decides."""
+        v = []
+        for rel, ent in pre.tree.items():
+            if rel.endswith("/hato.index") and ent[0] == "file" and index_names(ent[2]) is None:
+                v.append("unreadable index: " + rel)
+        for rel, ent in pre.tree.items():
+            rcpt = mailbox_of(rel)
+            if rcpt is None or ent[0] != "file" or "/new/" not in rel:
+                continue
+            t = TOKEN.search(ent[2])
+            k = int(t.group(1)) if t else None
+            if k is None or crash < self.window_end.get((k, rcpt), float("inf")):
+                continue
+            ix = pre.file(rel.split("/new/")[0] + "/hato.index")
+            names = index_names(ix) if ix is not None else None
+            if names is None or rel.rsplit("/", 1)[1] not in names:
+                v.append("delivered message %d for %s has no UID in the index: %s" % (k, rcpt, rel))
+        return v
 
 
 def settled(h, msgs):
