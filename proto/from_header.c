@@ -219,6 +219,11 @@ static void norm_char(struct from_parser *p, char c)
 
 static void body_char(struct from_parser *p, char c)
 {
+    unsigned char u = (unsigned char)c;
+    if ((u < 0x20 && c != '\t') || u == 0x7f) {
+        fail(p, FROM_E_SYNTAX);   /* NUL and controls, quoted or not: an address is a C string */
+        return;
+    }
     switch (p->tok) {
     case T_NORM:
         norm_char(p, c);

@@ -158,6 +158,17 @@ static void test_limits(void)
                 ok(strlen(out) == FROM_ADDR_MAX, "an address of FROM_ADDR_MAX octets (%s)",
                    angle ? "<>" : "bare");
         }
+    /* NUL or a control character inside quotes would cut the address short:
+     * "bob@example.test<NUL>"@evil.test must never read as bob@example.test */
+    static const char nul[] = "From: \"bob@example.test\0\"@evil.test\r\n";
+    static const char ctl[] = "From: (\x01) \"bob\x1b\"@example.test\r\n";
+    static struct from_parser fp;
+    from_parser_init(&fp, "From");
+    from_parser_feed(&fp, nul, sizeof nul - 1);
+    is_int(from_parser_end(&fp), FROM_E_SYNTAX, "NUL inside a quoted string");
+    from_parser_init(&fp, "From");
+    from_parser_feed(&fp, ctl, sizeof ctl - 1);
+    is_int(from_parser_end(&fp), FROM_E_SYNTAX, "control characters in a comment and quotes");
     /* a display name longer than an address is fine */
     strcpy(hdr, "From: \"");
     memset(hdr + 7, 'n', 1000);
