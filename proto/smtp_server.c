@@ -1244,8 +1244,14 @@ static void flush_local_headers(struct session *s)
         originator_check(s, hdr ? hdr : "", hdr ? n : 0, add, sizeof add, &alen);
     if (alen > 0 && !s->from_refused)
         queue_writer_write(&s->w, add, (size_t)alen);
-    if (n && !s->from_refused)
+    if (n && !s->from_refused) {
         queue_writer_write(&s->w, hdr, n);
+        /* the header section checked must be the one every reader sees: one
+         * that ended at a line that is no field (Postfix's rule, which lenient
+         * readers may not share) gets the empty line that ends it */
+        if (s->auth_user && !(n == 2 || (n >= 4 && !memcmp(hdr + n - 4, "\r\n\r\n", 4))))
+            queue_writer_write(&s->w, "\r\n", 2);
+    }
     evbuffer_free(s->hdrbuf);
     s->hdrbuf = NULL;
 }

@@ -166,6 +166,19 @@ class FromHeader(SenderBase):
         self.assertIn(b"\r\nFrom: <b.smith@example.test>\r\n", data)
         self.assertIn(b"\r\nSender: <bob@example.test>\r\n", data)
 
+    def test_header_ended_by_a_non_field_line_gets_its_empty_line(self):
+        # Postfix's rule ends the header at "badline"; a reader that reads on
+        # must not find alice's From: in what was checked as body
+        s = self.login()
+        s.mail("bob@example.test")
+        s.rcpt("alice@example.test")
+        code, _ = s.data(b"Subject: x\r\nbadline\r\nFrom: alice@example.test\r\n\r\nbody\r\n")
+        s.quit()
+        self.assertEqual(code, 250)
+        data = self.delivered()
+        self.assertIn(b"\r\nSubject: x\r\n\r\nbadline\r\nFrom: alice@example.test\r\n", data)
+        self.assertIn(b"\r\nFrom: <bob@example.test>\r\n", data)
+
     def test_client_sender_field_must_be_owned(self):
         code, text = self.submit("b.smith@example.test", extra=["Sender: alice@example.test"])
         self.assertEqual(code, 553)
