@@ -97,6 +97,28 @@ void smtp_dot_enc_init(struct smtp_dot_enc *e)
 {
     e->bol = 1;
     e->skip_lf = 0;
+    e->col = 0;
+}
+
+/* Octets of one line (no CR or LF among them), folded at SMTP_LINE_FOLD. */
+static int add_folded(struct smtp_dot_enc *e, const char *p, size_t n, struct evbuffer *out)
+{
+    while (n > 0) {
+        if (e->col >= SMTP_LINE_FOLD) {
+            if (evbuffer_add(out, "\r\n ", 3) < 0)
+                return -1;
+            e->col = 1;
+        }
+        size_t k = SMTP_LINE_FOLD - e->col;
+        if (k > n)
+            k = n;
+        if (evbuffer_add(out, p, k) < 0)
+            return -1;
+        e->col += k;
+        p += k;
+        n -= k;
+    }
+    return 0;
 }
 
 int smtp_dot_encode(struct smtp_dot_enc *e, const char *in, size_t n, struct evbuffer *out)
@@ -114,17 +136,18 @@ int smtp_dot_encode(struct smtp_dot_enc *e, const char *in, size_t n, struct evb
             if (evbuffer_add(out, "\r\n", 2) < 0)
                 return -1;
             e->bol = 1;
+            e->col = 0;
             e->skip_lf = in[i] == '\r';
             i++;
             continue;
         }
-        if (e->bol && in[i] == '.' && evbuffer_add(out, ".", 1) < 0)
+        if (e->bol && in[i] == '.' && add_folded(e, ".", 1, out) < 0)
             return -1;
         e->bol = 0;
         size_t j = i;
         while (j < n && in[j] != '\r' && in[j] != '\n')
             j++;
-        if (evbuffer_add(out, in + i, j - i) < 0)
+        if (add_folded(e, in + i, j - i, out) < 0)
             return -1;
         i = j;
     }
@@ -137,6 +160,7 @@ int smtp_dot_enc_end(struct smtp_dot_enc *e, struct evbuffer *out)
         return -1;
     e->bol = 1;
     e->skip_lf = 0;
+    e->col = 0;
     return evbuffer_add(out, ".\r\n", 3);
 }
 

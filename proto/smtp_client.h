@@ -151,10 +151,15 @@ const char *smtp_client_tls_cipher(const struct smtp_client *cl);
 int smtp_client_pipelined(const struct smtp_client *cl);
 
 /* The DATA encoder: dot-stuffing and CRLF normalisation (a bare LF, a bare
- * CR, and CRLF each become one CRLF), the same in any split of the input. */
+ * CR, and CRLF each become one CRLF), and lines longer than
+ * SMTP_LINE_FOLD octets broken by inserting CRLF SPACE (RFC 5321
+ * §4.5.3.1.6 allows 998 + CRLF; Postfix's smtp_line_length_limit does the
+ * same); the same output in any split of the input. */
+#define SMTP_LINE_FOLD 998
 struct smtp_dot_enc {
     int bol;                      /* at the start of a line */
     int skip_lf;                  /* the last octet was CR: an LF now is its pair */
+    size_t col;                   /* octets sent on the current line */
 };
 void smtp_dot_enc_init(struct smtp_dot_enc *e);
 /* Encode n octets into out.  0, or -1 (out of memory). */

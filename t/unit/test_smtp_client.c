@@ -841,14 +841,15 @@ static void encode_all(const char *in, size_t n, size_t step, struct evbuffer *o
 
 static void test_encoder_trickle(void)
 {
-    int same = 1, clean = 1;
+    int same = 1, clean = 1, folded = 0;
     srand(7);
-    for (int round = 0; round < 500; round++) {
-        char in[200];
-        size_t n = (size_t)(rand() % 200);
+    for (int round = 0; round < 1000; round++) {
+        static char in[5000];
+        int longlines = round >= 500;        /* then mostly 'a': lines over 998 */
+        size_t n = (size_t)(rand() % (longlines ? 5000 : 200));
         static const char alphabet[] = "\r\n.a";
         for (size_t i = 0; i < n; i++)
-            in[i] = alphabet[rand() % 4];
+            in[i] = longlines && rand() % 1500 ? 'a' : alphabet[rand() % 4];
         struct evbuffer *one = evbuffer_new(), *trickle = evbuffer_new();
         encode_all(in, n, n ? n : 1, one);
         encode_all(in, n, 1, trickle);
@@ -865,11 +866,35 @@ static void test_encoder_trickle(void)
                 clean = 0;
         }
         clean &= l1 >= 3 && !memcmp(a + l1 - 3, ".\r\n", 3);
+        size_t col = 0;
+        for (size_t i = 0; i < l1; i++) {
+            if (a[i] == '\r')
+                continue;
+            if (a[i] == '\n') {
+                folded += i + 1 < l1 && a[i + 1] == ' ' && col == SMTP_LINE_FOLD;
+                col = 0;
+                continue;
+            }
+            if (++col > SMTP_LINE_FOLD)
+                clean = 0;
+        }
         evbuffer_free(one);
         evbuffer_free(trickle);
     }
     ok(same, "the encoder gives the same output fed one octet at a time");
-    ok(clean, "and only CRLF line ends, no early end-of-data line");
+    ok(clean, "and only CRLF line ends, no early end-of-data line, no line over 998");
+    ok(folded > 0, "long lines folded with CRLF SPACE (%d)", folded);
+    struct evbuffer *out = evbuffer_new();
+    static char line[2500];
+    memset(line, 'b', sizeof line);
+    line[0] = '.';
+    encode_all(line, sizeof line, 700, out);
+    size_t ol = evbuffer_get_length(out);
+    const char *o = (const char *)evbuffer_pullup(out, -1);
+    ok(ol == 2501 + 3 * 2 + 2 + 3 && o[0] == '.' && o[1] == '.' &&
+       !memcmp(o + 998, "\r\n ", 3) && !memcmp(o + 998 + 3 + 997, "\r\n ", 3),
+       "a 2500-octet line starting with '.': stuffed, then broken after 998 and 997 more (%zu)", ol);
+    evbuffer_free(out);
 }
 
 /* ------------------------------------------------------------ the parsers */
