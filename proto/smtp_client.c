@@ -44,6 +44,7 @@ enum await { A_MAIL, A_RCPT, A_DATA };
 
 struct read_job {
     struct smtp_client *cl;
+    const char *path;               /* opened by the first read (fd < 0) */
     int fd;
     long long off;
     ssize_t n;
@@ -389,9 +390,12 @@ static void txn_done(struct smtp_client *cl)
 
 static void content_step(struct smtp_client *cl);
 
+/* The open too runs where the reads run (the pool, when there is one). */
 static void read_chunk(struct read_job *j)
 {
-    j->n = pread(j->fd, j->buf, sizeof j->buf, (off_t)j->off);
+    if (j->fd < 0)
+        j->fd = open(j->path, O_RDONLY | O_CLOEXEC);
+    j->n = j->fd < 0 ? -1 : pread(j->fd, j->buf, sizeof j->buf, (off_t)j->off);
     j->err = j->n < 0 ? errno : 0;
 }
 
@@ -435,6 +439,7 @@ static void job_done(void *arg)
     struct read_job *j = arg;
     struct smtp_client *cl = j->cl;
     cl->job_out = 0;
+    cl->content_fd = j->fd;
     if (cl->dead) {
         maybe_free(cl);
         return;
@@ -465,6 +470,7 @@ static void content_step(struct smtp_client *cl)
         struct read_job *j = cl->job;
         j->cl = cl;
         j->fd = cl->content_fd;
+        j->path = cl->msg->content_path;
         j->off = cl->content_off;
         if (cl->o.pool) {
             cl->job_out = 1;
@@ -475,6 +481,7 @@ static void content_step(struct smtp_client *cl)
             return;
         }
         read_chunk(j);               /* one bounded read per turn of this loop */
+        cl->content_fd = j->fd;
         got_chunk(cl);
     }
 }
@@ -487,11 +494,7 @@ static void start_body(struct smtp_client *cl)
         local_fail(cl, "%s", "out of memory");
         return;
     }
-    cl->content_fd = open(cl->msg->content_path, O_RDONLY | O_CLOEXEC);
-    if (cl->content_fd < 0) {
-        local_fail(cl, "cannot open the queue file: %s", strerror(errno));
-        return;
-    }
+    cl->content_fd = -1;            /* the first read opens it */
     cl->content_off = 0;
     cl->content_eof = 0;
     smtp_dot_enc_init(&cl->enc);

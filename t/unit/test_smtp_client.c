@@ -636,6 +636,25 @@ static void test_phase_timeouts(void)
     finish(&w);
 }
 
+static void test_missing_content(struct work_pool *pool)
+{
+    struct script sc = { 0 };
+    server_start(&sc);
+    struct smtp_client_opts o = opts(SMTP_TLS_NONE, pool);
+    struct watch w;
+    struct smtp_client *cl = open_client(&w, &o);
+    struct smtp_rcpt r[1] = { { .addr = "ok@sink.test" } };
+    struct smtp_msg m = make_msg(r, 1);
+    m.content_path = "/nonexistent/queue/file";
+    ok(smtp_client_send(cl, &m) == 0 && wait_ev(&w, SMTP_CLIENT_FAILED, 1) &&
+       smtp_client_status(cl)->local && r[0].cls == SMTP_C_TEMP,
+       "an unreadable queue file (%s): FAILED, local, TEMP (%s)", pool ? "pool" : "loop",
+       smtp_client_status(cl)->text);
+    spin(20);
+    ok(S.in_data && evbuffer_get_length(S.raw) == 0, "the session closed without an end of data");
+    finish(&w);
+}
+
 static void test_wire_encoding(void)
 {
     struct script sc = { 0 };
@@ -1102,6 +1121,8 @@ int main(void)
     test_421_mid();
     test_stall(pool);
     test_phase_timeouts();
+    test_missing_content(NULL);
+    test_missing_content(pool);
     test_wire_encoding();
     test_bad_replies();
     test_tls();
