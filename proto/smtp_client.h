@@ -29,9 +29,11 @@
  * - A READY session is not timed (the caller's connection cache is); a
  *   server that closes it meanwhile makes it report FAILED.
  * - CLOSED: QUIT was answered (or the peer closed after it).
- * - The content file is read in chunks of SMTP_CLIENT_CHUNK: in the worker
- *   pool when one is given (WORK_DELIVERY), else with one bounded pread per
- *   step on the loop.  Output is kept under SMTP_CLIENT_OUT_HIGH.
+ * - The content file is opened and read in chunks of SMTP_CLIENT_CHUNK: in
+ *   the worker pool when one is given (WORK_DELIVERY), else with one bounded
+ *   pread per step on the loop.  Output is kept under SMTP_CLIENT_OUT_HIGH.
+ *   A file that cannot be read fails the session (status.local) without an
+ *   end of data, so the server discards what it got.
  */
 #ifndef HATO_SMTP_CLIENT_H
 #define HATO_SMTP_CLIENT_H
