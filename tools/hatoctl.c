@@ -38,6 +38,7 @@
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2
 #define EXIT_DOWN 75       /* hatod unreachable (EX_TEMPFAIL) */
+#define SECRETS_MAX 512    /* the " key=value" secrets of one users_file line */
 #define ERR_MAX 1024
 #define PASSWORD_MAX 1024        /* octets of a password read from stdin */
 #define ALIAS_TARGETS_MAX 1000   /* targets given to one `alias add` */
@@ -291,10 +292,26 @@ static int pw_option(const char *arg, struct pw_opts *o)
     return 1;
 }
 
+/* The end of a users_file edit made under the edit lock: unlock, wipe the
+ * secrets, say what failed, or reload. */
+static int finish_user_edit(const struct hato_config *cfg, int lk, int r, const char *err,
+                            char *hash, char *secrets)
+{
+    edit_unlock(lk);
+    explicit_bzero(secrets, SECRETS_MAX);
+    free(hash);
+    if (lk < 0)
+        return EXIT_FAIL;
+    if (r < 0) {
+        errmsg("%s", err);
+        return EXIT_FAIL;
+    }
+    return reload_after_edit(cfg);
+}
+
 /* The password's crypt hash and, as asked, its cram-md5= / scram-sha-256=
  * options (" key=value ...") into secrets (SECRETS_MAX).  The password is
  * wiped.  0 or -1 after a message. */
-#define SECRETS_MAX 512
 static int make_credentials(const struct pw_opts *o, char **hash, char *secrets)
 {
     char pw[PASSWORD_MAX], cram[65], scram[256];
@@ -362,16 +379,7 @@ static int user_add(const struct hato_config *cfg, int argc, char **argv)
     /* the secrets go onto the new line under the same lock */
     if (r == 0 && secrets[0])
         r = users_file_passwd(cfg->users_file, addr, hash, secrets, err, sizeof(err));
-    edit_unlock(lk);
-    explicit_bzero(secrets, sizeof(secrets));
-    free(hash);
-    if (lk < 0)
-        return EXIT_FAIL;
-    if (r < 0) {
-        errmsg("%s", err);
-        return EXIT_FAIL;
-    }
-    return reload_after_edit(cfg);
+    return finish_user_edit(cfg, lk, r, err, hash, secrets);
 }
 
 /* user passwd ADDRESS [--with-cram] [--with-scram] [--password-stdin]:
@@ -397,16 +405,7 @@ static int user_passwd(const struct hato_config *cfg, int argc, char **argv)
         return EXIT_FAIL;
     lk = edit_lock(cfg->users_file);
     r = lk < 0 ? -1 : users_file_passwd(cfg->users_file, addr, hash, secrets, err, sizeof(err));
-    edit_unlock(lk);
-    explicit_bzero(secrets, sizeof(secrets));
-    free(hash);
-    if (lk < 0)
-        return EXIT_FAIL;
-    if (r < 0) {
-        errmsg("%s", err);
-        return EXIT_FAIL;
-    }
-    return reload_after_edit(cfg);
+    return finish_user_edit(cfg, lk, r, err, hash, secrets);
 }
 
 static int user_del(const struct hato_config *cfg, int argc, char **argv)

@@ -38,6 +38,7 @@
 #include "proto/lineio.h"
 #include "proto/smtp_client.h"
 #include "t/unit/tap.h"
+#include "t/unit/tls_pair.h"
 
 static struct event_base *base;
 static SSL_CTX *server_ctx, *client_ctx;
@@ -1085,23 +1086,7 @@ static void test_smtp_sink(struct work_pool *pool)
 
 static void make_ctxs(void)
 {
-    EVP_PKEY *key = EVP_EC_gen("P-256");
-    X509 *x = X509_new();
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-    X509_gmtime_adj(X509_getm_notBefore(x), 0);
-    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-    X509_set_pubkey(x, key);
-    X509_NAME *n = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"mx.test", -1, -1, 0);
-    X509_set_issuer_name(x, n);
-    X509_sign(x, key, EVP_sha256());
-    server_ctx = SSL_CTX_new(TLS_server_method());
-    SSL_CTX_use_certificate(server_ctx, x);
-    SSL_CTX_use_PrivateKey(server_ctx, key);
-    client_ctx = SSL_CTX_new(TLS_client_method());
-    SSL_CTX_set_verify(client_ctx, SSL_VERIFY_NONE, NULL);
-    X509_free(x);
-    EVP_PKEY_free(key);
+    tls_pair_make(&server_ctx, &client_ctx);
 }
 
 int main(void)
