@@ -39,7 +39,6 @@
 #include "queue/envelope.h"
 #include "queue/queue.h"
 
-#define SMTP_LINE_MAX      512             /* RFC 5321 §4.5.3.1.4, CRLF included */
 #define SMTP_OUTPUT_MAX    (256 * 1024)    /* stop executing commands above this */
 #define SMTP_DATA_CHUNK    (64 * 1024)     /* DATA decoded per step */
 #define SMTP_DATA_INPUT    (256 * 1024)    /* input buffered in DATA (one read event) */
