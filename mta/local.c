@@ -6,7 +6,9 @@
  * the renames durable, and report each recipient's result.  Never reports
  * "sent" before the file and its directory entry are on stable storage.
  * Each rename into new/ is made under the folder's index lock together with
- * the message's index record (store/index.h), in the same pool job.
+ * the message's index record (store/index.h), in the same pool job; the
+ * records are flushed with the renames (the second syncfs, or once per
+ * mailbox with its new/), before "sent".
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +26,7 @@
 #include "mta/router.h"
 #include "mta/tables.h"
 #include "queue/scheduler.h"
+#include "store/index.h"
 #include "store/maildir.h"
 #include "store/path.h"
 
@@ -110,8 +113,9 @@ static void write_all_tmp(struct local_job *j)
         }
         for (size_t i = 0; i < d->nitems; i++) {
             item_begin(&d->items[i], fd, (long long)st.st_size);
-            /* the batch's second syncfs flushes the index records too */
-            d->items[i].tmp.index_nosync = j->whole_fs;
+            /* the index records are flushed after all the renames: by the
+             * batch's second syncfs, or once per mailbox (flush_mailboxes) */
+            d->items[i].tmp.index_nosync = 1;
             if (j->syncfs_fd < 0 && d->items[i].begun)
                 j->syncfs_fd = dup(d->items[i].tmp.fd);
         }
@@ -147,16 +151,48 @@ static void finish_all(struct local_job *j)
             if (maildir_finish(&it->tmp, &e) < 0) {
                 it->begun = 0;
                 set_result(it->res, e.temporary ? RCPT_PENDING : RCPT_BOUNCED, e.dsn, e.text);
+            }
+        }
+}
+
+/* Was mailbox m finished by an item before `upto` in this job? */
+static int mailbox_seen(struct local_job *j, const struct local_item *upto, const char *m)
+{
+    for (struct local_dl *d = j->dls; d; d = d->next)
+        for (size_t i = 0; i < d->nitems; i++) {
+            if (&d->items[i] == upto)
+                return 0;
+            if (d->items[i].begun && strcmp(d->items[i].mailbox, m) == 0)
+                return 1;
+        }
+    return 0;
+}
+
+static void fail_mailbox(struct local_job *j, const char *m)
+{
+    for (struct local_dl *d = j->dls; d; d = d->next)
+        for (size_t i = 0; i < d->nitems; i++) {
+            struct local_item *it = &d->items[i];
+            if (it->begun && strcmp(it->mailbox, m) == 0) {
+                it->begun = 0;
+                set_result(it->res, RCPT_PENDING, "4.3.0", "cannot flush the mailbox directory");
+            }
+        }
+}
+
+/* Without a syncfs: each mailbox's index records and new/ entries flushed
+ * once, after all the renames of the job. */
+static void flush_mailboxes(struct local_job *j)
+{
+    for (struct local_dl *d = j->dls; d; d = d->next)
+        for (size_t i = 0; i < d->nitems; i++) {
+            struct local_item *it = &d->items[i];
+            char newdir[PATH_MAX];
+            if (!it->begun || mailbox_seen(j, it, it->mailbox))
                 continue;
-            }
-            if (!j->whole_fs) {
-                char newdir[PATH_MAX];
-                snprintf(newdir, sizeof newdir, "%s/new", it->mailbox);
-                if (fs_fsync_dir(newdir) < 0) {
-                    it->begun = 0;
-                    set_result(it->res, RCPT_PENDING, "4.3.0", "cannot flush the mailbox directory");
-                }
-            }
+            snprintf(newdir, sizeof newdir, "%s/new", it->mailbox);
+            if (store_index_flush(it->mailbox) < 0 || fs_fsync_dir(newdir) < 0)
+                fail_mailbox(j, it->mailbox);
         }
 }
 
@@ -172,6 +208,8 @@ static void job_run(void *arg)
     write_all_tmp(j);
     sync_tmp(j);
     finish_all(j);
+    if (!j->whole_fs)
+        flush_mailboxes(j);
     int dirs_ok = 1;
     if (j->whole_fs && j->syncfs_fd >= 0)
         dirs_ok = syncfs(j->syncfs_fd) == 0;

@@ -1338,6 +1338,24 @@ static int tail_state(struct store_index *ix)
     return 0;
 }
 
+int store_index_flush(const char *folder)
+{
+    char *p = folder_path(folder, STORE_INDEX_FILE);
+    int fd, r, saved;
+
+    if (p == NULL)
+        return -1;
+    fd = open(p, O_RDONLY | O_CLOEXEC);
+    free(p);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    r = fdatasync(fd);
+    saved = errno;
+    (void)close(fd);
+    errno = saved;
+    return r;
+}
+
 /* Append one delivered message, the lock held; 0 or -1. */
 static int deliver_append(struct store_index *ix, const char *name, const struct store_newmsg *m,
                           int nosync)

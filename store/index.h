@@ -98,6 +98,10 @@ const struct store_msg *store_index_find(const struct store_index *ix, uint32_t 
 int store_index_deliver(const char *folder, const char *tmp_path, const char *name,
                         const struct store_newmsg *m, int nosync);
 
+/* fdatasync FOLDER's index (after deliveries made with nosync, outside the
+ * lock).  A missing index is 0: nothing of ours to flush.  0 or -1. */
+int store_index_flush(const char *folder);
+
 /* The reader, for tests and the fuzzer: an empty index, then bytes of an
  * index file from offset ix->parsed.  Returns how many octets were applied
  * (whole header and records only); ix->bad says why it stopped early. */

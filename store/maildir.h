@@ -32,8 +32,9 @@ struct maildir_tmp {
     long long size;             /* octets written */
     long long quota;            /* bytes, 0 = none */
     long long hdr_end;          /* offset after the header's blank line (size if none) */
-    int index_nosync;           /* finish: the caller syncfs()es after, so the
-                                   index record is not fdatasync'ed on its own */
+    int index_nosync;           /* finish: the caller flushes the index after
+                                   (syncfs or store_index_flush), so the record
+                                   is not fdatasync'ed under the lock */
 };
 
 /* mkdir -p DIR/{cur,new,tmp} (mode 0700).  0 or -1 (errno). */
