@@ -32,6 +32,7 @@
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "store/index.h"
+#include "store/maildir.h"
 
 #define IX_MAGIC        "HATOIX01"
 #define IX_HDR          32
@@ -1282,6 +1283,21 @@ int store_index_set_flags(struct store_index *ix, uint32_t uid, uint32_t flags,
     return done_lock(ix, rc < 0 ? -1 : 0) != 0 ? -1 : rc;
 }
 
+/* Maildir++ counts usage at the root: a ".Folder" is one level below it. */
+static void quota_release(const char *folder, int64_t size)
+{
+    const char *slash = strrchr(folder, '/');
+    char root[PATH_MAX];
+
+    if (slash != NULL && slash[1] == '.' && (size_t)(slash - folder) < sizeof(root)) {
+        memcpy(root, folder, (size_t)(slash - folder));
+        root[slash - folder] = '\0';
+        maildir_usage_add(root, -(long long)size, -1);
+    } else {
+        maildir_usage_add(folder, -(long long)size, -1);
+    }
+}
+
 int store_index_expunge(struct store_index *ix, uint32_t uid)
 {
     char path[PATH_MAX];
@@ -1297,8 +1313,11 @@ int store_index_expunge(struct store_index *ix, uint32_t uid)
         return 1;
     }
     const struct store_msg *m = &ix->msgs[p];
-    if (msg_path(ix, m, m->flags, m->keywords, m->in_cur, path, sizeof(path)) != 0
-        || (unlink(path) != 0 && errno != ENOENT))
+    if (msg_path(ix, m, m->flags, m->keywords, m->in_cur, path, sizeof(path)) != 0)
+        rc = -1;
+    else if (unlink(path) == 0)
+        quota_release(ix->folder, m->size);
+    else if (errno != ENOENT)
         rc = -1;
     if (rc == 0) {
         struct rec r = rec_change(ix, REC_EXPUNGE, m, ix->highestmodseq + 1);

@@ -456,6 +456,26 @@ static void size_file_add(const char *dir, long long size, long long quota)
         (void)unlink(path);
 }
 
+void maildir_usage_add(const char *dir, long long bytes, long long count)
+{
+    char path[PATH_MAX], line[2 * MAILDIR_LINE_MAX];
+    int fd, n;
+
+    if (path_join(path, sizeof(path), dir, MAILDIR_SIZE_FILE) != 0)
+        return;
+    fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0)
+        return;                      /* missing: recomputed when next needed */
+    n = snprintf(line, sizeof(line), "%lld %lld\n", bytes, count);
+    if (n < 0 || (size_t)n >= sizeof(line) || fs_write_all(fd, line, (size_t)n) != 0) {
+        (void)close(fd);
+        (void)unlink(path);
+        return;
+    }
+    if (close(fd) != 0)
+        (void)unlink(path);
+}
+
 /* ---- delivery -------------------------------------------------------- */
 
 /* mkdir of one directory; an existing directory is fine. */

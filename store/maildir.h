@@ -56,6 +56,9 @@ void maildir_abort(struct maildir_tmp *t);
 /* Current usage in bytes from maildirsize (recomputed from ,S= names in
  * new/ and cur/ of every folder when missing).  -1 on error. */
 long long maildir_usage(const char *dir);
+/* Account a change of usage (negative for removals) in dir's maildirsize, if
+ * it exists; a failed append removes it, so the next reader recomputes. */
+void maildir_usage_add(const char *dir, long long bytes, long long count);
 /* Would `size` more octets fit under `quota` (bytes, <= 0: unlimited) in the
  * Maildir at dir?  Reads maildirsize (recomputed only when missing or
  * unusable), never rescans per call.  0 fits, 1 over quota, -1 error. */

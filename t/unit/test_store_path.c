@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "store/index.h"
 #include "store/maildir.h"
 #include "store/path.h"
 #include "t/unit/tap.h"
@@ -94,6 +95,15 @@ static void test_quota(void)
     ok(f && fputs("50 1\n", f) >= 0 && fclose(f) == 0, "a line another writer appended");
     is_int(store_quota_check(dir, 250, 1000), 0, "750 + 250 fits: the file is trusted");
     is_int(store_quota_check(dir, 251, 1000), 1, "750 + 251 does not");
+    /* an expunge through the index gives its size back */
+    struct store_index *ix;
+    ok(store_index_open(dir, &ix) == 0 && ix->n == 2, "index: 2 messages");
+    uint32_t big = ix->msgs[0].size == 600 ? ix->msgs[0].uid : ix->msgs[1].uid;
+    is_int(store_index_expunge(ix, big), 0, "expunge the 600-octet message");
+    store_index_close(ix);
+    is_int(maildir_usage(dir), 150, "usage 150 after the expunge (no rescan)");
+    is_int(store_quota_check(dir, 850, 1000), 0, "150 + 850 fits again");
+    ok(deliver(dir, 600) == 0, "deliver 600 again");
     ok(unlink(p) == 0, "maildirsize lost");
     is_int(store_quota_check(dir, 300, 1000), 0, "recomputed from the files: 700 + 300 fits");
     is_int(store_quota_check(dir, 301, 1000), 1, "700 + 301 does not");
