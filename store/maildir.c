@@ -426,6 +426,20 @@ static long long usage_get(const char *dir, long long want_quota)
     return bytes;
 }
 
+long long maildir_usage_peek(const char *dir)
+{
+    long long quota = 0, bytes = 0, count = 0;
+    int r = size_file_read(dir, &quota, &bytes);
+
+    if (r == 0)
+        return bytes;
+    if (r < 0)
+        return -1;
+    if (scan_all(dir, &bytes, &count) != 0)
+        return errno == ENOENT ? 0 : -1;
+    return bytes;
+}
+
 long long maildir_usage(const char *dir)
 {
     return usage_get(dir, -1);

@@ -56,6 +56,10 @@ void maildir_abort(struct maildir_tmp *t);
 /* Current usage in bytes from maildirsize (recomputed from ,S= names in
  * new/ and cur/ of every folder when missing).  -1 on error. */
 long long maildir_usage(const char *dir);
+/* maildir_usage without writing anything (for tools running as another
+ * user): maildirsize when usable, else a count of the files; a missing
+ * Maildir is 0.  -1 on error. */
+long long maildir_usage_peek(const char *dir);
 /* Account a change of usage (negative for removals) in dir's maildirsize, if
  * it exists; a failed append removes it, so the next reader recomputes. */
 void maildir_usage_add(const char *dir, long long bytes, long long count);

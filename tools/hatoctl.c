@@ -30,6 +30,8 @@
 #include "mta/aliases.h"
 #include "mta/config.h"
 #include "mta/tables.h"
+#include "store/maildir.h"
+#include "store/path.h"
 #include "tools/ctlclient.h"
 #include "tools/hatoctl_tls.h"
 
@@ -472,6 +474,148 @@ static int user_list(const struct hato_config *cfg, int argc, char **argv)
     return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
 }
 
+/* ---- quota ---------------------------------------------------------------- */
+
+struct quota_row {
+    const char *addr;
+    long long usage, limit;      /* bytes; limit 0 = unlimited */
+};
+
+static int quota_row_cmp(const void *a, const void *b)
+{
+    const struct quota_row *x = a, *y = b;
+
+    if (x->usage != y->usage)
+        return x->usage < y->usage ? 1 : -1;      /* biggest first */
+    return strcmp(x->addr, y->addr);
+}
+
+/* Usage of one user's Maildir (read only); 0, or -1 with a message. */
+static int quota_usage(const struct hato_config *cfg, const char *addr, long long *usage)
+{
+    char rel[2 * ADDR_BUF], path[PATH_MAX + 2 * ADDR_BUF], local[ADDR_BUF];
+    const char *at = strrchr(addr, '@');
+
+    if (at == NULL || (size_t)(at - addr) >= sizeof(local)) {
+        errmsg("%s: not an address", addr);
+        return -1;
+    }
+    memcpy(local, addr, (size_t)(at - addr));
+    local[at - addr] = '\0';
+    if (store_mailbox_rel(rel, sizeof(rel), at + 1, local) != 0) {
+        errmsg("%s: no mailbox path for it", addr);
+        return -1;
+    }
+    snprintf(path, sizeof(path), "%s/mail/%s", cfg->state_directory, rel);
+    *usage = maildir_usage_peek(path);
+    if (*usage < 0) {
+        errmsg("%s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            printf("\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            printf("\\u%04x", (unsigned char)*s);
+        else
+            putchar(*s);
+    }
+    putchar('"');
+}
+
+static void quota_print(const struct quota_row *v, size_t n, int json)
+{
+    char us[32], ls[32];
+
+    if (json)
+        printf("[");
+    else
+        printf("%-40s %10s %10s %7s\n", "user", "usage", "limit", "percent");
+    for (size_t i = 0; i < n; i++) {
+        double pct = v[i].limit > 0 ? 100.0 * (double)v[i].usage / (double)v[i].limit : 0;
+        if (json) {
+            printf("%s{\"user\":", i ? "," : "");
+            json_str(v[i].addr);
+            printf(",\"usage\":%lld,\"limit\":", v[i].usage);
+            if (v[i].limit > 0)
+                printf("%lld,\"percent\":%.1f}", v[i].limit, pct);
+            else
+                printf("null,\"percent\":null}");
+            continue;
+        }
+        format_size(v[i].usage, us, sizeof(us));
+        if (v[i].usage == 0)
+            snprintf(us, sizeof(us), "0");
+        format_size(v[i].limit, ls, sizeof(ls));
+        if (v[i].limit > 0)
+            printf("%-40s %10s %10s %6.1f%%\n", v[i].addr, us, ls, pct);
+        else
+            printf("%-40s %10s %10s %7s\n", v[i].addr, us, "unlimited", "-");
+    }
+    if (json)
+        printf("]\n");
+}
+
+/* quota show [ADDRESS|--all] [--sort usage] [--json] */
+static int quota_show(const struct hato_config *cfg, int argc, char **argv)
+{
+    const char *only = NULL;
+    int json = 0, sort = 0, rc = EXIT_OK;
+    char err[ERR_MAX];
+
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            json = 1;
+        else if (strcmp(argv[i], "--all") == 0 && only == NULL)
+            continue;
+        else if (strcmp(argv[i], "--sort") == 0 && i + 1 < argc
+                 && strcmp(argv[i + 1], "usage") == 0)
+            sort = 1, i++;
+        else if (argv[i][0] != '-' && only == NULL)
+            only = argv[i];
+        else
+            return -EXIT_USAGE;
+    }
+    struct usertab *t = users_load(cfg->users_file, err, sizeof(err));
+    if (!t) {
+        errmsg("%s", err);
+        return EXIT_FAIL;
+    }
+    struct quota_row *v = calloc(users_count(t) + 1, sizeof(*v));
+    size_t n = 0;
+    for (size_t i = 0; v != NULL && i < users_count(t); i++) {
+        const struct user *u = users_at(t, i);
+        if (only != NULL && strcasecmp(only, u->address) != 0)
+            continue;
+        v[n].addr = u->address;
+        v[n].limit = u->quota > 0 ? u->quota : cfg->default_quota;
+        if (quota_usage(cfg, u->address, &v[n].usage) != 0)
+            rc = EXIT_FAIL;
+        else
+            n++;
+    }
+    if (v == NULL) {
+        errmsg("out of memory");
+        rc = EXIT_FAIL;
+    } else if (only != NULL && n == 0 && rc == EXIT_OK) {
+        errmsg("%s: no such user in %s", only, cfg->users_file);
+        rc = EXIT_FAIL;
+    } else {
+        if (sort)
+            qsort(v, n, sizeof(*v), quota_row_cmp);
+        quota_print(v, n, json);
+    }
+    free(v);
+    users_free(t);
+    return fflush(stdout) == 0 ? rc : EXIT_FAIL;
+}
+
 /* ---- aliases -------------------------------------------------------------- */
 
 static const char *alias_file(const struct hato_config *cfg)
@@ -733,6 +877,7 @@ static const struct command commands[] = {
       "user passwd ADDRESS [--with-cram] [--with-scram] [--password-stdin]" },
     { "user", "del", user_del, "user del ADDRESS" },
     { "user", "list", user_list, "user list" },
+    { "quota", "show", quota_show, "quota show [ADDRESS|--all] [--sort usage] [--json]" },
     { "alias", "add", alias_add, "alias add NAME TARGET..." },
     { "alias", "del", alias_del, "alias del NAME" },
     { "alias", "list", alias_list, "alias list" },

@@ -2,6 +2,7 @@
 the folder's hato.index with UIDs 1..N, one per file in new/, with the size
 and header end of the file; a restart keeps the UIDs.  The index is read
 here by an independent parser of the format documented atop store/index.c."""
+import json
 import os
 import smtplib
 import struct
@@ -103,3 +104,34 @@ class DefaultQuota(HatodTestCase):
         self.assertTrue(wait_for(lambda: "to=<bob@example.test>" in self.h.log()
                                  and "mailbox full" in self.h.log(), 10), self.h.log())
         self.assertEqual(self.h.maildir("bob@example.test"), [])
+
+
+class QuotaShow(HatodTestCase):
+    """hatoctl quota show: usage from maildirsize (or the files), the limit
+    from quota= or default_quota, a table or JSON, sorted by usage."""
+    CONF = {"default_quota": "10K"}
+    USERS = ["bob@example.test *", "alice@example.test * quota=100K",
+             "carol@other.test * quota=20K"]
+
+    def test_quota_show(self):
+        with smtplib.SMTP("127.0.0.1", self.h.port) as s:
+            s.sendmail("a@remote.test", ["alice@example.test"],
+                       b"Subject: q\r\n\r\n" + b"x" * 3000 + b"\r\n")
+        self.assertTrue(self.h.wait_mail("alice@example.test"), self.h.log())
+        size = len(self.h.read_mail(self.h.maildir("alice@example.test")[0]))
+        r = self.h.hatoctl("quota", "show", "--all", "--sort", "usage", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = json.loads(r.stdout)
+        self.assertEqual(rows[0], {"user": "alice@example.test", "usage": size,
+                                   "limit": 102400, "percent": round(100 * size / 102400, 1)})
+        bob = next(x for x in rows if x["user"] == "bob@example.test")
+        self.assertEqual((bob["usage"], bob["limit"]), (0, 10240))   # default_quota
+        r = self.h.hatoctl("quota", "show", "carol@other.test")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.decode().splitlines()
+        self.assertEqual(lines[0].split(), ["user", "usage", "limit", "percent"])
+        self.assertEqual(lines[1].split(), ["carol@other.test", "0", "20K", "0.0%"])
+        r = self.h.hatoctl("quota", "show", "nobody@example.test")
+        self.assertNotEqual(r.returncode, 0)
+        r = self.h.hatoctl("quota", "show", "--bogus")
+        self.assertEqual(r.returncode, 2)
