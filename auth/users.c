@@ -319,6 +319,10 @@ static const char *parse_opt(const struct field *f, long long *quota, struct use
     if (*seen & (1u << i))
         return "option given twice";
     *seen |= 1u << i;
+    if (i == 0 && f->len == 15 && memcmp(f->p + 6, "unlimited", 9) == 0) {
+        *quota = USERS_QUOTA_UNLIMITED;
+        return NULL;
+    }
     if (i == 0)
         return parse_size(f->p + 6, f->len - 6, quota) != 0 ? "bad quota size" : NULL;
     if (i == 1)
@@ -691,25 +695,25 @@ static int find_line(const char *text, size_t len, const char *address, size_t *
     return found;
 }
 
-int users_file_passwd(const char *path, const char *address, const char *hash,
-                      const char *secrets, char *err, size_t errlen)
+/* Replace the one line of address by what build() makes of it (checked as
+ * users_load would), atomically.  0, or -1 + message. */
+static int replace_line(const char *path, const char *address,
+                        char *(*build)(const char *line, size_t len, const void *arg,
+                                       const char **why),
+                        const void *arg, char *err, size_t errlen)
 {
     char *text, *line = NULL, *out = NULL;
-    const char *why = check_hash(hash);
+    const char *why = NULL;
     size_t len, start = 0, llen = 0, o = 0;
     int r = -1, n;
 
-    if (why != NULL || address == NULL || address[0] == '\0') {
-        err_fmt(err, errlen, "%s: %s", address ? address : "", why ? why : "no address");
-        return -1;
-    }
     if (fs_read_file_or_empty(path, USERS_FILE_MAX, &text, &len) != 0) {
         err_fmt(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
     if ((n = find_line(text, len, address, &start, &llen)) != 1)
         why = n == 0 ? "no such user" : "address on more than one line";
-    else if ((line = passwd_line(text + start, llen, hash, secrets, &why)) != NULL)
+    else if ((line = build(text + start, llen, arg, &why)) != NULL)
         why = check_line(line);
     if (why == NULL && (out = malloc(len + strlen(line) + 1)) == NULL)
         why = "out of memory";
@@ -731,4 +735,68 @@ int users_file_passwd(const char *path, const char *address, const char *hash,
     explicit_bzero(text, len);
     free(text); free(line); free(out);
     return r;
+}
+
+struct passwd_arg {
+    const char *hash, *secrets;
+};
+
+static char *passwd_build(const char *line, size_t len, const void *arg, const char **why)
+{
+    const struct passwd_arg *a = arg;
+
+    return passwd_line(line, len, a->hash, a->secrets, why);
+}
+
+int users_file_passwd(const char *path, const char *address, const char *hash,
+                      const char *secrets, char *err, size_t errlen)
+{
+    const char *why = check_hash(hash);
+    struct passwd_arg a = { hash, secrets };
+
+    if (why != NULL || address == NULL || address[0] == '\0') {
+        err_fmt(err, errlen, "%s: %s", address ? address : "", why ? why : "no address");
+        return -1;
+    }
+    return replace_line(path, address, passwd_build, &a, err, errlen);
+}
+
+/* The line with its quota= option replaced (dropped for 0). */
+static char *quota_build(const char *line, size_t len, const void *arg, const char **why)
+{
+    long long quota = *(const long long *)arg;
+    struct field f[USERS_FIELDS_MAX];
+    size_t nf = split_fields(line, len, f, USERS_FIELDS_MAX), cap = len + 40, o = 0;
+    char *out;
+
+    if (nf > USERS_FIELDS_MAX || nf < 2) {
+        *why = nf < 2 ? "no hash on the existing line" : "too many fields on the existing line";
+        return NULL;
+    }
+    if ((out = malloc(cap)) == NULL) {
+        *why = "out of memory";
+        return NULL;
+    }
+    for (size_t i = 0; i < nf; i++) {
+        if (i >= 2 && opt_is(&f[i], "quota"))
+            continue;
+        o += (size_t)snprintf(out + o, cap - o, "%s%.*s", i ? " " : "", (int)f[i].len, f[i].p);
+    }
+    if (quota == USERS_QUOTA_UNLIMITED) {
+        snprintf(out + o, cap - o, " quota=unlimited");
+    } else if (quota > 0) {
+        o += (size_t)snprintf(out + o, cap - o, " quota=");
+        format_size(out + o, cap - o, quota);
+    }
+    return out;
+}
+
+int users_file_quota(const char *path, const char *address, long long quota, char *err,
+                     size_t errlen)
+{
+    if (address == NULL || address[0] == '\0' || (quota < 0 && quota != USERS_QUOTA_UNLIMITED)) {
+        err_fmt(err, errlen, "%s: %s", address ? address : "", "no address or a negative quota");
+        return -1;
+    }
+    return replace_line(path, address, quota_build, &quota, err, errlen);
 }

@@ -41,7 +41,8 @@ struct user_secrets {
 struct user {
     char *address;     /* "local@domain", lower-case */
     char *hash;
-    long long quota;   /* bytes, 0 = unlimited */
+    long long quota;   /* bytes; 0 = none given (default_quota applies),
+                          USERS_QUOTA_UNLIMITED for quota=unlimited */
     struct user_secrets *secrets;   /* NULL when the line has neither */
 };
 
@@ -67,5 +68,12 @@ int users_file_del(const char *path, const char *address, char *err, size_t errl
  * Fails if the address has no line. */
 int users_file_passwd(const char *path, const char *address, const char *hash,
                       const char *secrets, char *err, size_t errlen);
+#define USERS_QUOTA_UNLIMITED (-1LL)
+/* Set a user's quota= (bytes; 0 drops it: default_quota then applies;
+ * USERS_QUOTA_UNLIMITED writes quota=unlimited),
+ * keeping the hash, the secrets and every other line.  Fails if the address
+ * has no line. */
+int users_file_quota(const char *path, const char *address, long long quota, char *err,
+                     size_t errlen);
 
 #endif

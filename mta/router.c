@@ -226,7 +226,7 @@ static enum route_result expand_user(struct expand *x, const struct raddr *a)
     t.mailbox = strdup(buf);
     snprintf(buf, sizeof(buf), "%s@%s", a->local, a->domain);
     t.addr = strdup(buf);
-    t.quota = u->quota > 0 ? u->quota : x->rc->default_quota;
+    t.quota = u->quota > 0 ? u->quota : u->quota < 0 ? 0 : x->rc->default_quota;
     return target_add(x, &t);
 }
 

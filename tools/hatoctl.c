@@ -594,7 +594,7 @@ static int quota_show(const struct hato_config *cfg, int argc, char **argv)
         if (only != NULL && strcasecmp(only, u->address) != 0)
             continue;
         v[n].addr = u->address;
-        v[n].limit = u->quota > 0 ? u->quota : cfg->default_quota;
+        v[n].limit = u->quota > 0 ? u->quota : u->quota < 0 ? 0 : cfg->default_quota;
         if (quota_usage(cfg, u->address, &v[n].usage) != 0)
             rc = EXIT_FAIL;
         else
@@ -614,6 +614,40 @@ static int quota_show(const struct hato_config *cfg, int argc, char **argv)
     free(v);
     users_free(t);
     return fflush(stdout) == 0 ? rc : EXIT_FAIL;
+}
+
+/* quota set ADDRESS SIZE|unlimited|default */
+static int quota_set(const struct hato_config *cfg, int argc, char **argv)
+{
+    char addr[ADDR_BUF], err[ERR_MAX];
+    long long quota = 0;
+    int lk, r;
+
+    if (argc != 2 || argv[0][0] == '-')
+        return -EXIT_USAGE;
+    if (strcmp(argv[1], "unlimited") == 0)
+        quota = USERS_QUOTA_UNLIMITED;
+    else if (strcmp(argv[1], "default") != 0
+             && (conf_parse_size(argv[1], &quota) < 0 || quota <= 0)) {
+        errmsg("bad quota '%s' (want a size: 100M, 2G, 512K, bytes; unlimited; default)",
+               argv[1]);
+        return EXIT_FAIL;
+    }
+    if (strlen(argv[0]) >= sizeof(addr)) {
+        errmsg("%s: address too long", argv[0]);
+        return EXIT_FAIL;
+    }
+    snprintf(addr, sizeof(addr), "%s", argv[0]);
+    lower(addr);
+    if ((lk = edit_lock(cfg->users_file)) < 0)
+        return EXIT_FAIL;
+    r = users_file_quota(cfg->users_file, addr, quota, err, sizeof(err));
+    edit_unlock(lk);
+    if (r < 0) {
+        errmsg("%s", err);
+        return EXIT_FAIL;
+    }
+    return reload_after_edit(cfg);
 }
 
 /* ---- aliases -------------------------------------------------------------- */
@@ -878,6 +912,7 @@ static const struct command commands[] = {
     { "user", "del", user_del, "user del ADDRESS" },
     { "user", "list", user_list, "user list" },
     { "quota", "show", quota_show, "quota show [ADDRESS|--all] [--sort usage] [--json]" },
+    { "quota", "set", quota_set, "quota set ADDRESS SIZE|unlimited|default" },
     { "alias", "add", alias_add, "alias add NAME TARGET..." },
     { "alias", "del", alias_del, "alias del NAME" },
     { "alias", "list", alias_list, "alias list" },

@@ -135,3 +135,39 @@ class QuotaShow(HatodTestCase):
         self.assertNotEqual(r.returncode, 0)
         r = self.h.hatoctl("quota", "show", "--bogus")
         self.assertEqual(r.returncode, 2)
+
+    def test_quota_set(self):
+        def limit(addr):
+            r = self.h.hatoctl("quota", "show", addr, "--json")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return json.loads(r.stdout)[0]["limit"]
+
+        def line(addr):
+            with open(self.h.users_path) as f:
+                return next(x for x in f.read().splitlines() if x.startswith(addr + " "))
+
+        self.assertEqual(limit("bob@example.test"), 10240)
+        r = self.h.hatoctl("quota", "set", "Bob@example.test", "1M")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(line("bob@example.test"), "bob@example.test * quota=1M")
+        self.assertEqual(limit("bob@example.test"), 1048576)
+        r = self.h.hatoctl("quota", "set", "bob@example.test", "unlimited")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(line("bob@example.test"), "bob@example.test * quota=unlimited")
+        self.assertIsNone(limit("bob@example.test"))        # despite default_quota
+        # hatod reloaded: 12 KiB over default_quota is delivered now
+        self.assertTrue(wait_for(lambda: "reload" in self.h.log().lower(), 5), self.h.log())
+        with smtplib.SMTP("127.0.0.1", self.h.port) as s:
+            s.sendmail("a@remote.test", ["bob@example.test"],
+                       b"Subject: big\r\n\r\n" + b"x" * 12288 + b"\r\n")
+        self.assertTrue(self.h.wait_mail("bob@example.test"), self.h.log())
+        r = self.h.hatoctl("quota", "set", "bob@example.test", "default")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(line("bob@example.test"), "bob@example.test *")
+        self.assertEqual(limit("bob@example.test"), 10240)
+        self.assertEqual(line("alice@example.test"), "alice@example.test * quota=100K")
+        for bad in (["nobody@example.test", "1M"], ["bob@example.test", "lots"],
+                    ["bob@example.test", "0"]):
+            r = self.h.hatoctl("quota", "set", *bad)
+            self.assertEqual(r.returncode, 1, bad)
+        self.assertEqual(line("bob@example.test"), "bob@example.test *")
