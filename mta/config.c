@@ -73,6 +73,7 @@ static const struct conf_def schema[] = {
     { "auth_lockout_time", CT_TIME, "30m", NULL },
     { "anvil_rate_time_unit", CT_TIME, "60s", NULL },
     { "smtpd_timeout", CT_TIME, "300s", NULL },
+    { "smtpd_min_data_rate", CT_INT, "500", NULL },   /* octets/s in DATA; 0 = off */
     { "smtpd_pipelining_limit", CT_INT, "100", NULL },
     { "smtpd_forbid_bare_newline", CT_CHOICE, "normalize", "normalize,yes,no" },
     { "smtp_client_port", CT_INT, "25", NULL },
@@ -202,6 +203,7 @@ static void fill(struct hato_config *c)
     c->smtpd_client_connection_count_limit = num(c, "smtpd_client_connection_count_limit");
     c->smtpd_client_connection_rate_limit = num(c, "smtpd_client_connection_rate_limit");
     c->smtpd_client_ipv6_prefix = num(c, "smtpd_client_ipv6_prefix");
+    c->smtpd_min_data_rate = num(c, "smtpd_min_data_rate");
     c->smtpd_sasl_auth_enable = num(c, "smtpd_sasl_auth_enable");
     c->submission_auth_required = num(c, "submission_auth") == 0;
     c->smtpd_tls_auth_only = num(c, "smtpd_tls_auth_only");
@@ -348,6 +350,8 @@ static int check(struct hato_config *c, char *err, size_t errlen)
         return bad(c, "smtp_client_port", err, errlen, "%s", "must be 1..65535");
     if (c->smtpd_client_ipv6_prefix < 0 || c->smtpd_client_ipv6_prefix > 128)
         return bad(c, "smtpd_client_ipv6_prefix", err, errlen, "%s", "must be 0..128");
+    if (c->smtpd_min_data_rate < 0)
+        return bad(c, "smtpd_min_data_rate", err, errlen, "%s", "must be >= 0 (0: off)");
     if (c->auth_failure_limit < 0 || c->auth_failure_limit > 1000000)
         return bad(c, "auth_failure_limit", err, errlen, "%s", "must be 0 (no lockout)..1000000");
     if (c->auth_failure_window <= 0)

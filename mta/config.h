@@ -54,6 +54,7 @@ struct hato_config {
     long long smtpd_client_connection_count_limit;  /* 0 = none */
     long long smtpd_client_connection_rate_limit;   /* per anvil_rate_time_unit; 0 = none */
     long long smtpd_client_ipv6_prefix;  /* IPv6 clients counted per this prefix (0..128) */
+    long long smtpd_min_data_rate;       /* octets/s a DATA sender must keep up; 0 = off */
     long long smtpd_sasl_auth_enable;    /* AUTH offered on smtp_listen too */
     long long submission_auth_required;  /* submission_auth = required: MAIL needs AUTH */
     long long smtpd_tls_auth_only;       /* AUTH only over TLS */

@@ -180,6 +180,7 @@ static void smtp_params(const struct hato_config *c, struct smtp_server_params *
     p->auth_mx = c->smtpd_sasl_auth_enable != 0;
     p->submission_auth_required = c->submission_auth_required != 0;
     p->tls_auth_only = c->smtpd_tls_auth_only != 0;
+    p->min_data_rate = c->smtpd_min_data_rate;
     p->allow_null_sender_auth = c->allow_null_sender_auth != 0;
 }
 

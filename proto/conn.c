@@ -22,6 +22,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "lib/timeutil.h"
 #include "lib/tls.h"
 #include "proto/conn.h"
 
@@ -49,6 +50,8 @@ struct conn {
     size_t tls_wlen;            /* length of an SSL_write to repeat, 0 = none */
     size_t plain_left;          /* TLS_WAIT_FLUSH: plaintext octets still to send */
     unsigned long long nin, nout;
+    long long min_rate;         /* octets/s a read must keep up, 0 = idle timer only */
+    long long deadline_us;      /* with min_rate: when the reads' time runs out */
     int in_cb;                  /* callback depth */
     unsigned user_read : 1;     /* the protocol wants input */
     unsigned out_blocked : 1;   /* output above output_high, until a third */
@@ -141,12 +144,35 @@ static int reading_wanted(const struct conn *c)
            c->wr_wants_rd;
 }
 
+/* With a minimum data rate, n octets read buy n / min_rate seconds more,
+ * but never more than one idle timeout ahead (Postfix's deadlines with
+ * smtpd_min_data_rate): a client that drips slower than the rate runs out
+ * of time however often it sends an octet. */
+static void rate_credit(struct conn *c, size_t n)
+{
+    if (c->min_rate <= 0)
+        return;
+    long long now = time_mono_us();
+    long long cap = now + (long long)c->lim.timeout_ms * 1000;
+    if (c->deadline_us < now)
+        c->deadline_us = now;
+    c->deadline_us += (long long)n * 1000000 / c->min_rate;
+    if (c->deadline_us > cap)
+        c->deadline_us = cap;
+}
+
 static void timer_update(struct conn *c, int progress)
 {
     int want = c->lim.timeout_ms > 0 && !c->failed && !c->dead &&
                (c->tls == TLS_HANDSHAKE || evbuffer_get_length(c->out) > 0 || c->user_read);
     if (want && (progress || !c->timer_on)) {
-        struct timeval tv = { c->lim.timeout_ms / 1000, (c->lim.timeout_ms % 1000) * 1000 };
+        long long us = (long long)c->lim.timeout_ms * 1000;
+        if (c->min_rate > 0) {
+            us = c->deadline_us - time_mono_us();     /* progress does not reset it */
+            if (us < 0)
+                us = 0;
+        }
+        struct timeval tv = { (time_t)(us / 1000000), (suseconds_t)(us % 1000000) };
         event_add(&c->ev_timer, &tv);
         c->timer_on = 1;
     } else if (!want && c->timer_on) {
@@ -272,6 +298,7 @@ static void do_read(struct conn *c)
     }
     if (total > 0) {
         c->nin += total;
+        rate_credit(c, total);
         timer_update(c, 1);
         if (report(c, CONN_READ) < 0 || c->failed)
             return;
@@ -697,6 +724,13 @@ void conn_set_input_max(struct conn *c, size_t max)
 void conn_set_timeout(struct conn *c, int ms)
 {
     c->lim.timeout_ms = ms;
+    timer_update(c, 1);
+}
+
+void conn_set_min_rate(struct conn *c, long long octets_per_s)
+{
+    c->min_rate = octets_per_s > 0 ? octets_per_s : 0;
+    c->deadline_us = time_mono_us() + (long long)c->lim.timeout_ms * 1000;
     timer_update(c, 1);
 }
 

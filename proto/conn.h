@@ -75,6 +75,11 @@ struct evbuffer *conn_output(struct conn *c);
 void conn_read_enable(struct conn *c, int on);
 void conn_set_input_max(struct conn *c, size_t max);
 void conn_set_timeout(struct conn *c, int ms);
+/* A minimum data rate for reads (0: off): from now on the idle timeout is
+ * a budget that octets read extend by 1 s per octets_per_s, up to one
+ * timeout ahead, instead of a timer every octet restarts — a peer that
+ * drips slower runs out of time.  SMTP sets it for DATA. */
+void conn_set_min_rate(struct conn *c, long long octets_per_s);
 /* Report CONN_DRAINED once the output is empty (at once from the loop if
  * it already is). */
 void conn_want_drain(struct conn *c);

@@ -299,8 +299,10 @@ static void run_filters(struct session *s, enum filter_phase phase, filter_done_
 
 static void txn_reset(struct session *s)
 {
-    if (s->c)
+    if (s->c) {
         conn_set_input_max(s->c, command_input_max(s->srv));
+        conn_set_min_rate(s->c, 0);
+    }
     if (s->hdrbuf)
         evbuffer_free(s->hdrbuf);
     s->hdrbuf = NULL;
@@ -671,6 +673,7 @@ static void cmd_data(struct session *s, const char *arg)
     reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
     s->state = S_DATA;
     conn_set_input_max(s->c, SMTP_DATA_INPUT);
+    conn_set_min_rate(s->c, s->srv->p.min_data_rate);   /* no drip-feeding */
 }
 
 static void cmd_rset(struct session *s, const char *arg)
@@ -1124,6 +1127,7 @@ static void eom_done(void *arg, enum filter_verdict v, const struct filter_reply
 
 static void data_end(struct session *s)
 {
+    conn_set_min_rate(s->c, 0);     /* the data has ended: commands again */
     const char *why = NULL;
     const char *enh = "5.3.4";
     int code = 552;

@@ -50,6 +50,7 @@ struct smtp_server_params {
     int auth_mx;                      /* smtpd_sasl_auth_enable: AUTH on port 25 too */
     int submission_auth_required;     /* submission_auth = required (587 and 465) */
     int tls_auth_only;                /* smtpd_tls_auth_only: AUTH only over TLS */
+    long long min_data_rate;          /* smtpd_min_data_rate: octets/s in DATA, 0 = off */
     int allow_null_sender_auth;       /* MAIL FROM:<> after AUTH */
 };
 

@@ -135,6 +135,51 @@ class Timeout(SMTPCase):
             self.expect(r, "NOOP", 250, "2.0.0")
 
 
+class MinDataRate(SMTPCase):
+    """smtpd_min_data_rate: in DATA a client must keep up a rate; one octet
+    now and then restarts no timer (drip-feeding)."""
+    CONF = {"smtpd_timeout": "2s", "smtpd_min_data_rate": "1000"}
+
+    def open_data(self):
+        r = self.raw()
+        self.expect(r, "MAIL FROM:<a@remote.test>", 250, "2.1.0")
+        self.expect(r, "RCPT TO:<bob@example.test>", 250, "2.1.5")
+        self.expect(r, "DATA", 354)
+        r.send(b"Subject: drip\r\n\r\n")
+        return r
+
+    def test_drip_feeding_data_is_cut(self):
+        r = self.open_data()
+        t0 = time.time()
+        cut = False
+        while time.time() - t0 < 12:
+            try:
+                r.send(b"x" * 40)           # 40 B every 0.4 s: 100 B/s, a tenth of the rate
+            except OSError:
+                cut = True
+                break
+            r.s.settimeout(0.4)
+            try:
+                data = r.s.recv(4096)
+            except socket.timeout:
+                continue
+            cut = True
+            self.assertIn(b"421 4.4.2", data)
+            break
+        self.assertTrue(cut, "a client dripping at 100 B/s kept its DATA session for 12 s")
+        self.assertLess(time.time() - t0, 6)
+        self.assert_nothing_queued("bob@example.test")
+
+    def test_steady_sender_is_not_cut(self):
+        r = self.open_data()
+        for _ in range(12):                 # 3 s at 2,000 B/s: above the rate, past the timeout
+            r.send(b"y" * 498 + b"\r\n")
+            time.sleep(0.25)
+        r.send(b".\r\n")
+        code, lines = r.reply()
+        self.assertEqual(code, 250, lines)
+
+
 class ConnectionCountLimit(SMTPCase):
     CONF = {"smtpd_client_connection_count_limit": "2", "relay_clients": "192.0.2.0/24"}
     QUIET_START = True

@@ -38,6 +38,7 @@ struct side {
     char text[4096];            /* the first octets taken */
     size_t textlen;
     void (*hook)(struct side *s, enum conn_event ev);
+    int peer;                   /* the other end, for tests that write to it */
 };
 
 static void on_event(struct conn *c, enum conn_event ev, void *arg)
@@ -233,6 +234,51 @@ static void test_timeout(void)
     close(fds[1]);
 }
 
+/* Drip-feeding: 10 octets every 100 ms (100 B/s) against a 500 ms
+ * timeout.  With the idle timer alone every octet restarts it, so it never
+ * fires; with a minimum rate of 1000 B/s each 10 octets buy 10 ms for 100 ms
+ * spent, and the budget runs out.  A sender above the rate is never cut. */
+static int drip(struct side *s, int fd, int rate, int steps, int chunk)
+{
+    struct conn_limits l = limits(1 << 20, 65536, 500);
+    s->consume = 1;
+    s->c = conn_new(base, fd, &l, on_event, s);
+    conn_set_min_rate(s->c, rate);
+    char buf[256];
+    memset(buf, 'd', sizeof buf);
+    for (int i = 0; i < steps && s->events[CONN_TIMEOUT] == 0; i++) {
+        spin(100);
+        if (write(fd == -1 ? -1 : s->peer, buf, (size_t)chunk) != chunk)
+            break;
+    }
+    spin(100);
+    return s->events[CONN_TIMEOUT];
+}
+
+static void test_min_rate(void)
+{
+    int fds[2];
+    struct side s = { 0 };
+    pair(fds);
+    s.peer = fds[1];
+    ok(drip(&s, fds[0], 0, 12, 10) == 0, "without a rate a dripping peer is never cut (1.2 s)");
+    conn_free(s.c);
+    close(fds[1]);
+    memset(&s, 0, sizeof s);
+    pair(fds);
+    s.peer = fds[1];
+    int cut = drip(&s, fds[0], 1000, 12, 10);
+    ok(cut > 0, "below the minimum rate the budget runs out (after %zu octets)", s.got);
+    conn_free(s.c);
+    close(fds[1]);
+    memset(&s, 0, sizeof s);
+    pair(fds);
+    s.peer = fds[1];
+    ok(drip(&s, fds[0], 1000, 12, 200) == 0, "a sender above the rate keeps its time");
+    conn_free(s.c);
+    close(fds[1]);
+}
+
 static void test_free_in_callback(void)
 {
     int fds[2];
@@ -404,6 +450,7 @@ int main(void)
     test_half_close();
     test_timeout();
     test_free_in_callback();
+    test_min_rate();
     test_pause_resume();
     make_ctxs();
     test_starttls();
