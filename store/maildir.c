@@ -445,49 +445,41 @@ long long maildir_usage(const char *dir)
     return usage_get(dir, -1);
 }
 
-/* Account one delivered message; a failure makes the next reader
- * recompute (the message itself is delivered: never an error). */
-static void size_file_add(const char *dir, long long size, long long quota)
-{
-    char path[PATH_MAX], line[MAILDIR_LINE_MAX];
-    int fd, n;
-
-    if (path_join(path, sizeof(path), dir, MAILDIR_SIZE_FILE) != 0)
-        return;
-    fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT && quota > 0)
-            (void)usage_get(dir, quota);    /* recount, includes this one */
-        return;
-    }
-    n = snprintf(line, sizeof(line), "%lld 1\n", size);
-    if (n < 0 || (size_t)n >= sizeof(line) || fs_write_all(fd, line, (size_t)n) != 0) {
-        (void)close(fd);
-        (void)unlink(path);
-        return;
-    }
-    if (close(fd) != 0)
-        (void)unlink(path);
-}
-
-void maildir_usage_add(const char *dir, long long bytes, long long count)
+/* Append "BYTES COUNT" to maildirsize.  A failure removes the file so the
+ * next reader recomputes it (the mail itself is fine: never an error).
+ * 1 if there was no file to append to. */
+static int size_file_append(const char *dir, long long bytes, long long count)
 {
     char path[PATH_MAX], line[2 * MAILDIR_LINE_MAX];
     int fd, n;
 
     if (path_join(path, sizeof(path), dir, MAILDIR_SIZE_FILE) != 0)
-        return;
+        return 0;
     fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
     if (fd < 0)
-        return;                      /* missing: recomputed when next needed */
+        return errno == ENOENT;
     n = snprintf(line, sizeof(line), "%lld %lld\n", bytes, count);
     if (n < 0 || (size_t)n >= sizeof(line) || fs_write_all(fd, line, (size_t)n) != 0) {
         (void)close(fd);
         (void)unlink(path);
-        return;
+        return 0;
     }
     if (close(fd) != 0)
         (void)unlink(path);
+    return 0;
+}
+
+/* Account one delivered message; with a quota a missing file is counted
+ * afresh (the count includes this message). */
+static void size_file_add(const char *dir, long long size, long long quota)
+{
+    if (size_file_append(dir, size, 1) == 1 && quota > 0)
+        (void)usage_get(dir, quota);
+}
+
+void maildir_usage_add(const char *dir, long long bytes, long long count)
+{
+    (void)size_file_append(dir, bytes, count);    /* missing: recomputed when next needed */
 }
 
 /* ---- delivery -------------------------------------------------------- */

@@ -862,39 +862,38 @@ static int check(const struct hato_config *cfg, int argc, char **argv)
 
 /* ---- login lockouts (auth/throttle.h, in hatod) ------------------------- */
 
-static int auth_lockouts(const struct hato_config *cfg, int argc, char **argv)
+/* A control command whose answer (if any) goes to stdout; 75 when hatod
+ * cannot be reached. */
+static int daemon_command(const struct hato_config *cfg, const char *cmd, FILE *out,
+                          const char *what)
 {
     char err[ERR_MAX];
-    if (argc != 0)
-        return -EXIT_USAGE;
-    switch (ctl_command(cfg, "AUTH LOCKOUTS", stdout, err, sizeof(err))) {
+    switch (ctl_command(cfg, cmd, out, err, sizeof(err))) {
     case CTL_OK:
-        return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+        return !out || fflush(out) == 0 ? EXIT_OK : EXIT_FAIL;
     case CTL_DOWN:
-        errmsg("auth lockouts: hatod is not running (%s)", err);
+        errmsg("%s: hatod is not running (%s)", what, err);
         return EXIT_DOWN;
     default:
-        errmsg("auth lockouts: %s", err);
+        errmsg("%s: %s", what, err);
         return EXIT_FAIL;
     }
 }
 
+static int auth_lockouts(const struct hato_config *cfg, int argc, char **argv)
+{
+    if (argc != 0)
+        return -EXIT_USAGE;
+    return daemon_command(cfg, "AUTH LOCKOUTS", stdout, "auth lockouts");
+}
+
 static int auth_unlock(const struct hato_config *cfg, int argc, char **argv)
 {
-    char cmd[128], err[ERR_MAX];
+    char cmd[128];
     if (argc != 1 || strlen(argv[0]) > 64 || strpbrk(argv[0], " \t\r\n"))
         return -EXIT_USAGE;
     snprintf(cmd, sizeof cmd, "AUTH UNLOCK %s", argv[0]);
-    switch (ctl_command(cfg, cmd, NULL, err, sizeof(err))) {
-    case CTL_OK:
-        return EXIT_OK;
-    case CTL_DOWN:
-        errmsg("auth unlock: hatod is not running (%s)", err);
-        return EXIT_DOWN;
-    default:
-        errmsg("auth unlock: %s", err);
-        return EXIT_FAIL;
-    }
+    return daemon_command(cfg, cmd, NULL, "auth unlock");
 }
 
 static int reload(const struct hato_config *cfg, int argc, char **argv)
