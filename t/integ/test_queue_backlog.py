@@ -15,7 +15,7 @@ import smtplib
 import subprocess
 import time
 
-from harness import Hatod, wait_for
+from harness import HATOCTL, SENDMAIL, Hatod, wait_for
 from test_queue_util import Tmpfs, ls, qdir
 import unittest
 
@@ -61,8 +61,8 @@ def smtp_answers(h):
     return code == 250 and code2 == 250, time.time() - t0
 
 
-def queue_listing(h):
-    r = h.hatoctl("queue", "list")
+def queue_listing(h, argv):
+    r = h.run_tool(argv)
     if r.returncode != 0:
         return None
     return sum(1 for line in r.stdout.decode().splitlines() if line[:16] in IDS)
@@ -117,7 +117,8 @@ class Backlog(unittest.TestCase):
         ok, took = smtp_answers(h)
         self.assertTrue(ok)
         self.assertLess(took, 10, "SMTP answered only after %.1f s after the restart" % took)
-        self.assertEqual(queue_listing(h), N)
+        self.assertEqual(queue_listing(h, [HATOCTL, "-f", h.conf_path, "queue", "list"]), N)
+        self.assertEqual(queue_listing(h, [SENDMAIL, "-bp"]), N)     # mailq
         self.alive()
         self.assertEqual(h.stop(), 0, h.log()[-2000:])
 
