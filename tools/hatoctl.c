@@ -826,20 +826,28 @@ static int queue_list(const struct hato_config *cfg, int argc, char **argv)
     return EXIT_OK;
 }
 
-static int simple_command(const struct hato_config *cfg, const char *cmd, const char *what)
+/* A control command; its answer (if any) goes to out.  `down` is the exit
+ * status when hatod cannot be reached: the older verbs say 1, the newer
+ * ones 75 (EX_TEMPFAIL). */
+static int daemon_command(const struct hato_config *cfg, const char *cmd, FILE *out,
+                          const char *what, int down)
 {
     char err[ERR_MAX];
-
-    switch (ctl_command(cfg, cmd, NULL, err, sizeof(err))) {
+    switch (ctl_command(cfg, cmd, out, err, sizeof(err))) {
     case CTL_OK:
-        return EXIT_OK;
+        return !out || fflush(out) == 0 ? EXIT_OK : EXIT_FAIL;
     case CTL_DOWN:
         errmsg("%s: hatod is not running (%s)", what, err);
-        return EXIT_FAIL;
+        return down;
     default:
         errmsg("%s: %s", what, err);
         return EXIT_FAIL;
     }
+}
+
+static int simple_command(const struct hato_config *cfg, const char *cmd, const char *what)
+{
+    return daemon_command(cfg, cmd, NULL, what, EXIT_FAIL);
 }
 
 static int queue_flush(const struct hato_config *cfg, int argc, char **argv)
@@ -862,29 +870,11 @@ static int check(const struct hato_config *cfg, int argc, char **argv)
 
 /* ---- login lockouts (auth/throttle.h, in hatod) ------------------------- */
 
-/* A control command whose answer (if any) goes to stdout; 75 when hatod
- * cannot be reached. */
-static int daemon_command(const struct hato_config *cfg, const char *cmd, FILE *out,
-                          const char *what)
-{
-    char err[ERR_MAX];
-    switch (ctl_command(cfg, cmd, out, err, sizeof(err))) {
-    case CTL_OK:
-        return !out || fflush(out) == 0 ? EXIT_OK : EXIT_FAIL;
-    case CTL_DOWN:
-        errmsg("%s: hatod is not running (%s)", what, err);
-        return EXIT_DOWN;
-    default:
-        errmsg("%s: %s", what, err);
-        return EXIT_FAIL;
-    }
-}
-
 static int auth_lockouts(const struct hato_config *cfg, int argc, char **argv)
 {
     if (argc != 0)
         return -EXIT_USAGE;
-    return daemon_command(cfg, "AUTH LOCKOUTS", stdout, "auth lockouts");
+    return daemon_command(cfg, "AUTH LOCKOUTS", stdout, "auth lockouts", EXIT_DOWN);
 }
 
 static int auth_unlock(const struct hato_config *cfg, int argc, char **argv)
@@ -893,7 +883,7 @@ static int auth_unlock(const struct hato_config *cfg, int argc, char **argv)
     if (argc != 1 || strlen(argv[0]) > 64 || strpbrk(argv[0], " \t\r\n"))
         return -EXIT_USAGE;
     snprintf(cmd, sizeof cmd, "AUTH UNLOCK %s", argv[0]);
-    return daemon_command(cfg, cmd, NULL, "auth unlock");
+    return daemon_command(cfg, cmd, NULL, "auth unlock", EXIT_DOWN);
 }
 
 static int reload(const struct hato_config *cfg, int argc, char **argv)

@@ -227,6 +227,11 @@ class Auth(AuthBase):
         s.login("bob@example.test", PASSWORD)
         s.quit()
 
+    def test_auth_verbs_say_75_when_hatod_is_down(self):
+        self.h.stop()
+        self.assertEqual(self.h.hatoctl("auth", "lockouts").returncode, 75)
+        self.assertEqual(self.h.hatoctl("auth", "unlock", "127.0.0.1").returncode, 75)
+
     def test_locked_account_never_logs_in(self):
         s = self.submission()
         s.user, s.password = "alice@example.test", "*"
