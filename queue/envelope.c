@@ -4,9 +4,10 @@
  *
  * Owns: struct envelope's memory, env_format (always produces a file that
  * env_parse accepts, or fails), env_version (the first line's number),
- * env_parse (strict version 1: every key once,
+ * env_parse (strict per version, 1 or 2: every key of that version once,
  * unknown keys, bad tokens, a missing "end" line or bytes after it are
- * errors).  Pure: no I/O, no global state; env_parse must survive any input.
+ * errors), the per-recipient remote/TLS/attempt record and the DSN
+ * parameters.  Pure: no I/O, no global state; env_parse must survive any input.
  */
 #include <errno.h>
 #include <limits.h>
@@ -20,15 +21,20 @@
 #include "lib/pctenc.h"
 #include "queue/envelope.h"
 
-#define ENV_HEADER      "hato-envelope 1"
+#define ENV_MAGIC       "hato-envelope "
 #define ENV_END         "end"
 #define ENV_MAX_RCPT    100000  /* recipients in one envelope */
-#define ENV_MAX_LINE    8192    /* octets in one line, without its '\n' */
+#define ENV_MAX_LINE    16384   /* octets in one line, without its '\n' */
 #define ENV_MAX_VALUE   4096    /* octets in one encoded value or token */
 #define ENV_MAX_FIELD   1000    /* raw octets the setters accept per string */
 #define ENV_MAX_DSN     32      /* raw octets kept of an enhanced status */
 #define ENV_MAX_TEXT    2000    /* raw octets kept of a reason */
-#define ENV_RCPT_TOKENS 5       /* after "rcpt": STATE ADDR ORCPT DSN TEXT */
+#define ENV_MAX_ORCPT   500     /* raw octets of a DSN ORCPT / ENVID */
+#define ENV_MAX_REMOTE  319     /* raw octets of "host[ip]:port" */
+#define ENV_MAX_TLS     95      /* raw octets of the TLS description */
+#define ENV_RCPT_TOKENS1 5      /* v1, after "rcpt": STATE ADDR ORCPT DSN TEXT */
+#define ENV_RCPT_TOKENS 11      /* v2: STATE ADDR ORCPT NOTIFY DSNORCPT ATTEMPTS
+                                   LAST REMOTE TLS DSN TEXT */
 #define ENV_RCPT_CAP0   4       /* first allocation of the recipient array */
 
 /* ------------------------------------------------------------------ */
@@ -45,6 +51,9 @@ static void rcpt_free(struct env_rcpt *r)
     free(r->orcpt);
     free(r->dsn);
     free(r->text);
+    free(r->dsn_orcpt);
+    free(r->remote);
+    free(r->tls);
     memset(r, 0, sizeof(*r));
 }
 
@@ -135,6 +144,7 @@ void env_clear(struct envelope *e)
     free(e->client);
     free(e->helo);
     free(e->proto);
+    free(e->envid);
     env_init(e);
 }
 
@@ -221,20 +231,23 @@ static int env_grow(struct envelope *e)
     return 0;
 }
 
-/* Append a recipient, copying everything, no length policy. */
-static int env_push_rcpt(struct envelope *e, const char *addr, const char *orcpt,
-                         enum rcpt_state st, const char *dsn, const char *text)
+/* Append a copy of *t (NULL strings = ""), no length policy. */
+static int env_push_rcpt(struct envelope *e, const struct env_rcpt *t)
 {
     struct env_rcpt r;
 
     if (env_grow(e) < 0)
         return -1;
-    r.addr = env_strdup_max(addr, SIZE_MAX);
-    r.orcpt = env_strdup_max(orcpt, SIZE_MAX);
-    r.dsn = env_strdup_max(dsn, SIZE_MAX);
-    r.text = env_strdup_max(text, SIZE_MAX);
-    r.state = st;
-    if (r.addr == NULL || r.orcpt == NULL || r.dsn == NULL || r.text == NULL) {
+    r = *t;
+    r.addr = env_strdup_max(t->addr, SIZE_MAX);
+    r.orcpt = env_strdup_max(t->orcpt, SIZE_MAX);
+    r.dsn = env_strdup_max(t->dsn, SIZE_MAX);
+    r.text = env_strdup_max(t->text, SIZE_MAX);
+    r.dsn_orcpt = env_strdup_max(t->dsn_orcpt, SIZE_MAX);
+    r.remote = env_strdup_max(t->remote, SIZE_MAX);
+    r.tls = env_strdup_max(t->tls, SIZE_MAX);
+    if (r.addr == NULL || r.orcpt == NULL || r.dsn == NULL || r.text == NULL ||
+        r.dsn_orcpt == NULL || r.remote == NULL || r.tls == NULL) {
         rcpt_free(&r);
         return -1;
     }
@@ -250,7 +263,9 @@ int env_add_rcpt(struct envelope *e, const char *addr, const char *orcpt)
     }
     if (env_too_long(addr) || env_too_long(orcpt))
         return -1;
-    if (env_push_rcpt(e, addr, orcpt, RCPT_PENDING, "", "") < 0)
+    struct env_rcpt t = { .addr = (char *)addr, .orcpt = (char *)orcpt,
+                          .state = RCPT_PENDING };
+    if (env_push_rcpt(e, &t) < 0)
         return -1;
     index_note(e, e->nrcpt - 1);
     return 0;
@@ -300,6 +315,54 @@ int env_rcpt_set(struct env_rcpt *r, enum rcpt_state st, const char *dsn,
     return 0;
 }
 
+int env_rcpt_set_remote(struct env_rcpt *r, const char *remote, const char *tls,
+                        long long when)
+{
+    char *a = env_strdup_max(remote, ENV_MAX_REMOTE);
+    char *b = env_strdup_max(tls, ENV_MAX_TLS);
+
+    if (a == NULL || b == NULL) {
+        free(a);
+        free(b);
+        return -1;
+    }
+    free(r->remote);
+    free(r->tls);
+    r->remote = a;
+    r->tls = b;
+    if (r->attempts < INT_MAX)
+        r->attempts++;
+    r->last_try = when > 0 ? when : 0;
+    return 0;
+}
+
+int env_rcpt_set_dsn(struct env_rcpt *r, int notify, const char *dsn_orcpt)
+{
+    if ((notify & ~(ENV_N_SUCCESS | ENV_N_FAILURE | ENV_N_DELAY | ENV_N_NEVER)) != 0 ||
+        ((notify & ENV_N_NEVER) && notify != ENV_N_NEVER) ||
+        (dsn_orcpt != NULL && strlen(dsn_orcpt) > ENV_MAX_ORCPT)) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (env_replace(&r->dsn_orcpt, dsn_orcpt, ENV_MAX_ORCPT) < 0)
+        return -1;
+    r->notify = notify;
+    return 0;
+}
+
+int env_set_dsn(struct envelope *e, enum env_ret ret, const char *envid)
+{
+    if ((ret != ENV_RET_NONE && ret != ENV_RET_FULL && ret != ENV_RET_HDRS) ||
+        (envid != NULL && strlen(envid) > ENV_MAX_ORCPT)) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (env_replace(&e->envid, envid, ENV_MAX_ORCPT) < 0)
+        return -1;
+    e->ret = (int)ret;
+    return 0;
+}
+
 size_t env_pending(const struct envelope *e)
 {
     size_t i, n = 0;
@@ -320,21 +383,24 @@ struct env_field {
     enum env_kind kind;
     size_t off;        /* into struct envelope */
     int dash_empty;    /* EK_STR: "-" stands for empty */
+    int since;         /* first format version with this key */
 };
 
-#define EF(k, kind, member, dash) { k, kind, offsetof(struct envelope, member), dash }
+#define EF(k, kind, member, dash, v) { k, kind, offsetof(struct envelope, member), dash, v }
 static const struct env_field env_fields[] = {
-    EF("id",       EK_ID,  id,         0),
-    EF("arrival",  EK_LL,  arrival_us, 0),
-    EF("sender",   EK_STR, sender,     0),
-    EF("client",   EK_STR, client,     0),
-    EF("helo",     EK_STR, helo,       1),
-    EF("proto",    EK_STR, proto,      0),
-    EF("size",     EK_LL,  size,       0),
-    EF("attempts", EK_INT, attempts,   0),
-    EF("next_try", EK_LL,  next_try,   0),
-    EF("warned",   EK_INT, warned,     0),
-    EF("flags",    EK_INT, flags,      0),
+    EF("id",       EK_ID,  id,         0, 1),
+    EF("arrival",  EK_LL,  arrival_us, 0, 1),
+    EF("sender",   EK_STR, sender,     0, 1),
+    EF("client",   EK_STR, client,     0, 1),
+    EF("helo",     EK_STR, helo,       1, 1),
+    EF("proto",    EK_STR, proto,      0, 1),
+    EF("size",     EK_LL,  size,       0, 1),
+    EF("attempts", EK_INT, attempts,   0, 1),
+    EF("next_try", EK_LL,  next_try,   0, 1),
+    EF("warned",   EK_INT, warned,     0, 1),
+    EF("flags",    EK_INT, flags,      0, 1),
+    EF("ret",      EK_INT, ret,        0, 2),
+    EF("envid",    EK_STR, envid,      1, 2),
 };
 #define ENV_NFIELDS (sizeof(env_fields) / sizeof(env_fields[0]))
 
@@ -416,34 +482,52 @@ static int env_fmt_scalar(FILE *f, const struct envelope *e, const struct env_fi
     return fprintf(f, "%s %lld\n", fd->key, v) < 0 ? -1 : 0;
 }
 
+/* The encoded tokens of a rcpt line but the text. */
+struct env_rcpt_enc {
+    char addr[ENV_MAX_VALUE + 1], orcpt[ENV_MAX_VALUE + 1];
+    char dorcpt[ENV_MAX_VALUE + 1], remote[ENV_MAX_VALUE + 1];
+    char tls[ENV_MAX_VALUE + 1], dsn[ENV_MAX_VALUE + 1];
+    char text[ENV_MAX_VALUE + 1];
+};
+
 static int env_fmt_rcpt(FILE *f, const struct env_rcpt *r)
 {
-    char addr[ENV_MAX_VALUE + 1], orcpt[ENV_MAX_VALUE + 1];
-    char dsn[ENV_MAX_VALUE + 1], text[ENV_MAX_VALUE + 1];
+    struct env_rcpt_enc *x;
     size_t used;
+    int rc = -1;
 
-    if (!env_state_ok((int)r->state) || r->addr == NULL || r->addr[0] == '\0')
+    if (!env_state_ok((int)r->state) || r->addr == NULL || r->addr[0] == '\0' ||
+        r->notify < 0 || r->attempts < 0 || r->last_try < 0)
         return -1;
-    if (env_enc(r->addr, addr, 1) < 0 || env_enc(r->orcpt, orcpt, 1) < 0 ||
-        env_enc(r->dsn, dsn, 1) < 0)
+    x = malloc(sizeof(*x));
+    if (x == NULL)
         return -1;
-    /* "rcpt S addr orcpt dsn " then the text */
-    used = strlen("rcpt S ") + strlen(addr) + 1 + strlen(orcpt) + 1 + strlen(dsn) + 1;
+    if (env_enc(r->addr, x->addr, 1) < 0 || env_enc(r->orcpt, x->orcpt, 1) < 0 ||
+        env_enc(r->dsn_orcpt, x->dorcpt, 1) < 0 || env_enc(r->remote, x->remote, 1) < 0 ||
+        env_enc(r->tls, x->tls, 1) < 0 || env_enc(r->dsn, x->dsn, 1) < 0)
+        goto out;
+    /* "rcpt S addr orcpt notify dorcpt attempts last remote tls dsn " then the text */
+    used = strlen("rcpt S ") + strlen(x->addr) + strlen(x->orcpt) + strlen(x->dorcpt) +
+           strlen(x->remote) + strlen(x->tls) + strlen(x->dsn) + 3 * 24 + 10;
     if (used >= ENV_MAX_LINE) {
         errno = EINVAL;
-        return -1;
+        goto out;
     }
-    if (env_enc_text(r->text, text, ENV_MAX_LINE - used) < 0)
-        return -1;
-    return fprintf(f, "rcpt %c %s %s %s %s\n", (char)r->state, addr, orcpt,
-                   dsn, text) < 0 ? -1 : 0;
+    if (env_enc_text(r->text, x->text, ENV_MAX_LINE - used) < 0)
+        goto out;
+    rc = fprintf(f, "rcpt %c %s %s %d %s %d %lld %s %s %s %s\n", (char)r->state, x->addr,
+                 x->orcpt, r->notify, x->dorcpt, r->attempts, r->last_try, x->remote,
+                 x->tls, x->dsn, x->text) < 0 ? -1 : 0;
+out:
+    free(x);
+    return rc;
 }
 
 static int env_fmt_all(FILE *f, const struct envelope *e)
 {
     size_t i;
 
-    if (fprintf(f, "%s\n", ENV_HEADER) < 0)
+    if (fprintf(f, "%s%d\n", ENV_MAGIC, ENV_VERSION) < 0)
         return -1;
     for (i = 0; i < ENV_NFIELDS; i++)
         if (env_fmt_scalar(f, e, &env_fields[i]) < 0)
@@ -486,6 +570,7 @@ int env_format(const struct envelope *e, char **buf, size_t *len)
 
 struct env_parse_ctx {
     struct envelope *e;
+    int version;            /* from the header line */
     unsigned seen;          /* bit per env_fields entry */
     size_t lineno;
     char *err;
@@ -593,31 +678,63 @@ static int env_split(char *s, char **tok, size_t n)
     return -1;
 }
 
+static void env_rcpt_tmp_free(struct env_rcpt *r)
+{
+    free(r->addr);
+    free(r->orcpt);
+    free(r->dsn);
+    free(r->text);
+    free(r->dsn_orcpt);
+    free(r->remote);
+    free(r->tls);
+}
+
+/* Version 2's NOTIFY ATTEMPTS LAST (tok[3], tok[5], tok[6]) and the
+ * strings DSNORCPT REMOTE TLS (tok[4], tok[7], tok[8]). */
+static int env_parse_rcpt_v2(char **tok, struct env_rcpt *r)
+{
+    long long v;
+
+    if (env_parse_num(tok[3], ENV_N_SUCCESS | ENV_N_FAILURE | ENV_N_DELAY | ENV_N_NEVER, &v) < 0)
+        return -1;
+    r->notify = (int)v;
+    if (env_parse_num(tok[5], INT_MAX, &v) < 0)
+        return -1;
+    r->attempts = (int)v;
+    if (env_parse_num(tok[6], LLONG_MAX, &r->last_try) < 0)
+        return -1;
+    if (env_dec(tok[4], 1, &r->dsn_orcpt) < 0 || env_dec(tok[7], 1, &r->remote) < 0 ||
+        env_dec(tok[8], 1, &r->tls) < 0)
+        return -1;
+    return 0;
+}
+
 static int env_parse_rcpt(struct env_parse_ctx *c, char *val)
 {
     char *tok[ENV_RCPT_TOKENS];
-    char *addr = NULL, *orcpt = NULL, *dsn = NULL, *text = NULL;
+    size_t ntok = c->version >= 2 ? ENV_RCPT_TOKENS : ENV_RCPT_TOKENS1;
+    struct env_rcpt r;
     int rc = -1;
 
-    if (env_split(val, tok, ENV_RCPT_TOKENS) < 0)
+    memset(&r, 0, sizeof r);
+    if (env_split(val, tok, ntok) < 0)
         return env_fail(c, "rcpt: wrong number of tokens");
     if (tok[0][1] != '\0' || !env_state_ok((unsigned char)tok[0][0]))
         return env_fail(c, "rcpt: bad state");
     if (c->e->nrcpt >= ENV_MAX_RCPT)
         return env_fail(c, "too many recipients");
-    if (env_dec(tok[1], 1, &addr) < 0 || env_dec(tok[2], 1, &orcpt) < 0 ||
-        env_dec(tok[3], 1, &dsn) < 0 || env_dec(tok[4], 1, &text) < 0)
+    r.state = (enum rcpt_state)tok[0][0];
+    if (env_dec(tok[1], 1, &r.addr) < 0 || env_dec(tok[2], 1, &r.orcpt) < 0 ||
+        env_dec(tok[ntok - 2], 1, &r.dsn) < 0 || env_dec(tok[ntok - 1], 1, &r.text) < 0 ||
+        (ntok == ENV_RCPT_TOKENS && env_parse_rcpt_v2(tok, &r) < 0))
         env_fail(c, "rcpt: bad token");
-    else if (addr[0] == '\0')
+    else if (r.addr[0] == '\0')
         env_fail(c, "rcpt: empty address");
-    else if (env_push_rcpt(c->e, addr, orcpt, (enum rcpt_state)tok[0][0], dsn, text) < 0)
+    else if (env_push_rcpt(c->e, &r) < 0)
         env_fail(c, "out of memory");
     else
         rc = 0;
-    free(addr);
-    free(orcpt);
-    free(dsn);
-    free(text);
+    env_rcpt_tmp_free(&r);
     return rc;
 }
 
@@ -646,7 +763,7 @@ static int env_parse_line(struct env_parse_ctx *c, char *line)
     if (strcmp(line, "rcpt") == 0)
         return env_parse_rcpt(c, val);
     for (i = 0; i < ENV_NFIELDS; i++) {
-        if (strcmp(line, env_fields[i].key) != 0)
+        if (strcmp(line, env_fields[i].key) != 0 || env_fields[i].since > c->version)
             continue;
         if (c->seen & (1u << i))
             return env_fail(c, "duplicate key");
@@ -679,8 +796,10 @@ static int env_parse_body(struct env_parse_ctx *c, const char *buf, size_t len)
         if (strcmp(line, ENV_END) == 0)
             return pos == len ? 1 : env_fail(c, "data after end marker");
         if (c->lineno == 1) {
-            if (strcmp(line, ENV_HEADER) != 0)
-                return env_fail(c, "not a version 1 envelope");
+            c->version = env_version(buf, len);
+            if (c->version < 1 || c->version > ENV_VERSION ||
+                strncmp(line, ENV_MAGIC, sizeof ENV_MAGIC - 1) != 0)
+                return env_fail(c, "not an envelope of a version this hatod reads");
             continue;
         }
         if (env_parse_line(c, line) < 0)
@@ -708,6 +827,17 @@ int env_version(const char *buf, size_t len)
     return (int)v;
 }
 
+/* The env_fields bits a file of this version must have. */
+static unsigned env_keys_of(int version)
+{
+    unsigned bits = 0;
+
+    for (size_t i = 0; i < ENV_NFIELDS; i++)
+        if (env_fields[i].since <= version)
+            bits |= 1u << i;
+    return bits;
+}
+
 int env_parse(const char *buf, size_t len, struct envelope *e, char *err, size_t errlen)
 {
     struct envelope tmp;
@@ -725,11 +855,13 @@ int env_parse(const char *buf, size_t len, struct envelope *e, char *err, size_t
         len = 0;
     rc = env_parse_body(&c, buf, len);
     if (rc == 1 && c.lineno == 1)
-        rc = env_fail(&c, "not a version 1 envelope");
-    if (rc == 1 && c.seen != (1u << ENV_NFIELDS) - 1) {
+        rc = env_fail(&c, "not an envelope of a version this hatod reads");
+    if (rc == 1 && c.seen != env_keys_of(c.version)) {
         c.lineno = 0;
         rc = env_fail(&c, "missing key");
     }
+    if (rc == 1 && tmp.envid == NULL && (tmp.envid = strdup("")) == NULL)
+        rc = env_fail(&c, "out of memory");
     env_clear(e);
     if (rc != 1) {
         env_clear(&tmp);
@@ -752,14 +884,15 @@ int env_copy(struct envelope *dst, const struct envelope *src)
     tmp.next_try = src->next_try;
     tmp.warned = src->warned;
     tmp.flags = src->flags;
-    if (env_replace(&tmp.sender, src->sender, SIZE_MAX) < 0 ||
+    tmp.ret = src->ret;
+    if (env_replace(&tmp.envid, src->envid, SIZE_MAX) < 0 ||
+        env_replace(&tmp.sender, src->sender, SIZE_MAX) < 0 ||
         env_replace(&tmp.client, src->client, SIZE_MAX) < 0 ||
         env_replace(&tmp.helo, src->helo, SIZE_MAX) < 0 ||
         env_replace(&tmp.proto, src->proto, SIZE_MAX) < 0)
         goto fail;
     for (i = 0; i < src->nrcpt; i++) {
-        const struct env_rcpt *r = &src->rcpts[i];
-        if (env_push_rcpt(&tmp, r->addr, r->orcpt, r->state, r->dsn, r->text) < 0)
+        if (env_push_rcpt(&tmp, &src->rcpts[i]) < 0)
             goto fail;
     }
     env_clear(dst);

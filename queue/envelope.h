@@ -5,7 +5,7 @@
  * it is not an envelope (torn write).  Format (one field a line, values
  * %-encoded: '%', white space, control and non-ASCII bytes as %XX):
  *
- *   hato-envelope 1
+ *   hato-envelope 2
  *   id 0005E8C2F1A2B001
  *   arrival 1763900000123456        µs since the epoch
  *   sender user@example.com         empty value for the null sender <>
@@ -17,10 +17,20 @@
  *   next_try 1763900000             unix seconds; 0 = now
  *   warned 0                        delay notice sent
  *   flags 0                         ENV_F_* bits
- *   rcpt STATE ADDR ORCPT DSN TEXT  one per recipient; STATE P|S|B|D
+ *   ret 0                           DSN RET: 0 none, 1 FULL, 2 HDRS (v2)
+ *   envid ABC123                    DSN ENVID, xtext-decoded ("-" none) (v2)
+ *   rcpt STATE ADDR ORCPT NOTIFY DSNORCPT ATTEMPTS LAST REMOTE TLS DSN TEXT
+ *                                   one per recipient; STATE P|S|B|D
  *   end
  *
  * In a rcpt line every token is %-encoded and "-" stands for empty.
+ * NOTIFY is the ENV_N_* bits (0 = not given), DSNORCPT the RCPT ORCPT=
+ * parameter decoded ("rfc822;user@example.com"), ATTEMPTS the attempts
+ * that reached this recipient, LAST the unix second of the last one,
+ * REMOTE the "host[ip]:port" that gave the last reply ("" for local
+ * delivery), TLS the protocol and cipher of that session ("" none).
+ * Version 1 (still read) has neither ret nor envid and its rcpt lines are
+ * "rcpt STATE ADDR ORCPT DSN TEXT"; the new fields read as empty / 0.
  *
  * Versions.  The first line names the format's version (ENV_VERSION).
  * Within a version the format is fixed: every key once, unknown keys are
@@ -48,9 +58,19 @@ enum rcpt_state {
     RCPT_DONE    = 'D',   /* failed permanently and bounce already queued */
 };
 
-#define ENV_VERSION  1    /* the version env_format writes */
+#define ENV_VERSION  2    /* the version env_format writes */
 
-#define ENV_F_BOUNCE 0x1  /* this message is a DSN: never bounce it */
+#define ENV_F_BOUNCE   0x1  /* this message is a DSN: never bounce it */
+#define ENV_F_SMTPUTF8 0x2  /* MAIL FROM had SMTPUTF8 (RFC 6531) */
+
+/* DSN NOTIFY= (RFC 3461 4.1); 0 = not given (then FAILURE,DELAY). */
+#define ENV_N_SUCCESS 0x1
+#define ENV_N_FAILURE 0x2
+#define ENV_N_DELAY   0x4
+#define ENV_N_NEVER   0x8
+
+/* DSN RET= (RFC 3461 4.3). */
+enum env_ret { ENV_RET_NONE = 0, ENV_RET_FULL = 1, ENV_RET_HDRS = 2 };
 
 struct env_rcpt {
     char *addr;           /* where to deliver (after alias expansion) */
@@ -58,6 +78,12 @@ struct env_rcpt {
     enum rcpt_state state;
     char *dsn;            /* last enhanced status "4.4.1" or "" */
     char *text;           /* last reason, for mailq and DSNs, or "" */
+    int notify;           /* ENV_N_* bits, 0 = not given */
+    char *dsn_orcpt;      /* ORCPT= decoded, "rfc822;a@b", or "" */
+    int attempts;         /* attempts that reached this recipient */
+    long long last_try;   /* unix seconds of the last one, 0 = never */
+    char *remote;         /* "host[ip]:port" of the last reply, or "" */
+    char *tls;            /* TLS protocol and cipher used then, or "" */
 };
 
 struct envelope {
@@ -72,6 +98,8 @@ struct envelope {
     long long next_try;
     int warned;
     int flags;
+    int ret;              /* enum env_ret */
+    char *envid;          /* DSN ENVID= decoded, or "" */
     struct env_rcpt *rcpts;
     size_t nrcpt;
     size_t rcpt_cap;
@@ -91,6 +119,13 @@ int env_add_rcpt(struct envelope *e, const char *addr, const char *orcpt);
  * O(1) (a hash index kept with the envelope): 1 added, 0 duplicate, -1. */
 int env_add_rcpt_unique(struct envelope *e, const char *addr, const char *orcpt);
 int env_rcpt_set(struct env_rcpt *r, enum rcpt_state st, const char *dsn, const char *text);
+/* Where the last reply came from and over what TLS (NULL = ""); counts
+ * one attempt at `when`.  0 or -1. */
+int env_rcpt_set_remote(struct env_rcpt *r, const char *remote, const char *tls, long long when);
+/* RCPT's NOTIFY bits and decoded ORCPT (NULL = none).  0 or -1. */
+int env_rcpt_set_dsn(struct env_rcpt *r, int notify, const char *dsn_orcpt);
+/* MAIL's RET and decoded ENVID (NULL = none).  0 or -1. */
+int env_set_dsn(struct envelope *e, enum env_ret ret, const char *envid);
 /* Recipients still in state P. */
 size_t env_pending(const struct envelope *e);
 

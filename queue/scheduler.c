@@ -498,6 +498,9 @@ static void apply_results(struct scheduler *s, struct smsg *m)
             continue;
         struct sched_result *res = &m->res[i];
         env_rcpt_set(&m->env.rcpts[i], res->state, res->dsn, res->text);
+        if (env_rcpt_set_remote(&m->env.rcpts[i], res->remote, res->tls,
+                                m->started_us / 1000000) < 0)
+            log_err("%s: out of memory recording the remote host", m->env.id);
         int a = s->cfg.route(s->cfg.route_ctx, m->env.rcpts[i].addr);
         log_result(s, m, i, a >= 0 && a < s->nagents ? s->agents[a].name : "none");
     }

@@ -29,6 +29,8 @@ struct sched_result {
     enum rcpt_state state;   /* RCPT_SENT, RCPT_PENDING (deferred), RCPT_BOUNCED */
     char dsn[16];
     char text[512];
+    char remote[320];        /* "host[ip]:port" that gave the reply, "" for local */
+    char tls[96];            /* TLS version and cipher of that session, or "" */
 };
 
 struct sched_delivery {

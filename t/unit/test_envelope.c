@@ -57,12 +57,16 @@ static int env_equal(const struct envelope *a, const struct envelope *b)
         a->attempts != b->attempts || a->next_try != b->next_try ||
         a->warned != b->warned || a->flags != b->flags || a->nrcpt != b->nrcpt ||
         strcmp(a->sender, b->sender) || strcmp(a->client, b->client) ||
-        strcmp(a->helo, b->helo) || strcmp(a->proto, b->proto))
+        strcmp(a->helo, b->helo) || strcmp(a->proto, b->proto) || a->ret != b->ret ||
+        strcmp(a->envid ? a->envid : "", b->envid ? b->envid : ""))
         return 0;
     for (i = 0; i < a->nrcpt; i++) {
         const struct env_rcpt *x = &a->rcpts[i], *y = &b->rcpts[i];
         if (x->state != y->state || strcmp(x->addr, y->addr) || strcmp(x->orcpt, y->orcpt) ||
-            strcmp(x->dsn, y->dsn) || strcmp(x->text, y->text))
+            strcmp(x->dsn, y->dsn) || strcmp(x->text, y->text) || x->notify != y->notify ||
+            x->attempts != y->attempts || x->last_try != y->last_try ||
+            strcmp(x->dsn_orcpt, y->dsn_orcpt) || strcmp(x->remote, y->remote) ||
+            strcmp(x->tls, y->tls))
             return 0;
     }
     return 1;
@@ -79,13 +83,13 @@ static void test_round_trip(void)
     is_int(env_format(&e, &buf, &len), 0, "format");
     ok(len > 0 && buf[len - 1] == '\n' && len >= 4 && memcmp(buf + len - 4, "end\n", 4) == 0,
        "ends with end marker");
-    ok(strncmp(buf, "hato-envelope 1\nid " ID "\n", 36) == 0, "header and id first");
+    ok(strncmp(buf, "hato-envelope 2\nid " ID "\n", 36) == 0, "header and id first");
     ok(strstr(buf, "\nsender \"odd%20sender\"@example.com\n") != NULL, "sender encoded");
-    ok(strstr(buf, "\nrcpt B 100%25@example.org Alias@Example.org 5.1.1 ") != NULL,
+    ok(strstr(buf, "\nrcpt B 100%25@example.org Alias@Example.org 0 - 0 0 - - 5.1.1 ") != NULL,
        "percent encoded");
-    ok(strstr(buf, "\nrcpt P %C3%A9t%C3%A9@exemple.fr %2D 4.4.1 ") != NULL,
+    ok(strstr(buf, "\nrcpt P %C3%A9t%C3%A9@exemple.fr %2D 0 - 0 0 - - 4.4.1 ") != NULL,
        "non-ASCII and literal dash encoded");
-    ok(strstr(buf, "\nrcpt D %2D - - %2D\n") != NULL, "dash address, empty tokens");
+    ok(strstr(buf, "\nrcpt D %2D - 0 - 0 0 - - - %2D\n") != NULL, "dash address, empty tokens");
     ok(strstr(buf, "no%09such") != NULL, "tab encoded");
     is_int(env_parse(buf, len, &p, err, sizeof(err)), 0, "parse back");
     ok(env_equal(&e, &p), "round trip equal");
@@ -148,6 +152,9 @@ static void test_truncation(void)
 
 #define GOOD_HEAD "hato-envelope 1\nid " ID "\narrival 1\nsender a@b\nclient local\n" \
                   "helo -\nproto ESMTP\nsize 10\nattempts 0\nnext_try 0\nwarned 0\nflags 0\n"
+#define GOOD_HEAD2 "hato-envelope 2\nid " ID "\narrival 1\nsender a@b\nclient local\n" \
+                   "helo -\nproto ESMTP\nsize 10\nattempts 0\nnext_try 0\nwarned 0\nflags 0\n" \
+                   "ret 0\nenvid -\n"
 
 static void expect_bad(const char *text, const char *name)
 {
@@ -181,7 +188,7 @@ static void test_rejections(void)
     expect_bad(GOOD_HEAD "end\n\n", "blank line after end");
     expect_bad("", "empty input");
     expect_bad("end\n", "end only");
-    expect_bad("hato-envelope 2\nend\n", "version 2 rejected");
+    expect_bad("hato-envelope 3\nend\n", "version 3 rejected");
     expect_bad("hato-envelope 1\nend\n", "header + end, keys missing");
     expect_bad(GOOD_HEAD "rcpt X a@b - - -\nend\n", "bad state letter");
     expect_bad(GOOD_HEAD "rcpt p a@b - - -\nend\n", "lower-case state letter");
@@ -231,7 +238,12 @@ static void test_rejections(void)
         memset(big, 'a', 3000);
         big[3000] = '\0';
         snprintf(doc, 30000, GOOD_HEAD "rcpt P %s %s %s -\nend\n", big, big, big);
-        expect_bad(doc, "line over 8 KiB");
+        env_init(&e);
+        is_int(parse_str(doc, &e), 0, "9 KiB line accepted");
+        env_clear(&e);
+        snprintf(doc, 30000, GOOD_HEAD2 "rcpt P %s %s 0 %s 0 0 %s %s %s -\nend\n",
+                 big, big, big, big, big, big);
+        expect_bad(doc, "line over 16 KiB");
         snprintf(doc, 30000, GOOD_HEAD "rcpt P %s %s - -\nend\n", big, big);
         env_init(&e);
         is_int(parse_str(doc, &e), 0, "6 KiB line accepted");
@@ -572,8 +584,74 @@ static void test_version(void)
     env_clear(&e);
 }
 
+/* Version 2: the DSN parameters and the per-recipient remote record
+ * round-trip; a version 1 file still parses, with those fields empty. */
+static void test_v2_fields(void)
+{
+    struct envelope e, p;
+    char *buf = NULL;
+    size_t len = 0;
+
+    build(&e);
+    env_init(&p);
+    e.flags = ENV_F_SMTPUTF8;
+    ok(env_set_dsn(&e, ENV_RET_HDRS, "QQ 314159") == 0, "set RET and ENVID");
+    ok(env_rcpt_set_dsn(&e.rcpts[0], ENV_N_SUCCESS | ENV_N_DELAY, "rfc822;John@example.org") == 0,
+       "set NOTIFY and ORCPT");
+    ok(env_rcpt_set_remote(&e.rcpts[2], "mx.example.org[127.0.0.2]:25", "TLSv1.3 TLS_AES_256_GCM_SHA384",
+                           1763900123) == 0, "set remote");
+    env_rcpt_set_remote(&e.rcpts[2], "mx2.example.org[127.0.0.3]:25", "", 1763900456);
+    ok(env_rcpt_set_dsn(&e.rcpts[1], ENV_N_NEVER | ENV_N_FAILURE, NULL) == -1, "NEVER with others refused");
+    ok(env_rcpt_set_dsn(&e.rcpts[1], 0x10, NULL) == -1, "unknown NOTIFY bit refused");
+    ok(env_set_dsn(&e, 3, NULL) == -1, "unknown RET refused");
+    is_int(env_format(&e, &buf, &len), 0, "format v2");
+    ok(strstr(buf, "\nret 2\nenvid QQ%20314159\n") != NULL, "ret and envid written");
+    ok(strstr(buf, "\nrcpt S \"john%20smith\"@example.org - 5 rfc822;John@example.org 0 0 - - 2.0.0 ")
+       != NULL, "notify and orcpt written");
+    ok(strstr(buf, " %2D 0 - 2 1763900456 mx2.example.org[127.0.0.3]:25 - 4.4.1 ") != NULL,
+       "attempts, last try, remote written");
+    ok(env_parse(buf, len, &p, err, sizeof(err)) == 0, "parse v2 (%s)", err);
+    ok(env_equal(&e, &p), "round trip equal");
+    is_int(p.ret, ENV_RET_HDRS, "RET back");
+    is_str(p.envid, "QQ 314159", "ENVID back");
+    is_int(p.flags, ENV_F_SMTPUTF8, "SMTPUTF8 flag back");
+    is_int(p.rcpts[0].notify, ENV_N_SUCCESS | ENV_N_DELAY, "NOTIFY back");
+    is_str(p.rcpts[0].dsn_orcpt, "rfc822;John@example.org", "ORCPT back");
+    is_int(p.rcpts[2].attempts, 2, "attempts counted");
+    is_int((int)(p.rcpts[2].last_try - 1763900000), 456, "last try back");
+    is_str(p.rcpts[2].remote, "mx2.example.org[127.0.0.3]:25", "remote back");
+    is_str(p.rcpts[2].tls, "", "no TLS on the last attempt");
+    env_clear(&p);
+    ok(env_copy(&p, &e) == 0 && env_equal(&e, &p) && strcmp(p.envid, "QQ 314159") == 0 &&
+       strcmp(p.rcpts[2].remote, e.rcpts[2].remote) == 0 && p.rcpts[0].notify == e.rcpts[0].notify,
+       "env_copy keeps the v2 fields");
+    free(buf);
+    env_clear(&p);
+    env_clear(&e);
+
+    is_int(parse_str(GOOD_HEAD "rcpt B a@b o@b 5.1.1 550%20no\nend\n", &p), 0, "version 1 file read");
+    ok(p.ret == 0 && strcmp(p.envid, "") == 0 && p.rcpts[0].notify == 0 &&
+       strcmp(p.rcpts[0].dsn_orcpt, "") == 0 && strcmp(p.rcpts[0].remote, "") == 0 &&
+       p.rcpts[0].attempts == 0 && strcmp(p.rcpts[0].text, "550 no") == 0,
+       "  new fields empty, old ones kept");
+    env_clear(&p);
+    is_int(parse_str(GOOD_HEAD2 "rcpt P a@b - 2 - 1 7 h[1.2.3.4]:25 - - -\nend\n", &p), 0,
+           "version 2 file read");
+    env_clear(&p);
+    expect_bad(GOOD_HEAD "ret 0\nend\n", "ret in a version 1 file");
+    expect_bad(GOOD_HEAD2 "rcpt P a@b - - -\nend\n", "v1 rcpt line in a version 2 file");
+    expect_bad(GOOD_HEAD "rcpt P a@b - 2 - 1 7 h - - -\nend\n", "v2 rcpt line in a version 1 file");
+    expect_bad(GOOD_HEAD2 "rcpt P a@b - 16 - 1 7 h - - -\nend\n", "NOTIFY out of range");
+    expect_bad(GOOD_HEAD2 "rcpt P a@b - x - 1 7 h - - -\nend\n", "NOTIFY not a number");
+    expect_bad(GOOD_HEAD2 "rcpt P a@b - 2 - -1 7 h - - -\nend\n", "negative attempts");
+    expect_bad("hato-envelope 2\nid " ID "\narrival 1\nsender a@b\nclient local\n"
+               "helo -\nproto ESMTP\nsize 10\nattempts 0\nnext_try 0\nwarned 0\nflags 0\n"
+               "end\n", "version 2 without ret and envid");
+}
+
 int main(void)
 {
+    test_v2_fields();
     test_version();
     test_unique();
     test_round_trip();

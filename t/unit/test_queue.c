@@ -307,7 +307,7 @@ static void test_recover(const char *dir)
     queue_close(q);
     /* an envelope of a newer version: recovery stops and touches nothing */
     q = queue_open(dir, pool, 1, err, sizeof err);
-    put(dir, "env", "0000000000000DDD", "hato-envelope 2\nid 0000000000000DDD\nfuture stuff\nend\n");
+    put(dir, "env", "0000000000000DDD", "hato-envelope 999\nid 0000000000000DDD\nfuture stuff\nend\n");
     put(dir, "msg", "0000000000000DDD", "x");
     put(dir, "msg", "0000000000000EEE", "content without envelope");
     errno = 0;
