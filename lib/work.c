@@ -71,7 +71,8 @@ void work_class_limits(int nthreads, enum work_class c, int *reserved, int *cap)
     case WORK_COMMIT:   *reserved = res_commit;   *cap = n - res_delivery; break;
     case WORK_DELIVERY: *reserved = res_delivery; *cap = n - res_commit;   break;
     case WORK_AUTH:
-    case WORK_FILTER:   *reserved = 0;            *cap = some;             break;
+    case WORK_FILTER:
+    case WORK_TLS:      *reserved = 0;            *cap = some;             break;
     default:            *reserved = 0;            *cap = 1;                break;
     }
 }

@@ -28,6 +28,7 @@ enum work_class {
     WORK_AUTH,       /* password hashing: a client waits, but may be slow */
     WORK_FILTER,     /* SPF and other blocking filter work */
     WORK_SCAN,       /* nobody waits soon: maildrop scans, reloads */
+    WORK_TLS,        /* TLS handshake steps (the private-key operation): short, many */
     WORK_CLASSES
 };
 
@@ -39,8 +40,8 @@ struct work_pool *work_pool_new(struct event_base *base, int nthreads);
 /* The threads reserved to class c and its cap in a pool of nthreads (after
  * clamping).  1 thread: nothing reserved, every cap 1.  2: one reserved for
  * WORK_COMMIT.  3 or more: one each for WORK_COMMIT and WORK_DELIVERY; the
- * rest are shared, WORK_AUTH and WORK_FILTER may take all but one of them,
- * WORK_SCAN one. */
+ * rest are shared, WORK_AUTH, WORK_FILTER and WORK_TLS may take all but one
+ * of them, WORK_SCAN one. */
 void work_class_limits(int nthreads, enum work_class c, int *reserved, int *cap);
 /* Queue a job of class c.  Returns 0, or -1 if the pool is shutting down. */
 int work_submit(struct work_pool *pool, enum work_class c, work_fn fn, work_done_fn done,

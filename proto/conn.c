@@ -8,6 +8,14 @@
  * and STARTTLS is a state of this object instead of a filter stacked on
  * another.  Never blocks; never calls back into a protocol from inside one
  * of its own calls (deferred work goes through the kick event).
+ *
+ * Handshake steps may run in the worker pool (conn_set_work_pool): one
+ * SSL_do_handshake on the non-blocking fd per step, as a WORK_TLS job, so
+ * that the private-key operation of a server's handshake is not paid by the
+ * loop.  While a step runs the conn arms no fd event and nothing on the loop
+ * touches the SSL handle; the step's outcome comes back to the loop, which
+ * re-arms (WANT_READ / WANT_WRITE) or finishes.  A conn freed meanwhile is
+ * released when its step comes back.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -24,6 +32,7 @@
 
 #include "lib/timeutil.h"
 #include "lib/tls.h"
+#include "lib/work.h"
 #include "proto/conn.h"
 
 #define CONN_READ_STEP  (64 * 1024)   /* octets per read call */
@@ -53,6 +62,10 @@ struct conn {
     long long min_rate;         /* octets/s a read must keep up, 0 = idle timer only */
     long long deadline_us;      /* with min_rate: when the reads' time runs out */
     int in_cb;                  /* callback depth */
+    struct work_pool *pool;     /* handshake steps run there (NULL: on the loop) */
+    /* a step's outcome, written by the worker while hs_busy, read by the loop after */
+    int hs_ret, hs_err;
+    char hs_why[160];
     unsigned user_read : 1;     /* the protocol wants input */
     unsigned out_blocked : 1;   /* output above output_high, until a third */
     unsigned rd_on : 1, wr_on : 1, timer_on : 1;
@@ -60,6 +73,7 @@ struct conn {
     unsigned want_drain : 1;
     unsigned kick_read : 1;     /* report CONN_READ / read OpenSSL's buffer */
     unsigned rd_wants_wr : 1;   /* SSL_read needs the socket writable */
+    unsigned hs_busy : 1;       /* a handshake step runs in the pool */
     unsigned wr_wants_rd : 1;   /* SSL_write needs the socket readable */
     char err[160];
 };
@@ -90,7 +104,7 @@ static void enter(struct conn *c)
 
 static void leave(struct conn *c)
 {
-    if (--c->in_cb == 0 && c->dead)
+    if (--c->in_cb == 0 && c->dead && !c->hs_busy)
         really_free(c);
 }
 
@@ -134,7 +148,7 @@ static void tls_error_text(struct conn *c, const char *what, char *buf, size_t l
 
 static int reading_wanted(const struct conn *c)
 {
-    if (c->failed || c->dead)
+    if (c->failed || c->dead || c->hs_busy)
         return 0;
     if (c->tls == TLS_HANDSHAKE)
         return 1;                /* the handshake decides; see hs_step */
@@ -421,11 +435,11 @@ static void do_flush(struct conn *c)
 
 /* ------------------------------------------------------------ TLS */
 
-static void hs_step(struct conn *c)
+/* What one SSL_do_handshake returned, on the loop: finish, or wait for the
+ * socket it needs.  why: the error's text, gathered where OpenSSL's
+ * thread-local error queue was filled. */
+static void hs_result(struct conn *c, int r, int err, const char *why)
 {
-    ERR_clear_error();
-    errno = 0;
-    int r = SSL_do_handshake(c->ssl);
     if (r == 1) {
         c->tls = TLS_UP;
         want_write(c, evbuffer_get_length(c->out) > 0);
@@ -437,23 +451,67 @@ static void hs_step(struct conn *c)
             do_flush(c);
         return;
     }
-    switch (SSL_get_error(c->ssl, r)) {
+    switch (err) {
     case SSL_ERROR_WANT_READ:
         want_write(c, 0);
         update_io(c);
         timer_update(c, 1);
         return;
     case SSL_ERROR_WANT_WRITE:
+        update_io(c);
         want_write(c, 1);
         timer_update(c, 1);
         return;
-    default: {
-        char why[sizeof c->err];
-        tls_error_text(c, "TLS handshake", why, sizeof why);
+    default:
         fail(c, why);
         return;
     }
+}
+
+/* One handshake step on whichever thread runs it. */
+static void hs_run(struct conn *c)
+{
+    ERR_clear_error();
+    errno = 0;
+    c->hs_ret = SSL_do_handshake(c->ssl);
+    c->hs_err = c->hs_ret == 1 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, c->hs_ret);
+    c->hs_why[0] = '\0';
+    if (c->hs_ret != 1 && c->hs_err != SSL_ERROR_WANT_READ && c->hs_err != SSL_ERROR_WANT_WRITE)
+        tls_error_text(c, "TLS handshake", c->hs_why, sizeof c->hs_why);
+    ERR_clear_error();
+}
+
+/* The pool's side: touches the SSL handle and the hs_ fields only. */
+static void hs_job(void *arg)
+{
+    hs_run(arg);
+}
+
+/* Back on the loop. */
+static void hs_job_done(void *arg)
+{
+    struct conn *c = arg;
+    enter(c);
+    c->hs_busy = 0;
+    if (!c->dead && !c->failed)
+        hs_result(c, c->hs_ret, c->hs_err, c->hs_why);
+    leave(c);                    /* frees a conn freed while the step ran */
+}
+
+static void hs_step(struct conn *c)
+{
+    if (c->hs_busy)
+        return;
+    if (c->pool) {
+        c->hs_busy = 1;
+        want_write(c, 0);
+        update_io(c);            /* no fd event while the step runs */
+        if (work_submit(c->pool, WORK_TLS, hs_job, hs_job_done, c) == 0)
+            return;
+        c->hs_busy = 0;          /* the pool is stopping: do it here */
     }
+    hs_run(c);
+    hs_result(c, c->hs_ret, c->hs_err, c->hs_why);
 }
 
 static void start_handshake(struct conn *c)
@@ -665,7 +723,7 @@ void conn_free(struct conn *c)
     evbuffer_remove_cb(c->in, on_input_change, c);
     if (c->ssl && c->tls == TLS_UP && !c->failed)
         (void)SSL_shutdown(c->ssl);   /* best effort close_notify, never waits */
-    if (c->in_cb == 0)
+    if (c->in_cb == 0 && !c->hs_busy)
         really_free(c);
 }
 
@@ -732,6 +790,11 @@ void conn_set_min_rate(struct conn *c, long long octets_per_s)
     c->min_rate = octets_per_s > 0 ? octets_per_s : 0;
     c->deadline_us = time_mono_us() + (long long)c->lim.timeout_ms * 1000;
     timer_update(c, 1);
+}
+
+void conn_set_work_pool(struct conn *c, struct work_pool *pool)
+{
+    c->pool = pool;
 }
 
 void conn_want_drain(struct conn *c)

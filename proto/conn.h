@@ -89,6 +89,14 @@ int conn_output_full(const struct conn *c);
 /* 1 if the peer closed its side. */
 int conn_eof(const struct conn *c);
 
+/* Run the handshake's steps in pool (class WORK_TLS) instead of on the
+ * loop: each SSL_do_handshake, with its private-key operation, is one job
+ * on the non-blocking fd; the conn reads and writes nothing meanwhile and
+ * re-arms when the step comes back.  NULL (the default): on the loop.  Set
+ * it before conn_starttls; the pool must outlive the conn. */
+struct work_pool;
+void conn_set_work_pool(struct conn *c, struct work_pool *pool);
+
 /* Start TLS as server (server = 1) or client; sni: the name a client asks
  * for (NULL: none).  0, or -1 if TLS cannot even start (then nothing
  * changed).  The conn keeps a reference to ctx. */

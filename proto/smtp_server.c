@@ -1548,6 +1548,7 @@ int smtp_session_start(struct smtp_server *srv, int fd, struct evbuffer *pending
     s->c = conn_new(srv->base, fd, &lim, on_conn, s);
     if (!s->c)
         return start_failed(srv, s, fd, on_close, close_arg);
+    conn_set_work_pool(s->c, srv->ops.pool);     /* handshakes off the loop */
     /* a local client may have sent commands along with its first line */
     if (pending && evbuffer_add_buffer(conn_input(s->c), pending) < 0) {
         session_free(s);

@@ -4,10 +4,14 @@
  * after a half-close, the idle timeout, conn_free inside a callback, and
  * TLS: STARTTLS on both sides with plaintext pipelined behind STARTTLS
  * discarded, a big transfer through a small input cap (octets OpenSSL holds
- * decrypted must still be read), and a handshake that fails.
+ * decrypted must still be read), a handshake that fails, and handshakes
+ * whose steps run in the worker pool (off the loop; a conn freed while one
+ * waits there).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +26,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "lib/work.h"
 #include "proto/conn.h"
 #include "t/unit/tap.h"
 #include "t/unit/tls_pair.h"
@@ -441,6 +446,106 @@ static void test_handshake_failure(void)
     close(fds[1]);
 }
 
+/* ------------------------------------------------------------ handshakes in the pool */
+
+static pthread_t loop_thread;
+static atomic_int hs_on_loop, hs_off_loop;
+
+/* Every state change of the server's handshake: on which thread? */
+static void count_thread(const SSL *ssl, int where, int ret)
+{
+    (void)ssl;
+    (void)ret;
+    if (where & SSL_CB_LOOP)
+        atomic_fetch_add(pthread_equal(pthread_self(), loop_thread) ? &hs_on_loop : &hs_off_loop, 1);
+}
+
+static int pool_idle(void *arg) { return work_pending(arg) == 0; }
+
+static void test_handshake_in_pool(void)
+{
+    SSL_CTX *sctx, *cctx;
+    tls_pair_make(&sctx, &cctx);
+    SSL_CTX_set_info_callback(sctx, count_thread);
+    loop_thread = pthread_self();
+    struct work_pool *pool = work_pool_new(base, 2);
+    int fds[2];
+    pair(fds);
+    struct side sv = { 0 }, cl = { 0 };
+    sv.consume = cl.consume = 1;
+    struct conn_limits l = limits(65536, 65536, 5000);
+    sv.c = conn_new(base, fds[0], &l, on_event, &sv);
+    cl.c = conn_new(base, fds[1], &l, on_event, &cl);
+    conn_set_work_pool(sv.c, pool);
+    ok(conn_starttls(sv.c, sctx, 1, NULL) == 0 && conn_starttls(cl.c, cctx, 0, NULL) == 0,
+       "implicit TLS, the server's handshake in the pool");
+    static char data[256 * 1024];
+    memset(data, 'x', sizeof data);
+    evbuffer_add(conn_output(cl.c), data, sizeof data);
+    struct two t = { &sv, &cl, sizeof data };
+    int all = run_until(got_all, &t, 10000);
+    ok(all && sv.events[CONN_TLS_READY] == 1, "handshake done and 256 KiB read after it (%zu)",
+       sv.got);
+    ok(atomic_load(&hs_off_loop) > 0 && atomic_load(&hs_on_loop) == 0,
+       "every handshake step ran off the loop (%d on a worker, %d on the loop)",
+       atomic_load(&hs_off_loop), atomic_load(&hs_on_loop));
+    ok(sv.events[CONN_ERROR] == 0 && cl.events[CONN_ERROR] == 0, "no errors");
+    conn_free(sv.c);
+    conn_free(cl.c);
+    /* a failing handshake reports its error from the pool's step */
+    pair(fds);
+    struct side bad = { 0 };
+    bad.c = conn_new(base, fds[0], &l, on_event, &bad);
+    conn_set_work_pool(bad.c, pool);
+    ok(conn_starttls(bad.c, sctx, 1, NULL) == 0 && write(fds[1], "EHLO plain\r\n", 12) == 12,
+       "a plaintext client at a pooled handshake");
+    ok(run_until(errored, &bad, 3000) && strstr(conn_error(bad.c), "TLS handshake"),
+       "CONN_ERROR with OpenSSL's reason from the worker: %s", conn_error(bad.c));
+    conn_free(bad.c);
+    close(fds[1]);
+    run_until(pool_idle, pool, 2000);
+    work_pool_free(pool);
+    SSL_CTX_free(sctx);
+    SSL_CTX_free(cctx);
+}
+
+static atomic_int gate_open;
+static void gated(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&gate_open))
+        usleep(1000);
+}
+
+static int two_pending(void *arg) { return work_pending(arg) >= 2; }
+
+/* conn_free while a step waits or runs in the pool: the SSL handle and the
+ * memory stay until the step is back (ASan reports the use after free
+ * otherwise), and nothing is reported after the free. */
+static void test_free_during_pooled_step(void)
+{
+    struct work_pool *pool = work_pool_new(base, 1);
+    atomic_store(&gate_open, 0);
+    work_submit(pool, WORK_SCAN, gated, NULL, NULL);   /* holds the only thread */
+    int fds[2];
+    pair(fds);
+    struct side sv = { 0 };
+    struct conn_limits l = limits(4096, 65536, 5000);
+    sv.c = conn_new(base, fds[0], &l, on_event, &sv);
+    conn_set_work_pool(sv.c, pool);
+    ok(conn_starttls(sv.c, server_ctx, 1, NULL) == 0, "server handshake started");
+    ok(run_until(two_pending, pool, 2000), "its first step waits in the pool");
+    conn_free(sv.c);
+    atomic_store(&gate_open, 1);
+    ok(run_until(pool_idle, pool, 3000), "the step ran after the conn was freed");
+    int any = 0;
+    for (int e = 0; e < 8; e++)
+        any += sv.events[e];
+    is_int(any, 0, "and nothing was reported");
+    work_pool_free(pool);
+    close(fds[1]);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -456,6 +561,8 @@ int main(void)
     test_starttls();
     test_tls_bulk_small_input();
     test_handshake_failure();
+    test_handshake_in_pool();
+    test_free_during_pooled_step();
     SSL_CTX_free(server_ctx);
     SSL_CTX_free(client_ctx);
     event_base_free(base);

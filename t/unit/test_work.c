@@ -143,8 +143,9 @@ static void open_gate(void)
     pthread_mutex_unlock(&obs_mu);
 }
 
-static int class_ids[WORK_CLASSES] = { 0, 1, 2, 3, 4 };
-static const char *class_names[WORK_CLASSES] = { "commit", "delivery", "auth", "filter", "scan" };
+static int class_ids[WORK_CLASSES] = { 0, 1, 2, 3, 4, 5 };
+static const char *class_names[WORK_CLASSES] = { "commit", "delivery", "auth", "filter", "scan",
+                                                 "tls" };
 
 /* Saturate the classes in mask with `per` gated jobs each (interleaved, so
  * they compete), let them take what they may, then submit a probe of class
@@ -298,6 +299,10 @@ static void test_classes(void)
     /* DESIGN.md's login storm: more auth jobs than threads */
     saturate_then_probe(4, 1u << WORK_AUTH, 8, WORK_COMMIT, "auth storm");
     saturate_then_probe(2, 1u << WORK_AUTH, 8, WORK_COMMIT, "auth storm, 2 threads");
+    /* a handshake storm leaves a thread to logins, and the reverse */
+    saturate_then_probe(4, 1u << WORK_TLS, 8, WORK_AUTH, "handshake storm");
+    saturate_then_probe(4, 1u << WORK_AUTH, 8, WORK_TLS, "login storm");
+    saturate_then_probe(4, 1u << WORK_TLS, 8, WORK_COMMIT, "handshake storm");
     /* the reservations: every other class saturated */
     unsigned all = (1u << WORK_CLASSES) - 1;
     saturate_then_probe(4, all & ~(1u << WORK_COMMIT), 8, WORK_COMMIT, "all others");
@@ -305,6 +310,7 @@ static void test_classes(void)
     saturate_then_probe(2, all & ~(1u << WORK_COMMIT), 8, WORK_COMMIT, "all others, 2 threads");
     check_cap(8, WORK_AUTH);
     check_cap(8, WORK_SCAN);
+    check_cap(8, WORK_TLS);
     check_cap(4, WORK_DELIVERY);
     check_fifo(4, 0);
     check_fifo(1, 1);
