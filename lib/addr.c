@@ -5,7 +5,9 @@
  * are accepted and dropped, the null path) and the §4.5.3.1 length limits.
  * Pure functions: no allocation, no global state, never reads past `len`.
  * `%` and `!` are ordinary atext, never routing.  Any octet >= 0x80 is
- * ADDR_E_8BIT (no SMTPUTF8 yet).
+ * ADDR_E_8BIT, except through addr_parse_path_utf8 (SMTPUTF8), which checks
+ * the UTF-8 and then parses with every non-ASCII character standing for a
+ * letter.
  */
 #include <arpa/inet.h>
 #include <string.h>
@@ -294,6 +296,70 @@ enum addr_err addr_parse_path(const char *in, size_t len, int allow_null,
         return rc;
     }
     *consumed = close + 1;
+    return rc;
+}
+
+/* Length of the well-formed UTF-8 sequence at s[0..len) (s[0] >= 0x80),
+ * or 0 (RFC 3629 table: no overlongs, no surrogates, at most U+10FFFF). */
+static size_t addr_utf8_seq(const unsigned char *s, size_t len)
+{
+    size_t n = s[0] >= 0xc2 && s[0] <= 0xdf ? 2 : s[0] >= 0xe0 && s[0] <= 0xef ? 3 :
+               s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : 0;
+    unsigned char lo = 0x80, hi = 0xbf;
+
+    if (n == 0 || n > len)
+        return 0;
+    if (s[0] == 0xe0)
+        lo = 0xa0;
+    else if (s[0] == 0xed)
+        hi = 0x9f;
+    else if (s[0] == 0xf0)
+        lo = 0x90;
+    else if (s[0] == 0xf4)
+        hi = 0x8f;
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    return n;
+}
+
+enum addr_err addr_parse_path_utf8(const char *in, size_t len, int allow_null,
+                                   struct addr *out, size_t *consumed, int *eight)
+{
+    char ascii[ADDR_PATH_MAX + 1];
+    size_t n = len < ADDR_PATH_MAX + 1 ? len : ADDR_PATH_MAX + 1, i, used = 0;
+    enum addr_err rc;
+
+    *eight = 0;
+    /* every well-formed character >= U+0080 becomes 'a' (one octet each,
+     * so the copy's offsets are the input's); a malformed octet stays and
+     * makes the ASCII parse say ADDR_E_8BIT if it is inside the path */
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)in[i];
+        size_t k = c < 0x80 ? 0 : addr_utf8_seq((const unsigned char *)in + i, n - i);
+        if (k == 0) {
+            ascii[i] = (char)c;
+            continue;
+        }
+        memset(ascii + i, 'a', k);
+        i += k - 1;
+    }
+    rc = addr_parse_path(ascii, n, allow_null, out, &used);
+    if (rc == ADDR_E_8BIT)
+        rc = ADDR_E_SYNTAX;
+    if (rc != ADDR_OK && rc != ADDR_E_NODOMAIN)
+        return rc;
+    if (!addr_has_8bit(in, used))
+        return addr_parse_path(in, len, allow_null, out, consumed);
+    *eight = 1;
+    /* local[@domain] fills in[..used-1) just before the '>' */
+    size_t ll = strlen(out->local), dl = strlen(out->domain);
+    size_t end = used - 1, dstart = end - dl, lstart = dstart - ll - (dl ? 1 : 0);
+    struct addr_span lp = { lstart, ll }, dom = { dstart, dl };
+    addr_fill(in, lp, dom, out);
+    *consumed = used;
     return rc;
 }
 

@@ -40,6 +40,12 @@ struct addr {
  * is still filled in (for <postmaster>). */
 enum addr_err addr_parse_path(const char *in, size_t len, int allow_null,
                               struct addr *out, size_t *consumed);
+/* The same with SMTPUTF8 (RFC 6531): octets >= 0x80 are allowed where
+ * the ASCII grammar has atext, qtext or a label's letters, provided they
+ * form well-formed UTF-8 (no overlong forms, surrogates or values past
+ * U+10FFFF: ADDR_E_SYNTAX otherwise).  *eight tells whether there were any. */
+enum addr_err addr_parse_path_utf8(const char *in, size_t len, int allow_null,
+                                   struct addr *out, size_t *consumed, int *eight);
 /* Parse a bare mailbox "local@domain" (no brackets) of exactly len octets:
  * for table files and command-line arguments. */
 enum addr_err addr_parse_mailbox(const char *in, size_t len, struct addr *out);

@@ -84,6 +84,8 @@ struct session {
     struct envelope env;
     long long nrcpt;            /* RCPT commands accepted */
     char *rcpt_pending;         /* address of the RCPT a filter is deciding */
+    int rcpt_notify;            /* its DSN NOTIFY= bits and ORCPT= (or NULL) */
+    char *rcpt_orcpt;
     int rcpt_local;
     struct queue_writer w;
     int writing;
@@ -314,6 +316,8 @@ static void txn_reset(struct session *s)
     s->nrcpt = 0;
     free(s->rcpt_pending);
     s->rcpt_pending = NULL;
+    free(s->rcpt_orcpt);
+    s->rcpt_orcpt = NULL;
 }
 
 static void txn_view(struct session *s)
@@ -406,7 +410,8 @@ static void ehlo_reply(struct session *s)
         evbuffer_add_printf(out, "250-SIZE %lld\r\n", s->srv->p.message_size_limit);
     else
         evbuffer_add_printf(out, "250-SIZE\r\n");
-    evbuffer_add_printf(out, "250-VRFY\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n");
+    evbuffer_add_printf(out, "250-VRFY\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n"
+                        "250-DSN\r\n250 SMTPUTF8\r\n");
 }
 
 static void helo_done(void *arg, enum filter_verdict v, const struct filter_reply *r)
@@ -519,22 +524,34 @@ static void cmd_mail(struct session *s, const char *arg)
     else
         snprintf(client, sizeof client, "%s", s->peer_addr);
     if (env_set_sender(&s->env, ma.path.is_null ? "" : ma.path.full) < 0 ||
+        env_set_dsn(&s->env, (enum env_ret)ma.ret, ma.envid) < 0 ||
         env_set_client(&s->env, client, s->helo ? s->helo : "-", proto_name(s)) < 0) {
         env_clear(&s->env);
         reply_error(s, 451, "4.3.0", "Error: out of memory");
         return;
     }
     s->env.arrival_us = time_now_us();
+    if (ma.smtputf8)
+        s->env.flags |= ENV_F_SMTPUTF8;
     txn_view(s);
     s->txn.sender = s->env.sender;
     run_filters(s, FILTER_MAIL, mail_done);
 }
 
+/* The DSN parameters of one RCPT go to every recipient it expanded to. */
+static void rcpt_set_dsn(struct session *s, size_t from)
+{
+    for (size_t i = from; i < s->env.nrcpt; i++)
+        env_rcpt_set_dsn(&s->env.rcpts[i], s->rcpt_notify, s->rcpt_orcpt);
+}
+
 static void rcpt_add(struct session *s)
 {
     const char *addr = s->rcpt_pending;
+    size_t before = s->env.nrcpt;
     switch (s->srv->ops.add_rcpt(s->gen, &s->env, addr, addr)) {
     case SMTP_RCPT_OK:
+        rcpt_set_dsn(s, before);
         s->nrcpt++;
         reply(s, 250, "2.1.5", "Ok");
         break;
@@ -563,6 +580,8 @@ static void rcpt_done(void *arg, enum filter_verdict v, const struct filter_repl
         rcpt_add(s);
     free(s->rcpt_pending);
     s->rcpt_pending = NULL;
+    free(s->rcpt_orcpt);
+    s->rcpt_orcpt = NULL;
     filter_finished(s);
 }
 
@@ -596,7 +615,7 @@ static void cmd_rcpt(struct session *s, const char *arg)
         reply_error(s, 452, "4.5.3", "Error: too many recipients");
         return;
     }
-    if (smtp_parse_rcpt(arg, &ra, &e) < 0) {
+    if (smtp_parse_rcpt_utf8(arg, (s->env.flags & ENV_F_SMTPUTF8) != 0, &ra, &e) < 0) {
         reply_error(s, e.code, e.enh, e.text);
         return;
     }
@@ -605,7 +624,12 @@ static void cmd_rcpt(struct session *s, const char *arg)
         return;
     }
     s->rcpt_pending = strdup(address);
-    if (!s->rcpt_pending) {
+    s->rcpt_notify = ra.notify;
+    s->rcpt_orcpt = ra.orcpt[0] ? strdup(ra.orcpt) : NULL;
+    if (!s->rcpt_pending || (ra.orcpt[0] && !s->rcpt_orcpt)) {
+        free(s->rcpt_pending);
+        free(s->rcpt_orcpt);
+        s->rcpt_pending = s->rcpt_orcpt = NULL;
         reply_error(s, 451, "4.3.0", "Error: out of memory");
         return;
     }

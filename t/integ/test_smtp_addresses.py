@@ -115,7 +115,8 @@ class Addresses(SMTPCase):
                 ("RCPT FROM:<bob@example.test>", 501, "5.5.4"),
                 ("RCPT TO:<bob@example.test", 501, None),
                 ("RCPT TO:<bob@>", 501, None),
-                ("RCPT TO:<bob@example.test> NOTIFY=NEVER", 555, "5.5.4"),
+                ("RCPT TO:<bob@example.test> NOTIFY=SOMETIMES", 501, "5.5.4"),
+                ("RCPT TO:<bob@example.test> RET=FULL", 555, "5.5.4"),
                 ("RCPT TO:<bob@@example.test>", 501, None),
                 ('RCPT TO:<"bob@example.test>', 501, None)):
             with self.subTest(line=line):
