@@ -41,9 +41,11 @@ struct filter_txn {
     const char *sender;              /* MAIL: "" = null sender */
     const char *rcpt;                /* RCPT: the address as given */
     int rcpt_local;                  /* RCPT: domain is one of local_domains */
+    struct work_pool *pool;          /* for blocking work (lib/work.h), or NULL */
 };
 
 struct filter_chain;
+struct work_pool;
 typedef void (*filter_done_fn)(void *arg, enum filter_verdict v, const struct filter_reply *r);
 
 struct filter {

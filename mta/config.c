@@ -56,6 +56,8 @@ static const struct conf_def schema[] = {
     { "defer_transports", CT_LIST, "", NULL },
     { "message_size_limit", CT_SIZE, "10240000", NULL },
     { "default_quota", CT_SIZE, "0", NULL },        /* users without quota=; 0 = unlimited */
+    { "quota_full_permanent", CT_BOOL, "no", NULL },  /* over quota: 552 5.2.2 and bounce, not 452 4.2.2 and defer */
+    { "quota_warning_percent", CT_INT, "0", NULL },   /* warning mail at this usage; 0 = off */
     { "header_size_limit", CT_SIZE, "102400", NULL },
     { "smtpd_recipient_limit", CT_INT, "1000", NULL },
     { "smtpd_hard_error_limit", CT_INT, "20", NULL },
@@ -197,6 +199,8 @@ static void fill(struct hato_config *c)
     c->defer_transports = list(c, "defer_transports", &c->ndefer_transports);
     c->message_size_limit = num(c, "message_size_limit");
     c->default_quota = num(c, "default_quota");
+    c->quota_full_permanent = num(c, "quota_full_permanent");
+    c->quota_warning_percent = num(c, "quota_warning_percent");
     c->header_size_limit = num(c, "header_size_limit");
     c->smtpd_recipient_limit = num(c, "smtpd_recipient_limit");
     c->smtpd_hard_error_limit = num(c, "smtpd_hard_error_limit");
@@ -352,6 +356,8 @@ static int check(struct hato_config *c, char *err, size_t errlen)
         return bad(c, "smtpd_client_ipv6_prefix", err, errlen, "%s", "must be 0..128");
     if (c->smtpd_min_data_rate < 0)
         return bad(c, "smtpd_min_data_rate", err, errlen, "%s", "must be >= 0 (0: off)");
+    if (c->quota_warning_percent < 0 || c->quota_warning_percent > 100)
+        return bad(c, "quota_warning_percent", err, errlen, "%s", "must be 0 (off)..100");
     if (c->auth_failure_limit < 0 || c->auth_failure_limit > 1000000)
         return bad(c, "auth_failure_limit", err, errlen, "%s", "must be 0 (no lockout)..1000000");
     if (c->auth_failure_window <= 0)

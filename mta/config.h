@@ -48,6 +48,8 @@ struct hato_config {
 
     long long message_size_limit;        /* bytes; 0 = none */
     long long default_quota;             /* bytes, users without quota=; 0 = unlimited */
+    long long quota_full_permanent;      /* bool: over quota is 552 5.2.2 / a bounce */
+    long long quota_warning_percent;     /* warning mail at this usage (1..100); 0 = off */
     long long header_size_limit;         /* bytes */
     long long smtpd_recipient_limit;
     long long smtpd_hard_error_limit;

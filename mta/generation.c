@@ -2,7 +2,8 @@
  * mta/generation.c — builds a configuration generation (mta/generation.h)
  * and frees it with its last reference.  The filter chain is made here: the
  * test hold filter (test_filter_hold) first when configured, then the relay
- * ACL over this generation's relay_clients.  The server TLS configuration
+ * ACL over this generation's relay_clients, then the RCPT-time quota check
+ * over its tables (mta/rcpt_quota.h).  The server TLS configuration
  * (lib/tls.h) is built here too, so a certificate that fails to load fails
  * the start or the reload like any other file: a reload keeps the old
  * generation, certificate included.
@@ -18,10 +19,11 @@
 #include "lib/log.h"
 #include "lib/tls.h"
 #include "mta/generation.h"
+#include "mta/rcpt_quota.h"
 #include "mta/tables.h"
 
 static struct filter_chain *make_filters(const struct hato_config *c, struct event_base *base,
-                                         const struct iplist *relay)
+                                         const struct iplist *relay, const struct tables *t)
 {
     struct filter_chain *fc = filter_chain_new();
     struct filter f;
@@ -36,6 +38,15 @@ static struct filter_chain *make_filters(const struct hato_config *c, struct eve
     }
     acl_filter(&f, relay);
     if (filter_chain_add(fc, &f) < 0) {
+        filter_chain_free(fc);
+        return NULL;
+    }
+    if (rcpt_quota_filter(&f, t, c->state_directory) < 0) {
+        filter_chain_free(fc);
+        return NULL;
+    }
+    if (filter_chain_add(fc, &f) < 0) {
+        f.free_ctx(f.ctx);
         filter_chain_free(fc);
         return NULL;
     }
@@ -104,7 +115,7 @@ struct generation *generation_new(struct hato_config *cfg, struct event_base *ba
         return NULL;
     }
     if (g->relay) {
-        g->filters = make_filters(&g->cfg, base, g->relay);
+        g->filters = make_filters(&g->cfg, base, g->relay, g->tables);
         if (!g->filters)
             snprintf(err, errlen, "out of memory");
     }

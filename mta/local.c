@@ -9,6 +9,13 @@
  * the message's index record (store/index.h), in the same pool job; the
  * records are flushed with the renames (the second syncfs, or once per
  * mailbox with its new/), before "sent".
+ *
+ * Quota: a message that would cross the user's quota is deferred (4.2.2;
+ * the queue's lifetime then bounces it), or bounced at once (5.2.2) with
+ * quota_full_permanent.  After a delivery that takes usage to
+ * quota_warning_percent, a warning mail from postmaster is queued to the
+ * user, once per crossing (store_quota_warn keeps the marker).  The first
+ * delivery into a mailbox gives it its folders (store/layout.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,12 +28,14 @@
 
 #include "lib/fsutil.h"
 #include "lib/log.h"
+#include "lib/timeutil.h"
 #include "lib/work.h"
 #include "mta/local.h"
 #include "mta/router.h"
 #include "mta/tables.h"
 #include "queue/scheduler.h"
 #include "store/index.h"
+#include "store/layout.h"
 #include "store/maildir.h"
 #include "store/path.h"
 
@@ -38,6 +47,11 @@
 struct local_item {                /* one recipient of one delivery */
     char *mailbox;                 /* Maildir root (the tmp file borrows it) */
     long long quota;
+    int quota_permanent;           /* quota_full_permanent when looked up */
+    int warn_percent;              /* quota_warning_percent when looked up */
+    int warn;                      /* the pool found a warning due */
+    long long warn_usage;
+    char *user;                    /* "local@domain" of the mailbox: the warning's recipient */
     char *prefix;
     size_t prefix_len;
     struct sched_result *res;
@@ -83,10 +97,26 @@ static void item_begin(struct local_item *it, int fd, long long size)
     struct maildir_err e;
     if (maildir_begin(it->mailbox, it->prefix, it->prefix_len, fd, size, it->quota,
                       &it->tmp, &e) < 0) {
-        set_result(it->res, e.temporary ? RCPT_PENDING : RCPT_BOUNCED, e.dsn, e.text);
+        if (it->quota_permanent && strcmp(e.dsn, "4.2.2") == 0)
+            set_result(it->res, RCPT_BOUNCED, "5.2.2", e.text);
+        else
+            set_result(it->res, e.temporary ? RCPT_PENDING : RCPT_BOUNCED, e.dsn, e.text);
         return;
     }
+    if (it->tmp.created && store_layout_ensure(it->mailbox) < 0)
+        log_warn("local: %s: cannot make the mailbox's folders: %s", it->mailbox, strerror(errno));
     it->begun = 1;
+}
+
+/* After a delivery: is a quota warning due? (store_quota_warn) */
+static void item_check_warning(struct local_item *it)
+{
+    if (it->warn_percent <= 0 || it->quota <= 0)
+        return;
+    int r = store_quota_warn(it->mailbox, it->quota, it->warn_percent, &it->warn_usage);
+    if (r < 0)
+        log_warn("local: %s: quota warning check failed: %s", it->mailbox, strerror(errno));
+    it->warn = r == 1;
 }
 
 static void item_fail_io(struct local_item *it, const char *what)
@@ -151,6 +181,8 @@ static void finish_all(struct local_job *j)
             if (maildir_finish(&it->tmp, &e) < 0) {
                 it->begun = 0;
                 set_result(it->res, e.temporary ? RCPT_PENDING : RCPT_BOUNCED, e.dsn, e.text);
+            } else {
+                item_check_warning(it);
             }
         }
 }
@@ -236,9 +268,75 @@ static void dl_free(struct local_dl *d)
     for (size_t i = 0; i < d->nitems; i++) {
         free(d->items[i].prefix);
         free(d->items[i].mailbox);
+        free(d->items[i].user);
     }
     free(d->items);
     free(d);
+}
+
+/* "12.3 MiB" style, for the warning's text. */
+static void human_size(long long v, char *buf, size_t len)
+{
+    static const char *const unit[] = { "bytes", "KiB", "MiB", "GiB", "TiB" };
+    double x = (double)v;
+    size_t u = 0;
+    while (x >= 1024 && u + 1 < sizeof unit / sizeof unit[0]) {
+        x /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, len, "%lld bytes", v);
+    else
+        snprintf(buf, len, "%.1f %s", x, unit[u]);
+}
+
+/* The warning mail (CRLF) for it into a malloc'd *out. */
+static int warning_text(const struct local_item *it, char **out)
+{
+    char date[64], used[32], limit[32];
+    const char *at = strrchr(it->user, '@');
+    const char *domain = at ? at + 1 : it->user;
+    long long pct = it->warn_usage / (it->quota / 100 > 0 ? it->quota / 100 : 1);
+    if (it->quota < 100)
+        pct = it->warn_usage * 100 / it->quota;
+    time_rfc5322(time(NULL), date, sizeof date);
+    human_size(it->warn_usage, used, sizeof used);
+    human_size(it->quota, limit, sizeof limit);
+    int n = asprintf(out,
+        "From: Mail Delivery System <postmaster@%s>\r\n"
+        "To: <%s>\r\n"
+        "Subject: Mailbox quota warning: %lld%% full\r\n"
+        "Date: %s\r\n"
+        "Message-ID: <%lld.quota-warning.%s>\r\n"
+        "Auto-Submitted: auto-generated\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=us-ascii\r\n"
+        "\r\n"
+        "Your mailbox holds %s of its %s quota (%lld%%).\r\n"
+        "\r\n"
+        "When it is full, new mail for you is held and then returned to its\r\n"
+        "senders.  Please delete messages you no longer need, and empty the\r\n"
+        "Trash folder.\r\n", domain, it->user, pct, date, time_now_us(), domain,
+        used, limit, pct);
+    return n < 0 ? -1 : n;
+}
+
+/* On the loop, after the job: queue the warnings the pool found due. */
+static void send_warnings(struct local_dl *d)
+{
+    for (size_t i = 0; i < d->nitems; i++) {
+        struct local_item *it = &d->items[i];
+        char *text = NULL;
+        if (!it->warn || !it->user)
+            continue;
+        int n = warning_text(it, &text);
+        if (n < 0 || sched_notice(d->dl->sched, it->user, text, (size_t)n) < 0)
+            log_err("local: cannot queue the quota warning to <%s>", it->user);
+        else
+            log_info("local: quota warning to <%s>: %lld of %lld bytes", it->user,
+                     it->warn_usage, it->quota);
+        free(text);
+    }
 }
 
 static void job_done(void *arg)
@@ -248,6 +346,7 @@ static void job_done(void *arg)
     struct local_dl *d = j->dls;
     while (d) {
         struct local_dl *next = d->next;
+        send_warnings(d);
         sched_delivery_done(d->dl);
         dl_free(d);
         d = next;
@@ -286,6 +385,17 @@ static void start_jobs(struct local_agent *la)
     }
 }
 
+/* "local@domain" from a mailbox "domain/local" (store_mailbox_rel_ok). */
+static int mailbox_user(struct local_item *it, const char *rel)
+{
+    const char *slash = strchr(rel, '/');
+    if (asprintf(&it->user, "%s@%.*s", slash + 1, (int)(slash - rel), rel) < 0) {
+        it->user = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 /* Mailbox of a final local recipient; 0, or -1 with res set. */
 static int find_mailbox(struct local_agent *la, const char *addr, struct local_item *it)
 {
@@ -305,6 +415,14 @@ static int find_mailbox(struct local_agent *la, const char *addr, struct local_i
                 break;
             }
             it->quota = t[i].quota;
+            it->quota_permanent = la->tables->quota_full_permanent;
+            it->warn_percent = la->tables->quota_warning_percent;
+            if (it->warn_percent > 0 && it->quota > 0 && mailbox_user(it, t[i].mailbox) < 0) {
+                free(it->mailbox);      /* the slot is reused by the next recipient */
+                it->mailbox = NULL;
+                rr = ROUTE_ERROR;
+                break;
+            }
             found = 0;
             break;
         }
@@ -355,6 +473,8 @@ void local_agent_deliver(void *ctx, struct sched_delivery *dl)
             set_result(it->res, RCPT_PENDING, "4.3.0", "out of memory");
             free(it->mailbox);          /* the slot is reused by the next recipient */
             it->mailbox = NULL;
+            free(it->user);
+            it->user = NULL;
             continue;
         }
         d->nitems++;

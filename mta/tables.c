@@ -139,6 +139,8 @@ struct tables *tables_load(const struct hato_config *cfg, char *err, size_t errl
     t->rc.aliases = t->aliases;
     t->rc.postmaster = t->postmaster;
     t->rc.default_quota = cfg->default_quota;
+    t->quota_full_permanent = cfg->quota_full_permanent != 0;
+    t->quota_warning_percent = (int)cfg->quota_warning_percent;
     return t;
 fail:
     tables_free(t);

@@ -22,6 +22,8 @@ struct tables {
     char *postmaster;            /* postmaster_recipient, or its default; NULL = none */
     struct sender_logins *sender_logins;   /* sender_login_maps, or NULL */
     struct router_config rc;     /* points into the above */
+    int quota_full_permanent;    /* over quota: 552 5.2.2 at RCPT and a bounce at delivery */
+    int quota_warning_percent;   /* local delivery queues a warning mail at this usage; 0 = off */
 };
 
 struct tables *tables_load(const struct hato_config *cfg, char *err, size_t errlen);

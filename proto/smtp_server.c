@@ -329,6 +329,7 @@ static void txn_view(struct session *s)
     s->txn.trusted = s->mode == SMTP_MODE_LOCAL;
     s->txn.authenticated = s->auth_user != NULL;
     s->txn.sender = s->have_mail ? s->env.sender : "";
+    s->txn.pool = s->srv->ops.pool;
 }
 
 static const char *proto_name(const struct session *s)

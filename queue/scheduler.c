@@ -808,6 +808,46 @@ void sched_foreach(const struct scheduler *s,
             fn(arg, &m->env, m->phase == PH_DELIVERING);
 }
 
+/* ------------------------------------------------------------ notices */
+
+struct notice_job {
+    struct scheduler *s;
+    struct envelope env;
+};
+
+static void notice_committed(void *arg, int err)
+{
+    struct notice_job *j = arg;
+    if (err) {
+        log_err("cannot queue a notice to <%s>: %s", j->env.rcpts[0].addr, strerror(err));
+    } else {
+        log_info("%s: notice to <%s> queued", j->env.id, j->env.rcpts[0].addr);
+        if (sched_add(j->s, &j->env) < 0)
+            log_err("%s: out of memory scheduling the notice", j->env.id);
+    }
+    env_clear(&j->env);
+    free(j);
+}
+
+int sched_notice(struct scheduler *s, const char *rcpt, const char *text, size_t len)
+{
+    struct notice_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return -1;
+    j->s = s;
+    env_init(&j->env);
+    if (env_set_sender(&j->env, "") == 0 && env_set_client(&j->env, "local", "-", "notice") == 0
+        && env_add_rcpt(&j->env, rcpt, "") == 0) {
+        j->env.arrival_us = time_now_us();
+        j->env.flags = ENV_F_BOUNCE;       /* from MAILER-DAEMON: never bounced */
+        if (queue_inject(s->q, text, len, &j->env, notice_committed, j) == 0)
+            return 0;
+    }
+    env_clear(&j->env);
+    free(j);
+    return -1;
+}
+
 void sched_stop(struct scheduler *s)
 {
     s->stopped = 1;

@@ -80,6 +80,10 @@ size_t sched_active(const struct scheduler *s);
 /* Visit every message (for mailq): env and whether it is being delivered. */
 void sched_foreach(const struct scheduler *s,
                    void (*fn)(void *arg, const struct envelope *env, int active), void *arg);
+/* Queue a notice generated here (a quota warning): content text (copied,
+ * CRLF), null sender, one recipient, never bounced (ENV_F_BOUNCE); it is
+ * scheduled once committed.  0, or -1 if it could not even start. */
+int sched_notice(struct scheduler *s, const char *rcpt, const char *text, size_t len);
 /* Stop starting deliveries (shutdown); deliveries under way finish. */
 void sched_stop(struct scheduler *s);
 void sched_free(struct scheduler *s);

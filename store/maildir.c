@@ -37,6 +37,7 @@
 #define MAILDIR_SIZE_FILE     "maildirsize"
 #define MAILDIR_SIZE_READ_MAX 5120         /* Maildir++: bigger → recompute */
 #define MAILDIR_LINE_MAX      64           /* "<bytes> <count>\n" */
+#define MAILDIR_WARN_FILE     "hato.quotawarn"  /* a warning was given since usage crossed */
 
 /* The only mutable global: Q<n> in unique names, shared by all threads. */
 static atomic_ulong maildir_counter;
@@ -525,8 +526,9 @@ int maildir_create(const char *dir)
     return 0;
 }
 
-/* maildir_create() unless tmp/ is already there (one stat per delivery). */
-static int ensure_maildir(const char *dir)
+/* maildir_create() unless tmp/ is already there (one stat per delivery).
+ * *created = 1 when it was not. */
+static int ensure_maildir(const char *dir, int *created)
 {
     char path[PATH_MAX];
     struct stat st;
@@ -534,6 +536,7 @@ static int ensure_maildir(const char *dir)
     if (path_join(path, sizeof(path), dir, "tmp") == 0 && stat(path, &st) == 0
         && S_ISDIR(st.st_mode))
         return 0;
+    *created = 1;
     return maildir_create(dir);
 }
 
@@ -611,6 +614,37 @@ int store_quota_check(const char *dir, long long size, long long quota)
     return size > quota || used > quota - size ? 1 : 0;
 }
 
+/* Path of the quota warning marker into buf.  0 or -1. */
+static int warn_marker(const char *dir, char *buf, size_t len)
+{
+    return path_join(buf, len, dir, MAILDIR_WARN_FILE);
+}
+
+int store_quota_warn(const char *dir, long long quota, int percent, long long *usage)
+{
+    char path[PATH_MAX];
+    long long used, limit;
+    int fd;
+
+    if (quota <= 0 || percent <= 0)
+        return 0;
+    used = usage_get(dir, quota);
+    if (used < 0 || warn_marker(dir, path, sizeof(path)) != 0)
+        return -1;
+    if (usage)
+        *usage = used;
+    limit = quota / 100 * percent + quota % 100 * percent / 100;
+    if (used < limit) {
+        if (unlink(path) != 0 && errno != ENOENT)
+            return -1;
+        return 0;                  /* below: the next crossing warns again */
+    }
+    fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, MAILDIR_FILE_MODE);
+    if (fd < 0)
+        return errno == EEXIST ? 0 : -1;    /* warned already since it crossed */
+    return close(fd) == 0 ? 1 : -1;
+}
+
 static int check_quota(const char *dir, long long quota, long long size,
                        struct maildir_err *e)
 {
@@ -619,7 +653,7 @@ static int check_quota(const char *dir, long long quota, long long size,
     if (r < 0)
         err_io(e, "maildirsize", errno);
     else if (r > 0)
-        err_set(e, 0, "5.2.2", "mailbox full");
+        err_set(e, 1, "4.2.2", "mailbox full");    /* deferred: the user may make room */
     return r == 0 ? 0 : -1;
 }
 
@@ -661,7 +695,7 @@ int maildir_begin(const char *dir, const char *prefix, size_t prefix_len,
         return -1;
     }
     size = (long long)prefix_len + content_len;
-    if (ensure_maildir(dir) != 0) {
+    if (ensure_maildir(dir, &t->created) != 0) {
         err_io(e, "create maildir", errno);
         return -1;
     }

@@ -32,6 +32,8 @@ struct maildir_tmp {
     long long size;             /* octets written */
     long long quota;            /* bytes, 0 = none */
     long long hdr_end;          /* offset after the header's blank line (size if none) */
+    int created;                /* begin made the Maildir (its first delivery):
+                                   the caller gives it its layout (store/layout.h) */
     int index_nosync;           /* finish: the caller flushes the index after
                                    (syncfs or store_index_flush), so the record
                                    is not fdatasync'ed under the lock */
@@ -42,7 +44,8 @@ int maildir_create(const char *dir);
 /* Write prefix then the whole content of content_fd (read with pread from
  * offset 0, content_len octets) into a new tmp file.  Creates the Maildir
  * if missing.  quota > 0: if current usage + size would exceed it, fails
- * with 5.2.2 "mailbox full".  0, or -1 with *e filled. */
+ * with 4.2.2 "mailbox full" (temporary: the user may make room; the
+ * caller decides whether to bounce at once).  0, or -1 with *e filled. */
 int maildir_begin(const char *dir, const char *prefix, size_t prefix_len,
                   int content_fd, long long content_len, long long quota,
                   struct maildir_tmp *t, struct maildir_err *e);
@@ -63,6 +66,13 @@ long long maildir_usage_peek(const char *dir);
 /* Account a change of usage (negative for removals) in dir's maildirsize, if
  * it exists; a failed append removes it, so the next reader recomputes. */
 void maildir_usage_add(const char *dir, long long bytes, long long count);
+/* After a delivery: 1 if usage (into *usage when not NULL) is at or above
+ * percent % of quota and no warning was given since it last was below — the
+ * marker FOLDER/hato.quotawarn is made now with O_EXCL, so of concurrent
+ * deliveries one warns; 0 when no warning is due (below the mark, the
+ * marker is removed: the next crossing warns again); -1 on error.  Reads
+ * maildirsize (recomputed when missing); quota or percent <= 0: 0. */
+int store_quota_warn(const char *dir, long long quota, int percent, long long *usage);
 /* Would `size` more octets fit under `quota` (bytes, <= 0: unlimited) in the
  * Maildir at dir?  Reads maildirsize (recomputed only when missing or
  * unusable), never rescans per call.  0 fits, 1 over quota, -1 error. */

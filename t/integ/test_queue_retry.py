@@ -15,6 +15,8 @@ def dsn_status(data):
 
 
 class LocalFailure(HatodTestCase):
+    # over quota bounces at once (the default defers: t/integ/test_store_quota.py)
+    CONF = {"quota_full_permanent": "yes"}
 
     def test_temporary_failure_is_retried_not_dropped(self):
         h = self.h
@@ -138,6 +140,7 @@ class Backoff(HatodTestCase):
 
 
 class Quota(HatodTestCase):
+    CONF = {"quota_full_permanent": "yes"}
 
     def test_quota_counts_earlier_deliveries(self):
         h = self.h
@@ -153,7 +156,7 @@ class Quota(HatodTestCase):
 class DoubleBounce(HatodTestCase):
     """A DSN that cannot be delivered is dropped after bounce_queue_lifetime,
     never bounced again."""
-    CONF = {"bounce_queue_lifetime": "2s"}
+    CONF = {"bounce_queue_lifetime": "2s", "quota_full_permanent": "yes"}
 
     def test_undeliverable_dsn_discarded(self):
         h = self.h

@@ -1,6 +1,6 @@
 /*
  * t/unit/test_maildir.c — store/maildir.c: names, byte-exact content,
- * S=, quota (5.2.2), maildirsize recompute, abort, concurrent deliveries.
+ * S=, quota (4.2.2), maildirsize recompute, abort, concurrent deliveries.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -145,6 +145,7 @@ static void test_basic(void)
     path_of(tmpd, sizeof(tmpd), dir, "tmp");
     is_int(maildir_begin(dir, prefix, plen, fd, BIG_LEN, 0, &t, &e), 0, "begin creates maildir and writes");
     ok(t.fd >= 0, "tmp fd open after begin");
+    is_int(t.created, 1, "begin says it made the Maildir (the caller gives it its layout)");
     is_int(t.size, (long long)plen + BIG_LEN, "size = prefix + content");
     is_int(count_dir(tmpd, NULL, 0), 1, "one file in tmp/ before finish");
     is_int(count_dir(newd, NULL, 0), 0, "nothing in new/ before finish");
@@ -236,11 +237,12 @@ static void test_quota(void)
     is_str(text, "2500S\n0 0\n1000 1\n", "maildirsize created then appended");
     free(text);
     is_int(maildir_begin(dir, NULL, 0, fd, 1000, 2500, &t, &e), 0, "second 1000 (2000 <= 2500)");
+    is_int(t.created, 0, "an existing Maildir is not made again");
     is_int(maildir_finish(&t, &e), 0, "finish 2");
     is_int(maildir_usage(dir), 2000, "usage 2000");
     is_int(maildir_begin(dir, NULL, 0, fd, 1000, 2500, &t, &e), -1, "third 1000 exceeds quota");
-    ok(e.temporary == 0, "quota exceeded is permanent");
-    is_str(e.dsn, "5.2.2", "quota dsn 5.2.2");
+    ok(e.temporary == 1, "quota exceeded is temporary (the queue retries, then bounces)");
+    is_str(e.dsn, "4.2.2", "quota dsn 4.2.2");
     is_str(e.text, "mailbox full", "quota text");
     path_of(sub, sizeof(sub), dir, "tmp");
     is_int(count_dir(sub, NULL, 0), 0, "quota failure leaves no tmp file");
