@@ -29,6 +29,7 @@
 #include <event2/event_struct.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "lib/timeutil.h"
 #include "lib/tls.h"
@@ -759,6 +760,41 @@ void conn_tls_describe(const struct conn *c, char *buf, size_t len)
 int conn_tls_bits(const struct conn *c)
 {
     return c->tls == TLS_UP ? SSL_get_cipher_bits(c->ssl, NULL) : 0;
+}
+
+/* RFC 5929 §4.1: the certificate's signature hash, SHA-256 for MD5/SHA-1. */
+static int end_point_hash(X509 *cert, unsigned char *buf, size_t len)
+{
+    int mdnid = NID_undef;
+    if (!X509_get_signature_info(cert, &mdnid, NULL, NULL, NULL) || mdnid == NID_undef)
+        return -1;               /* Ed25519 and others: no hash defined */
+    if (mdnid == NID_md5 || mdnid == NID_sha1)
+        mdnid = NID_sha256;
+    const EVP_MD *md = EVP_get_digestbynid(mdnid);
+    unsigned int n = 0;
+    if (!md || (size_t)EVP_MD_get_size(md) > len || !X509_digest(cert, md, buf, &n))
+        return -1;
+    return (int)n;
+}
+
+int conn_tls_channel_binding(const struct conn *c, const char **type, unsigned char *buf,
+                             size_t len)
+{
+    if (c->tls != TLS_UP)
+        return -1;
+    if (SSL_version(c->ssl) >= TLS1_3_VERSION) {
+        static const char label[] = "EXPORTER-Channel-Binding";
+        if (len < 32 ||
+            SSL_export_keying_material(c->ssl, buf, 32, label, sizeof label - 1, NULL, 0, 0) != 1)
+            return -1;
+        *type = "tls-exporter";
+        return 32;
+    }
+    X509 *cert = c->server ? SSL_get_certificate(c->ssl) : SSL_get0_peer_certificate(c->ssl);
+    int n = cert ? end_point_hash(cert, buf, len) : -1;
+    if (n > 0)
+        *type = "tls-server-end-point";
+    return n;
 }
 
 void conn_read_enable(struct conn *c, int on)

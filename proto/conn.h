@@ -109,6 +109,17 @@ const char *conn_tls_cipher(const struct conn *c);
  * of a Received: comment and of log lines), "" before the handshake. */
 void conn_tls_describe(const struct conn *c, char *buf, size_t len);
 int conn_tls_bits(const struct conn *c);
+/* The channel binding of the TLS connection, for SCRAM-*-PLUS: TLS 1.3
+ * "tls-exporter" (RFC 9266: 32 octets of the exporter with the label
+ * "EXPORTER-Channel-Binding", no context); TLS 1.2 "tls-server-end-point"
+ * (RFC 5929 §4: the server certificate hashed with its signature's hash,
+ * SHA-256 for MD5 and SHA-1).  tls-unique is never given: without the
+ * extended master secret it is open to the triple-handshake attack, and
+ * TLS 1.3 has none.  Returns the octets written to buf and sets *type, or -1
+ * (no TLS yet, no certificate, a signature without a defined hash, buf too
+ * small). */
+int conn_tls_channel_binding(const struct conn *c, const char **type, unsigned char *buf,
+                             size_t len);
 /* What the last CONN_ERROR was about ("connection reset", a TLS alert). */
 const char *conn_error(const struct conn *c);
 /* Octets read and written so far (for logs and rate checks). */

@@ -399,14 +399,32 @@ static int starttls_offered(const struct session *s)
 
 /* ------------------------------------------------------------ commands */
 
+/* The server's SASL parameters plus, once TLS is up, the connection's
+ * channel binding: SCRAM-SHA-256-PLUS is offered over TLS only. */
+static struct sasl_params session_sasl(struct session *s, unsigned char *cb, size_t cblen)
+{
+    struct sasl_params p = s->srv->sasl;
+    const char *type = NULL;
+    int n = conn_tls_channel_binding(s->c, &type, cb, cblen);
+    if (n > 0) {
+        p.cb_type = type;
+        p.cb_data = cb;
+        p.cb_len = (size_t)n;
+    }
+    return p;
+}
+
 static void ehlo_reply(struct session *s)
 {
     struct evbuffer *out = out_of(s);
     evbuffer_add_printf(out, "250-%s\r\n250-PIPELINING\r\n", s->srv->p.myhostname);
     if (starttls_offered(s))
         evbuffer_add_printf(out, "250-STARTTLS\r\n");
-    if (auth_offered(s))
-        evbuffer_add_printf(out, "250-AUTH %s\r\n", sasl_mech_list(&s->srv->sasl));
+    if (auth_offered(s)) {
+        unsigned char cb[SASL_CB_MAX];
+        struct sasl_params sp = session_sasl(s, cb, sizeof cb);
+        evbuffer_add_printf(out, "250-AUTH %s\r\n", sasl_mech_list(&sp));
+    }
     if (s->srv->p.message_size_limit > 0)
         evbuffer_add_printf(out, "250-SIZE %lld\r\n", s->srv->p.message_size_limit);
     else
@@ -949,13 +967,15 @@ static void cmd_auth(struct session *s, const char *arg)
     conn_set_input_max(s->c, SASL_LINE_MAX + 2 > command_input_max(s->srv)
                                  ? SASL_LINE_MAX + 2 : command_input_max(s->srv));
     line_reader_init(&s->auth_lr, SASL_LINE_MAX + 2);
-    s->sasl = sasl_start(mech, &s->srv->sasl, sp ? sp + 1 : NULL, &l, &r);
+    unsigned char cb[SASL_CB_MAX];
+    struct sasl_params params = session_sasl(s, cb, sizeof cb);
+    s->sasl = sasl_start(mech, &params, sp ? sp + 1 : NULL, &l, &r);
     if (!s->sasl && r.status != SASL_FAIL) {
         reply(s, 454, "4.7.0", "Temporary authentication failure");
         auth_end(s);
         return;
     }
-    if (!s->sasl || (r.status == SASL_FAIL && r.reason && !sasl_mech_offered(mech, &s->srv->sasl))) {
+    if (!s->sasl || (r.status == SASL_FAIL && r.reason && !sasl_mech_offered(mech, &params))) {
         reply_error(s, 504, "5.5.4", "Error: unsupported authentication mechanism");
         auth_end(s);
         return;
