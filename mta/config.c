@@ -79,11 +79,36 @@ static const struct conf_def schema[] = {
     { "smtpd_pipelining_limit", CT_INT, "100", NULL },
     { "smtpd_forbid_bare_newline", CT_CHOICE, "normalize", "normalize,yes,no" },
     { "smtp_client_port", CT_INT, "25", NULL },
+    /* outbound (mta/remote.c, mta/transport.h); Postfix's names and defaults */
+    { "default_transport", CT_STR, "smtp", NULL },
+    { "smtp_sasl_password_maps", CT_STR, "", NULL },
+    { "smtp_sasl_tls_required", CT_BOOL, "yes", NULL },
+    { "smtp_tls_security_level", CT_CHOICE, "may", "none,may,encrypt" },
+    { "smtp_tls_fallback", CT_CHOICE, "plaintext", "plaintext,next_attempt,none" },
+    { "smtp_client_concurrency", CT_INT, "100", NULL },
+    { "default_destination_concurrency_limit", CT_INT, "20", NULL },
+    { "initial_destination_concurrency", CT_INT, "5", NULL },
+    { "smtp_destination_recipient_limit", CT_INT, "50", NULL },
+    { "smtp_connection_cache_time_limit", CT_TIME, "2s", NULL },
+    { "smtp_mx_address_limit", CT_INT, "5", NULL },
+    { "smtp_mx_session_limit", CT_INT, "2", NULL },
+    { "smtp_address_preference", CT_CHOICE, "any", "any,ipv6,ipv4" },
+    { "smtp_connect_timeout", CT_TIME, "30s", NULL },
+    { "smtp_helo_timeout", CT_TIME, "300s", NULL },
+    { "smtp_starttls_timeout", CT_TIME, "300s", NULL },
+    { "smtp_mail_timeout", CT_TIME, "300s", NULL },
+    { "smtp_rcpt_timeout", CT_TIME, "300s", NULL },
+    { "smtp_data_init_timeout", CT_TIME, "120s", NULL },
+    { "smtp_data_xfer_timeout", CT_TIME, "180s", NULL },
+    { "smtp_data_done_timeout", CT_TIME, "600s", NULL },
+    { "smtp_rset_timeout", CT_TIME, "20s", NULL },
+    { "smtp_quit_timeout", CT_TIME, "300s", NULL },
     { "minimal_backoff_time", CT_TIME, "300s", NULL },
     { "maximal_backoff_time", CT_TIME, "4000s", NULL },
     { "maximal_queue_lifetime", CT_TIME, "5d", NULL },
     { "bounce_queue_lifetime", CT_TIME, "5d", NULL },
     { "delay_warning_time", CT_TIME, "0h", NULL },
+    { "bounce_return_original", CT_CHOICE, "headers", "headers,full" },  /* DSN RET overrides */
     { "retry_schedule", CT_LIST, "", NULL },
     { "queue_run_delay", CT_TIME, "300s", NULL },
     { "worker_threads", CT_INT, "4", NULL },
@@ -225,11 +250,31 @@ static void fill(struct hato_config *c)
     c->smtpd_forbid_bare_newline = num(c, "smtpd_forbid_bare_newline") == 1 ? BARE_LF_REJECT
                                                                             : BARE_LF_NORMALIZE;
     c->smtp_client_port = num(c, "smtp_client_port");
+    c->default_transport = str(c, "default_transport");
+    c->smtp_sasl_password_maps = str(c, "smtp_sasl_password_maps");
+    c->smtp_sasl_tls_required = num(c, "smtp_sasl_tls_required");
+    c->smtp_tls_security_level = (enum tls_policy)num(c, "smtp_tls_security_level");
+    c->smtp_tls_fallback = num(c, "smtp_tls_fallback");
+    c->smtp_client_concurrency = num(c, "smtp_client_concurrency");
+    c->default_destination_concurrency_limit = num(c, "default_destination_concurrency_limit");
+    c->initial_destination_concurrency = num(c, "initial_destination_concurrency");
+    c->smtp_destination_recipient_limit = num(c, "smtp_destination_recipient_limit");
+    c->smtp_connection_cache_time_limit = num(c, "smtp_connection_cache_time_limit");
+    c->smtp_mx_address_limit = num(c, "smtp_mx_address_limit");
+    c->smtp_mx_session_limit = num(c, "smtp_mx_session_limit");
+    c->smtp_address_preference = num(c, "smtp_address_preference");
+    static const char *const tmo[SMTP_TIMEOUTS] = { "smtp_connect_timeout", "smtp_helo_timeout",
+        "smtp_starttls_timeout", "smtp_mail_timeout", "smtp_rcpt_timeout",
+        "smtp_data_init_timeout", "smtp_data_xfer_timeout", "smtp_data_done_timeout",
+        "smtp_rset_timeout", "smtp_quit_timeout" };
+    for (int i = 0; i < SMTP_TIMEOUTS; i++)
+        c->smtp_timeouts[i] = num(c, tmo[i]);
     c->minimal_backoff_time = num(c, "minimal_backoff_time");
     c->maximal_backoff_time = num(c, "maximal_backoff_time");
     c->maximal_queue_lifetime = num(c, "maximal_queue_lifetime");
     c->bounce_queue_lifetime = num(c, "bounce_queue_lifetime");
     c->delay_warning_time = num(c, "delay_warning_time");
+    c->bounce_return_full = num(c, "bounce_return_original") == 1;
     c->retry_schedule = list(c, "retry_schedule", &c->nretry_schedule);
     c->queue_run_delay = num(c, "queue_run_delay");
     c->worker_threads = num(c, "worker_threads");
@@ -314,6 +359,29 @@ static int check_tls(const struct hato_config *c, char *err, size_t errlen)
     return 0;
 }
 
+/* The outbound limits: each a positive count within reason. */
+static int check_outbound(const struct hato_config *c, char *err, size_t errlen)
+{
+    static const struct { const char *key; long long max; } lim[] = {
+        { "smtp_client_concurrency", 10000 }, { "default_destination_concurrency_limit", 1000 },
+        { "initial_destination_concurrency", 1000 }, { "smtp_destination_recipient_limit", 10000 },
+        { "smtp_mx_address_limit", 32 }, { "smtp_mx_session_limit", 32 },
+    };
+    for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++) {
+        long long v = num(c, lim[i].key);
+        if (v < 1 || v > lim[i].max) {
+            char why[64];
+            snprintf(why, sizeof why, "must be 1..%lld", lim[i].max);
+            return bad(c, lim[i].key, err, errlen, "%s", why);
+        }
+    }
+    for (int i = 0; i < SMTP_TIMEOUTS; i++)
+        if (c->smtp_timeouts[i] <= 0 || c->smtp_timeouts[i] > 86400)
+            return bad(c, "smtp_connect_timeout", err, errlen, "%s",
+                       "smtp_*_timeout must be 1s..1d");
+    return 0;
+}
+
 static int check(struct hato_config *c, char *err, size_t errlen)
 {
     static const char *const listens[] = { "smtp_listen", "submission_listen", "smtps_listen",
@@ -352,6 +420,8 @@ static int check(struct hato_config *c, char *err, size_t errlen)
         return bad(c, "worker_threads", err, errlen, "%s", "must be 1..64");
     if (c->smtp_client_port < 1 || c->smtp_client_port > 65535)
         return bad(c, "smtp_client_port", err, errlen, "%s", "must be 1..65535");
+    if (check_outbound(c, err, errlen) < 0)
+        return -1;
     if (c->smtpd_client_ipv6_prefix < 0 || c->smtpd_client_ipv6_prefix > 128)
         return bad(c, "smtpd_client_ipv6_prefix", err, errlen, "%s", "must be 0..128");
     if (c->smtpd_min_data_rate < 0)

@@ -16,6 +16,9 @@
 
 enum tls_policy { TLS_NONE = 0, TLS_MAY, TLS_ENCRYPT };
 enum bare_lf_policy { BARE_LF_NORMALIZE = 0, BARE_LF_REJECT };
+/* smtp_tls_fallback: after a failed TLS handshake under smtp_tls_security_level = may */
+enum { SMTP_FALLBACK_PLAINTEXT = 0, SMTP_FALLBACK_NEXT_ATTEMPT, SMTP_FALLBACK_NONE };
+#define SMTP_TIMEOUTS 10                /* smtp_*_timeout keys, in struct smtp_client_timeouts order */
 
 struct hato_config {
     struct conf *conf;              /* owns every string below */
@@ -71,9 +74,25 @@ struct hato_config {
     long long smtpd_pipelining_limit;    /* queued commands before reading stops */
     enum bare_lf_policy smtpd_forbid_bare_newline;
     long long smtp_client_port;
+    /* outbound: mta/remote.c and mta/transport.h */
+    const char *default_transport;       /* "smtp", "retry:TEXT", "error:TEXT", "smtp:[host]:port" */
+    const char *smtp_sasl_password_maps; /* file of "[host]:port user:password"; "" = none */
+    long long smtp_sasl_tls_required;    /* AUTH only over TLS */
+    enum tls_policy smtp_tls_security_level;
+    long long smtp_tls_fallback;         /* SMTP_FALLBACK_*: a failed TLS handshake under may */
+    long long smtp_client_concurrency;   /* outbound sessions in all */
+    long long default_destination_concurrency_limit;
+    long long initial_destination_concurrency;
+    long long smtp_destination_recipient_limit;
+    long long smtp_connection_cache_time_limit;   /* seconds an idle session is kept */
+    long long smtp_mx_address_limit, smtp_mx_session_limit;
+    long long smtp_address_preference;   /* 0 any, 1 ipv6, 2 ipv4 (enum mx_family) */
+    long long smtp_timeouts[SMTP_TIMEOUTS];         /* seconds: connect, helo, starttls, mail, rcpt,
+                                            data_init, data_xfer, data_done, rset, quit */
     long long minimal_backoff_time, maximal_backoff_time;
     long long maximal_queue_lifetime, bounce_queue_lifetime;
     long long delay_warning_time;        /* 0 = no notices */
+    int bounce_return_full;              /* bounce_return_original = full */
     char **retry_schedule; size_t nretry_schedule;  /* times, optional */
     long long queue_run_delay;           /* seconds between deferred-queue scans */
     long long worker_threads;

@@ -146,6 +146,12 @@ static void sched_cfg(struct hatod *d, struct sched_config *sc, long long *retry
     sc->max_lifetime = c->maximal_queue_lifetime;
     sc->bounce_lifetime = c->bounce_queue_lifetime;
     sc->delay_warning = c->delay_warning_time;
+    sc->bounce_return_full = c->bounce_return_full;
+    /* double bounces: postmaster of the first local domain (the router
+     * resolves it: alias, user or postmaster_recipient) */
+    snprintf(d->double_bounce_to, sizeof d->double_bounce_to, "postmaster@%s",
+             c->nlocal_domains ? c->local_domains[0] : "");
+    sc->postmaster = c->nlocal_domains ? d->double_bounce_to : NULL;
     sc->defer_transports = c->defer_transports;
     sc->ndefer = c->ndefer_transports;
     sc->route = route_rcpt;
@@ -311,8 +317,11 @@ static int start_queue(struct hatod *d)
     if (!d->sched || !d->local)
         return -1;
     local_agent_set_tables(d->local, d->tables);
+    d->remote = remote_agent_new(d->base, d->dns, d->pool);
+    if (!d->remote || remote_agent_configure(d->remote, &d->cfg, d->gen->transport) < 0)
+        return -1;
     struct sched_agent local = { "local", local_agent_deliver, d->local };
-    struct sched_agent smtp = { "smtp", remote_agent_deliver, NULL };
+    struct sched_agent smtp = { "smtp", remote_agent_deliver, d->remote };
     if (sched_add_agent(d->sched, &local) < 0 || sched_add_agent(d->sched, &smtp) < 0)
         return -1;
     int n = queue_recover(d->queue, found_envelope, d);
@@ -380,9 +389,6 @@ static void warn_unavailable(const struct hato_config *c)
         log_warn("pop3/pop3s/imap/imaps listeners are not available in this version; ignored");
     if (!c->tls_cert_file[0] && (c->smtp_tls == TLS_MAY || c->submission_tls == TLS_MAY))
         log_warn("smtp_tls/submission_tls = may, but no tls_cert_file: STARTTLS is not offered");
-    if (c->relayhost[0] || c->ntransport_maps)
-        log_warn("relayhost/transport_maps: outbound delivery is not available yet; "
-                 "remote mail stays queued");
 }
 
 /* The TLS configuration's warnings (a key others can read, a certificate
@@ -458,6 +464,7 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
     control_disable(d->control);
     smtp_server_shutdown(d->smtp);
     sched_stop(d->sched);
+    remote_agent_drain(d->remote);
     d->shutdown_deadline_us = time_mono_us() + d->cfg.shutdown_timeout * 1000000LL;
     on_shutdown_poll(-1, 0, d);
 }
@@ -621,6 +628,8 @@ static int reload_apply(struct hatod *d, struct reload_job *j)
     sched_cfg(d, &sc, retry);
     sched_set_config(d->sched, &sc);
     local_agent_set_tables(d->local, d->tables);
+    if (remote_agent_configure(d->remote, &d->cfg, d->gen->transport) < 0)
+        log_err("reload: the smtp agent keeps its previous TLS settings");
     generation_unref(&old);
     log_reopen();
     return 0;
@@ -685,6 +694,7 @@ void daemon_free(struct hatod *d)
     control_free(d->control);
     pickup_free(d->pickup);
     local_agent_free(d->local);
+    remote_agent_free(d->remote);    /* hands its deliveries back first */
     sched_free(d->sched);
     queue_close(d->queue);
     dns_free(d->dns);

@@ -45,16 +45,19 @@ struct hatod {
     struct iplist *relay;
     struct tables *tables;
     struct local_agent *local;
+    struct remote_agent *remote;     /* the "smtp" agent (mta/remote.h) */
     struct listeners *listeners;
     struct control *control;
     struct pickup *pickup;
     struct throttle *throttle;       /* login failures per client, every service */
+    struct pop3_server *pop3;        /* proto/pop3.h, wired by mta/pop3d.c */
     struct event *sig_hup, *sig_term, *sig_int, *shutdown_timer;
     long long shutdown_deadline_us;
     uid_t run_uid;
     int stopping;
     int reloading, reload_again;     /* a reload job is in the pool / wanted after it */
     unsigned long reload_gen;        /* reloads started */
+    char double_bounce_to[300];      /* sched_config.postmaster points here */
 };
 
 /* Everything up to the loop.  0, or -1 after logging why. */

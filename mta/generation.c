@@ -18,6 +18,7 @@
 #include "lib/iplist.h"
 #include "lib/log.h"
 #include "lib/tls.h"
+#include "mta/transport.h"
 #include "mta/generation.h"
 #include "mta/rcpt_quota.h"
 #include "mta/tables.h"
@@ -77,6 +78,7 @@ int generation_load_tls(const struct hato_config *c, struct tls_conf **out,
 static void generation_free(struct generation *g)
 {
     tls_conf_unref(&g->tls);
+    transport_free(g->transport);
     filter_chain_free(g->filters);
     iplist_free(g->relay);
     iplist_free(g->auth_exempt);
@@ -111,6 +113,10 @@ struct generation *generation_new(struct hato_config *cfg, struct event_base *ba
             return NULL;
         }
     if (g->relay && generation_load_tls(&g->cfg, &g->tls, err, errlen) < 0) {
+        generation_free(g);
+        return NULL;
+    }
+    if (g->relay && !(g->transport = transport_load(&g->cfg, err, errlen))) {
         generation_free(g);
         return NULL;
     }

@@ -19,6 +19,7 @@ struct tables;
 struct iplist;
 struct filter_chain;
 struct tls_conf;
+struct transport;
 
 struct generation {
     int refs;
@@ -28,6 +29,7 @@ struct generation {
     struct iplist *auth_exempt;     /* auth_exempt_clients */
     struct filter_chain *filters;   /* its filters point into relay */
     struct tls_conf *tls;           /* server TLS (lib/tls.h); NULL without tls_cert_file */
+    struct transport *transport;    /* outbound routing (mta/transport.h) */
 };
 
 /* Build a generation from cfg, which it takes over (*cfg is reset, also on

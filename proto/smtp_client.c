@@ -25,6 +25,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
+#include "lib/base64.h"
 #include "lib/work.h"
 #include "proto/conn.h"
 #include "proto/lineio.h"
@@ -36,6 +37,7 @@
 
 enum state {
     S_NEW, S_CONNECTING, S_GREETING, S_EHLO, S_HELO, S_STARTTLS, S_TLS,
+    S_AUTH, S_AUTH_USER, S_AUTH_PASS,
     S_READY, S_TXN, S_BODY, S_DOT, S_RSET, S_QUIT, S_CLOSED, S_FAILED,
 };
 
@@ -237,6 +239,7 @@ static const char *stage_name(const struct smtp_client *cl)
     case S_HELO: return "HELO";
     case S_STARTTLS: return "STARTTLS";
     case S_TLS: return "TLS";
+    case S_AUTH: case S_AUTH_USER: case S_AUTH_PASS: return "AUTH";
     case S_TXN:
         return !cl->mail_replied ? "MAIL" : cl->nreplied < cl->nsent ? "RCPT" : "DATA";
     case S_BODY: return "DATA";
@@ -654,6 +657,84 @@ static void session_ready(struct smtp_client *cl)
     report(cl, SMTP_CLIENT_READY);
 }
 
+/* ------------------------------------------------------------ AUTH */
+
+/* base64 of n octets as one command line "prefix B64"; the secret is
+ * wiped from the stack afterwards. */
+static void send_b64(struct smtp_client *cl, const char *prefix, const char *in, size_t n)
+{
+    char line[SMTP_LINE_MAX * 2];
+    char b64[B64_ENCODED_SIZE(SMTP_LINE_MAX)];
+    b64_encode((const unsigned char *)in, n, b64);
+    snprintf(line, sizeof line, "%s%s", prefix, b64);
+    send_line(cl, line);
+    memset(b64, 0, sizeof b64);
+    memset(line, 0, sizeof line);
+}
+
+static int sasl_wanted(const struct smtp_client *cl)
+{
+    return cl->o.sasl_user && *cl->o.sasl_user && cl->o.sasl_pass;
+}
+
+/* After the last EHLO: AUTH if we have credentials and the server offers
+ * PLAIN or LOGIN; otherwise READY. */
+static void auth_or_ready(struct smtp_client *cl)
+{
+    if (!sasl_wanted(cl) || !(cl->ext.flags & SMTP_EXT_AUTH) ||
+        !(cl->ext.auth & (SMTP_AUTH_PLAIN | SMTP_AUTH_LOGIN))) {
+        session_ready(cl);
+        return;
+    }
+    if (cl->o.sasl_tls_required && !conn_is_tls(cl->c)) {
+        site_fail(cl, 0, "4.7.0", "%s", "not sending the SASL password without TLS "
+                  "(smtp_sasl_tls_required)");
+        return;
+    }
+    size_t ul = strlen(cl->o.sasl_user), pl = strlen(cl->o.sasl_pass);
+    if (!text_safe(cl->o.sasl_user) || ul + pl + 2 > SMTP_LINE_MAX / 2) {
+        cl->status.local = 1;
+        site_fail(cl, 0, "4.7.0", "%s", "unusable SASL credentials");
+        return;
+    }
+    phase_timeout(cl, cl->o.t.helo);
+    if (cl->ext.auth & SMTP_AUTH_PLAIN) {
+        char buf[SMTP_LINE_MAX];
+        buf[0] = '\0';              /* authzid empty, NUL user NUL pass */
+        memcpy(buf + 1, cl->o.sasl_user, ul);
+        buf[1 + ul] = '\0';
+        memcpy(buf + 2 + ul, cl->o.sasl_pass, pl);
+        cl->st = S_AUTH;
+        send_b64(cl, "AUTH PLAIN ", buf, ul + pl + 2);
+        memset(buf, 0, sizeof buf);
+        return;
+    }
+    cl->st = S_AUTH_USER;
+    send_line(cl, "AUTH LOGIN");
+}
+
+static void on_auth_reply(struct smtp_client *cl, const struct smtp_reply *rep)
+{
+    if (rep->code == 235 && cl->st == S_AUTH) {
+        session_ready(cl);
+        return;
+    }
+    if (rep->code == 334 && cl->st == S_AUTH_USER) {
+        cl->st = S_AUTH_PASS;
+        send_b64(cl, "", cl->o.sasl_user, strlen(cl->o.sasl_user));
+        return;
+    }
+    if (rep->code == 334 && cl->st == S_AUTH_PASS) {
+        cl->st = S_AUTH;             /* the next reply is the outcome */
+        send_b64(cl, "", cl->o.sasl_pass, strlen(cl->o.sasl_pass));
+        return;
+    }
+    char text[SMTP_LINE_MAX + 40];
+    snprintf(text, sizeof text, "SASL authentication failed: %d %s%s%s", rep->code, rep->enh,
+             rep->enh[0] ? " " : "", rep->text);
+    site_fail(cl, rep->code, "4.7.0", "%s", text);   /* deferred, as Postfix does */
+}
+
 static void tls_missing(struct smtp_client *cl, const char *why)
 {
     cl->status.tls_missing = 1;
@@ -676,14 +757,14 @@ static void on_ehlo_reply(struct smtp_client *cl, const struct smtp_reply *rep)
             tls_missing(cl, "no TLS context was configured");
             return;
         }
-        session_ready(cl);
+        auth_or_ready(cl);
         return;
     }
     if (!(cl->ext.flags & SMTP_EXT_STARTTLS)) {
         if (cl->o.tls == SMTP_TLS_ENCRYPT)
             tls_missing(cl, "it was not offered by the host");
         else
-            session_ready(cl);
+            auth_or_ready(cl);
         return;
     }
     cl->st = S_STARTTLS;
@@ -705,7 +786,7 @@ static void on_starttls_reply(struct smtp_client *cl, const struct smtp_reply *r
             snprintf(why, sizeof why, "STARTTLS was refused: %d %s", rep->code, rep->text);
             tls_missing(cl, why);
         } else {
-            session_ready(cl);       /* may: on in plaintext (Postfix) */
+            auth_or_ready(cl);       /* may: on in plaintext (Postfix) */
         }
         return;
     }
@@ -738,6 +819,11 @@ static void on_reply(struct smtp_client *cl)
         return;
     case S_STARTTLS:
         on_starttls_reply(cl, rep);
+        return;
+    case S_AUTH:
+    case S_AUTH_USER:
+    case S_AUTH_PASS:
+        on_auth_reply(cl, rep);
         return;
     case S_TXN:
         set_reply_status(cl, rep);

@@ -22,7 +22,8 @@
  *   smtp_client_reset() or smtp_client_quit().
  * - FAILED: a site failure — connect, greeting, EHLO/HELO, TLS, a 421, a
  *   timeout, a lost connection or a protocol error (a reply line over
- *   SMTP_LINE_MAX, over SMTP_REPLY_LINES_MAX lines, a malformed one).  The
+ *   SMTP_LINE_MAX, over SMTP_REPLY_LINES_MAX lines, a malformed one), a
+ *   refused AUTH.  The
  *   connection is closed; smtp_client_status() says why and where.  During
  *   a transaction, recipients refused with a 5xx keep their PERM result and
  *   every other one is TEMP: the caller tries them at the next address.
@@ -81,6 +82,12 @@ struct smtp_client_opts {
     SSL_CTX *tls_ctx;             /* tls_client_ctx_new(); needed unless NONE */
     struct smtp_client_timeouts t;
     struct work_pool *pool;       /* content reads; NULL: on the loop */
+    /* smtp_sasl_password_maps: AUTH PLAIN (else LOGIN) after EHLO when both
+     * are set and the server offers one.  With sasl_tls_required a
+     * session without TLS fails (4.7.0) before any password is sent.  A refused AUTH is a site
+     * failure (stage "AUTH"), as Postfix defers it. */
+    const char *sasl_user, *sasl_pass;
+    int sasl_tls_required;
 };
 
 enum smtp_class { SMTP_C_NONE = 0, SMTP_C_OK, SMTP_C_TEMP, SMTP_C_PERM };
@@ -114,7 +121,7 @@ typedef void (*smtp_client_cb)(void *arg, uint64_t id, enum smtp_client_event ev
 /* Why the session failed (or what the last reply was). */
 struct smtp_client_status {
     const char *stage;            /* "connect", "greeting", "EHLO", "STARTTLS", "TLS",
-                                     "MAIL", "RCPT", "DATA", "end of data", "RSET", "QUIT" */
+                                     "AUTH", "MAIL", "RCPT", "DATA", "end of data", "RSET", "QUIT" */
     int code;                     /* the reply's, 0 when there was none */
     char enh[16];                 /* "4.4.2" for timeouts and lost connections ... */
     char text[SMTP_LINE_MAX + 64];

@@ -770,8 +770,9 @@ static void cmd_starttls(struct session *s, const char *arg)
     }
     reply(s, 220, "2.0.0", "Ready to start TLS");
     if (conn_starttls(s->c, ctx, 1, NULL) < 0) {
-        log_err("cannot start TLS for %s", s->peer_addr);
-        reply(s, 454, "4.7.0", "TLS not available due to local problem");
+        /* the client starts its handshake after the 220: a 454 now would be
+         * read as a broken ServerHello; the 220 leaves and the session ends */
+        log_err("cannot start TLS for %s: closed", s->peer_addr);
         close_after_reply(s);
         return;
     }

@@ -487,8 +487,13 @@ static void log_result(const struct scheduler *s, const struct smsg *m, size_t i
     char orig[600] = "";
     if (r->orcpt && *r->orcpt && strcmp(r->orcpt, r->addr))
         snprintf(orig, sizeof orig, ", orig_to=<%s>", r->orcpt);
-    log_info("%s: to=<%s>%s, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)", m->env.id,
-             r->addr, orig, relay, delay, r->dsn, status_word(r->state), r->text);
+    /* the host that answered, when there was one (the smtp agent) */
+    if (r->remote && *r->remote)
+        relay = r->remote;
+    log_info("%s: to=<%s>%s, relay=%s, delay=%.2f, dsn=%s, %s%s%sstatus=%s (%s)", m->env.id,
+             r->addr, orig, relay, delay, r->dsn, r->tls && *r->tls ? "tls=" : "",
+             r->tls && *r->tls ? r->tls : "", r->tls && *r->tls ? ", " : "",
+             status_word(r->state), r->text);
 }
 
 static void apply_results(struct scheduler *s, struct smsg *m)

@@ -68,6 +68,9 @@ class Hatod:
             "minimal_backoff_time": "1s",
             "maximal_backoff_time": "2s",
             "queue_run_delay": "1s",
+            # remote mail waits in the queue unless a test routes it out
+            # (the outbound tests set default_transport = smtp)
+            "default_transport": "retry:4.4.0 no outbound transport yet",
         }
         self.conf.update(conf or {})
         if users is None:

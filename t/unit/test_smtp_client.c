@@ -60,6 +60,8 @@ struct script {
     int no_final;                 /* read the data, never answer it */
     int silent;                   /* accept, never greet */
     int starttls_garbage;         /* 220 to STARTTLS, then plaintext instead of TLS */
+    const char *auth;             /* the AUTH keyword's mechanisms ("PLAIN LOGIN") */
+    int auth_refuse;              /* 535 to every AUTH */
 };
 
 struct server {
@@ -76,6 +78,8 @@ struct server {
     int waited;                   /* each command came alone (no pipelining) */
     int cmds;
     int port;
+    int auth_step;                /* AUTH LOGIN: 1 username due, 2 password due */
+    int authed;                   /* user "u" / password "p w" was accepted */
 };
 
 static struct server S;
@@ -107,6 +111,8 @@ static void srv_ehlo(void)
         srv_reply("250-STARTTLS");
     if (S.sc.smtputf8)
         srv_reply("250-SMTPUTF8");
+    if (S.sc.auth)
+        evbuffer_add_printf(conn_output(S.c), "250-AUTH %s\r\n", S.sc.auth);
     srv_reply("250-ENHANCEDSTATUSCODES");
     srv_reply("250-8BITMIME");
     srv_reply("250 DSN");
@@ -126,6 +132,28 @@ static void srv_rcpt(const char *line)
     }
 }
 
+/* AUTH PLAIN / LOGIN for user "u", password "p w" (base64 on the wire). */
+static void srv_auth(const char *line)
+{
+    if (S.sc.auth_refuse) {
+        S.auth_step = 0;
+        srv_reply("535 5.7.8 Error: authentication failed");
+    } else if (S.auth_step == 1) {
+        S.auth_step = !strcmp(line, "dQ==") ? 2 : 0;   /* "u" */
+        srv_reply(S.auth_step ? "334 UGFzc3dvcmQ6" : "535 5.7.8 bad user");
+    } else if (S.auth_step == 2) {
+        S.auth_step = 0;
+        S.authed = !strcmp(line, "cCB3");              /* "p w" */
+        srv_reply(S.authed ? "235 2.7.0 Authentication successful" : "535 5.7.8 bad password");
+    } else if (!strcasecmp(line, "AUTH LOGIN")) {
+        S.auth_step = 1;
+        srv_reply("334 VXNlcm5hbWU6");
+    } else {
+        S.authed = !strcmp(line, "AUTH PLAIN AHUAcCB3");   /* "\0u\0p w" */
+        srv_reply(S.authed ? "235 2.7.0 Authentication successful" : "535 5.7.8 bad");
+    }
+}
+
 static void srv_command(const char *line)
 {
     size_t rest = evbuffer_get_length(conn_input(S.c));
@@ -134,7 +162,9 @@ static void srv_command(const char *line)
         S.waited = 0;
     strncat(S.log, line, sizeof S.log - strlen(S.log) - 2);
     strcat(S.log, "\n");
-    if (!strncasecmp(line, "EHLO", 4)) {
+    if (S.auth_step || !strncasecmp(line, "AUTH ", 5)) {
+        srv_auth(line);
+    } else if (!strncasecmp(line, "EHLO", 4)) {
         srv_ehlo();
     } else if (!strncasecmp(line, "HELO", 4)) {
         srv_reply("250 sink.test");
@@ -333,7 +363,8 @@ static void spin(int ms)
 
 static struct smtp_client_opts opts(enum smtp_tls_level tls, struct work_pool *pool)
 {
-    struct smtp_client_opts o = { "client.test", tls, client_ctx, { 0 }, pool };
+    struct smtp_client_opts o = { .helo_name = "client.test", .tls = tls, .tls_ctx = client_ctx,
+                                  .pool = pool };
     smtp_client_timeouts_default(&o.t);
     return o;
 }
@@ -715,6 +746,46 @@ static void test_bad_replies(void)
     server_start(&sc);
     cl = open_client(&w, &o);
     ok(w.ev[SMTP_CLIENT_FAILED] == 1, "a code that changes between lines: protocol error");
+    finish(&w);
+}
+
+static struct smtp_client *auth_client(struct watch *w, const char *mechs, int refuse,
+                                       int tls, int required)
+{
+    struct script sc = { .starttls = tls, .auth = mechs, .auth_refuse = refuse };
+    server_start(&sc);
+    struct smtp_client_opts o = opts(tls ? SMTP_TLS_MAY : SMTP_TLS_NONE, NULL);
+    o.sasl_user = "u";
+    o.sasl_pass = "p w";
+    o.sasl_tls_required = required;
+    return open_client(w, &o);
+}
+
+static void test_auth(void)
+{
+    struct watch w;
+    auth_client(&w, "LOGIN PLAIN", 0, 1, 1);
+    ok(w.ev[SMTP_CLIENT_READY] == 1 && S.authed && strstr(S.log, "STARTTLS\nEHLO client.test\n"
+       "AUTH PLAIN AHUAcCB3\n"), "AUTH PLAIN after STARTTLS and the second EHLO");
+    finish(&w);
+    auth_client(&w, "LOGIN", 0, 0, 0);
+    ok(w.ev[SMTP_CLIENT_READY] == 1 && S.authed && strstr(S.log, "AUTH LOGIN\ndQ==\ncCB3\n"),
+       "AUTH LOGIN when PLAIN is not offered (plaintext, tls not required)");
+    finish(&w);
+    struct smtp_client *cl = auth_client(&w, "PLAIN", 0, 0, 1);
+    ok(w.ev[SMTP_CLIENT_FAILED] == 1 && !strstr(S.log, "AUTH") &&
+       !strcmp(smtp_client_status(cl)->enh, "4.7.0"),
+       "smtp_sasl_tls_required without TLS: no password sent, site failure (%s)",
+       smtp_client_status(cl)->text);
+    finish(&w);
+    cl = auth_client(&w, "PLAIN", 1, 0, 0);
+    ok(w.ev[SMTP_CLIENT_FAILED] == 1 && !strcmp(smtp_client_status(cl)->stage, "AUTH") &&
+       strstr(smtp_client_status(cl)->text, "535 5.7.8"),
+       "535 to AUTH: site failure at AUTH with the reply (%s)", smtp_client_status(cl)->text);
+    finish(&w);
+    cl = auth_client(&w, NULL, 0, 0, 1);
+    ok(w.ev[SMTP_CLIENT_READY] == 1 && !strstr(S.log, "AUTH"),
+       "AUTH not offered: no AUTH, READY");
     finish(&w);
 }
 
@@ -1111,6 +1182,7 @@ int main(void)
     test_wire_encoding();
     test_bad_replies();
     test_tls();
+    test_auth();
     test_connect_refused();
     test_connect_timeout();
     test_free_in_callback();
