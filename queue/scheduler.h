@@ -31,6 +31,8 @@ struct sched_result {
     char text[512];
     char remote[320];        /* "host[ip]:port" that gave the reply, "" for local */
     char tls[96];            /* TLS version and cipher of that session, or "" */
+    int dsn_passed;          /* sent to a next hop that offers DSN, NOTIFY passed
+                                on: it sends any success notice, not hatod */
 };
 
 struct sched_delivery {
@@ -57,6 +59,8 @@ struct sched_config {
     long long max_lifetime, bounce_lifetime, delay_warning;
     char *const *defer_transports;
     size_t ndefer;
+    int bounce_return_full;      /* bounce_return_original = full */
+    const char *postmaster;      /* double bounces go here; NULL = discarded */
     /* Which agent handles a recipient address (index into the agents). */
     int (*route)(void *ctx, const char *rcpt);
     void *route_ctx;

@@ -27,6 +27,7 @@
 #include "auth/users.h"
 #include "lib/addr.h"
 #include "lib/conf.h"
+#include "lib/fsutil.h"
 #include "mta/aliases.h"
 #include "mta/config.h"
 #include "mta/tables.h"
@@ -616,38 +617,167 @@ static int quota_show(const struct hato_config *cfg, int argc, char **argv)
     return fflush(stdout) == 0 ? rc : EXIT_FAIL;
 }
 
-/* quota set ADDRESS SIZE|unlimited|default */
-static int quota_set(const struct hato_config *cfg, int argc, char **argv)
-{
-    char addr[ADDR_BUF], err[ERR_MAX];
-    long long quota = 0;
-    int lk, r;
+/* One quota= change: the address (lower case) and the bytes,
+ * USERS_QUOTA_UNLIMITED, or 0 for "default" (the option dropped). */
+struct quota_change {
+    char addr[ADDR_BUF];
+    long long quota;
+};
 
-    if (argc != 2 || argv[0][0] == '-')
-        return -EXIT_USAGE;
-    if (strcmp(argv[1], "unlimited") == 0)
-        quota = USERS_QUOTA_UNLIMITED;
-    else if (strcmp(argv[1], "default") != 0
-             && (conf_parse_size(argv[1], &quota) < 0 || quota <= 0)) {
-        errmsg("bad quota '%s' (want a size: 100M, 2G, 512K, bytes; unlimited; default)",
-               argv[1]);
-        return EXIT_FAIL;
+#define QUOTA_FILE_MAX (16 * 1024 * 1024)   /* a --from-file list */
+
+/* SIZE|unlimited|default → *q.  0, or -1 (told, after `where`). */
+static int quota_arg(const char *s, long long *q, const char *where)
+{
+    *q = 0;
+    if (strcmp(s, "unlimited") == 0)
+        *q = USERS_QUOTA_UNLIMITED;
+    else if (strcmp(s, "default") != 0 && (conf_parse_size(s, q) < 0 || *q <= 0)) {
+        errmsg("%sbad quota '%s' (want a size: 100M, 2G, 512K, bytes; unlimited; default)",
+               where, s);
+        return -1;
     }
-    if (strlen(argv[0]) >= sizeof(addr)) {
-        errmsg("%s: address too long", argv[0]);
-        return EXIT_FAIL;
+    return 0;
+}
+
+/* Add a change for addr (checked against users: a known user, not twice). */
+static int quota_add(struct quota_change *v, size_t *n, const struct usertab *t,
+                     const char *addr, size_t alen, long long q, const char *where)
+{
+    if (alen >= sizeof(v[0].addr)) {
+        errmsg("%s%.*s: address too long", where, (int)alen, addr);
+        return -1;
     }
-    snprintf(addr, sizeof(addr), "%s", argv[0]);
-    lower(addr);
+    snprintf(v[*n].addr, sizeof(v[*n].addr), "%.*s", (int)alen, addr);
+    lower(v[*n].addr);
+    if (users_find(t, v[*n].addr) == NULL) {
+        errmsg("%s%s: no such user", where, v[*n].addr);
+        return -1;
+    }
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp(v[i].addr, v[*n].addr) == 0) {
+            errmsg("%s%s: given twice", where, v[*n].addr);
+            return -1;
+        }
+    v[(*n)++].quota = q;
+    return 0;
+}
+
+/* One line "address size" of a --from-file list (# comments, blank lines). */
+static int quota_line(struct quota_change *v, size_t *n, const struct usertab *t,
+                      const char *path, size_t lineno, char *line)
+{
+    char where[64 + PATH_MAX], *save = NULL;
+    char *addr = strtok_r(line, " \t\r", &save), *size, *extra;
+    long long q;
+
+    snprintf(where, sizeof(where), "%s:%zu: ", path, lineno);
+    if (addr == NULL || addr[0] == '#')
+        return 0;
+    size = strtok_r(NULL, " \t\r", &save);
+    extra = strtok_r(NULL, " \t\r", &save);
+    if (size == NULL || (extra != NULL && extra[0] != '#')) {
+        errmsg("%swant \"address size\"", where);
+        return -1;
+    }
+    if (quota_arg(size, &q, where) < 0)
+        return -1;
+    return quota_add(v, n, t, addr, strlen(addr), q, where);
+}
+
+/* The changes a --from-file list asks for, all checked before any is made. */
+static int quota_from_file(const char *path, const struct usertab *t,
+                           struct quota_change **out, size_t *n)
+{
+    char *text;
+    size_t len, lines = 1, lineno = 0;
+    int r = 0;
+
+    if (fs_read_file(path, QUOTA_FILE_MAX, &text, &len) != 0) {
+        errmsg("%s: %s", path, strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < len; i++)
+        lines += text[i] == '\n';
+    *out = calloc(lines, sizeof(**out));
+    for (char *p = text, *end = text + len; *out && r == 0 && p < end;) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl)
+            *nl = '\0';
+        else
+            text[len] = '\0';          /* fs_read_file leaves room for it */
+        r = quota_line(*out, n, t, path, ++lineno, p);
+        p = nl ? nl + 1 : end;
+    }
+    free(text);
+    if (*out == NULL) {
+        errmsg("out of memory");
+        return -1;
+    }
+    return r;
+}
+
+/* Make the changes under one edit lock, then one reload. */
+static int quota_apply(const struct hato_config *cfg, const struct quota_change *v, size_t n)
+{
+    char err[ERR_MAX];
+    size_t done = 0;
+    int lk, r = 0;
+
     if ((lk = edit_lock(cfg->users_file)) < 0)
         return EXIT_FAIL;
-    r = users_file_quota(cfg->users_file, addr, quota, err, sizeof(err));
+    for (; done < n && r == 0; done++)
+        if ((r = users_file_quota(cfg->users_file, v[done].addr, v[done].quota, err,
+                                  sizeof(err))) < 0) {
+            errmsg("%s", err);
+            done--;
+        }
     edit_unlock(lk);
-    if (r < 0) {
+    if (done == 0)
+        return r < 0 ? EXIT_FAIL : EXIT_OK;
+    if (r < 0)
+        errmsg("%zu of %zu changes made", done, n);
+    int rc = reload_after_edit(cfg);
+    return r < 0 ? EXIT_FAIL : rc;
+}
+
+/* quota set ADDRESS SIZE | --all SIZE | --from-file FILE
+ * (SIZE: 100M, unlimited, default) */
+static int quota_set(const struct hato_config *cfg, int argc, char **argv)
+{
+    char err[ERR_MAX];
+    struct quota_change *v = NULL;
+    size_t n = 0;
+    long long q;
+    int r = 0;
+
+    if (argc != 2 || (argv[0][0] == '-' && strcmp(argv[0], "--all") != 0
+                      && strcmp(argv[0], "--from-file") != 0))
+        return -EXIT_USAGE;
+    struct usertab *t = users_load(cfg->users_file, err, sizeof(err));
+    if (!t) {
         errmsg("%s", err);
         return EXIT_FAIL;
     }
-    return reload_after_edit(cfg);
+    if (strcmp(argv[0], "--from-file") == 0) {
+        r = quota_from_file(argv[1], t, &v, &n);
+    } else if ((r = quota_arg(argv[1], &q, "")) == 0) {
+        int all = strcmp(argv[0], "--all") == 0;
+        size_t want = all ? users_count(t) : 1;
+        v = calloc(want ? want : 1, sizeof(*v));
+        for (size_t i = 0; v && r == 0 && i < want; i++) {
+            const char *a = all ? users_at(t, i)->address : argv[0];
+            r = quota_add(v, &n, t, a, strlen(a), q, "");
+        }
+        if (!v) {
+            errmsg("out of memory");
+            r = -1;
+        }
+    }
+    users_free(t);
+    int rc = r < 0 ? EXIT_FAIL : quota_apply(cfg, v, n);
+    free(v);
+    return rc;
 }
 
 /* ---- aliases -------------------------------------------------------------- */
@@ -901,7 +1031,8 @@ static const struct command commands[] = {
     { "user", "del", user_del, "user del ADDRESS" },
     { "user", "list", user_list, "user list" },
     { "quota", "show", quota_show, "quota show [ADDRESS|--all] [--sort usage] [--json]" },
-    { "quota", "set", quota_set, "quota set ADDRESS SIZE|unlimited|default" },
+    { "quota", "set", quota_set,
+      "quota set ADDRESS|--all SIZE|unlimited|default, or quota set --from-file FILE" },
     { "alias", "add", alias_add, "alias add NAME TARGET..." },
     { "alias", "del", alias_del, "alias del NAME" },
     { "alias", "list", alias_list, "alias list" },

@@ -171,3 +171,43 @@ class QuotaShow(HatodTestCase):
             r = self.h.hatoctl("quota", "set", *bad)
             self.assertEqual(r.returncode, 1, bad)
         self.assertEqual(line("bob@example.test"), "bob@example.test *")
+
+    def test_quota_set_bulk(self):
+        """--all SIZE and --from-file FILE ("address size" lines): every line
+        checked before any change (a bad one changes nothing, exit 1), then
+        one edit and one reload; a usage error exits 2."""
+        def users():
+            with open(self.h.users_path) as f:
+                return f.read()
+
+        r = self.h.hatoctl("quota", "set", "--all", "5M")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(users(), "bob@example.test * quota=5M\nalice@example.test * quota=5M\n"
+                                  "carol@other.test * quota=5M\n")
+        lst = os.path.join(self.h.dir, "quotas")
+        with open(lst, "w") as f:
+            f.write("# from the old panel\nBOB@example.test 1G\n\n"
+                    "carol@other.test\tunlimited\nalice@example.test default  # trailing\n")
+        r = self.h.hatoctl("quota", "set", "--from-file", lst)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(users(), "bob@example.test * quota=1G\nalice@example.test *\n"
+                                  "carol@other.test * quota=unlimited\n")
+        before = users()
+        for text, why in (("bob@example.test 2M\nnobody@example.test 1M\n", "no such user"),
+                          ("bob@example.test 2M\ncarol@other.test lots\n", "bad quota"),
+                          ("bob@example.test 2M\nbob@example.test 3M\n", "given twice"),
+                          ("bob@example.test\n", "want")):
+            with open(lst, "w") as f:
+                f.write(text)
+            r = self.h.hatoctl("quota", "set", "--from-file", lst)
+            self.assertEqual(r.returncode, 1, text)
+            self.assertIn(why, r.stderr.decode())
+            self.assertIn(lst + ":", r.stderr.decode())
+            self.assertEqual(users(), before, text)           # nothing changed
+        r = self.h.hatoctl("quota", "set", "--from-file", lst + ".missing")
+        self.assertEqual(r.returncode, 1)
+        r = self.h.hatoctl("quota", "set", "--all", "0")
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(users(), before)
+        for bad in (["--all"], ["--bogus", "1M"], ["--from-file"]):
+            self.assertEqual(self.h.hatoctl("quota", "set", *bad).returncode, 2, bad)
