@@ -33,7 +33,7 @@
 #define USERS_NEW_MODE    0640
 #define USERS_MIN_SLOTS   16
 #define USERS_PATH_MAX    4096
-#define USERS_FIELDS_MAX  5                   /* address, hash, 3 options */
+#define USERS_FIELDS_MAX  6                   /* address, hash, 4 options */
 
 struct usertab {
     struct user *v;
@@ -305,17 +305,30 @@ static int opt_is(const struct field *f, const char *name)
     return f->len > n && strncmp(f->p, name, n) == 0 && f->p[n] == '=';
 }
 
+/* apop=: base64 of 1..USERS_APOP_MAX octets without NUL. */
+static const char *parse_apop(const char *p, size_t len, struct user_secrets *s)
+{
+    size_t n;
+
+    if (b64_decode(p, len, (unsigned char *)s->apop, USERS_APOP_MAX, &n) != B64_OK || n == 0
+        || memchr(s->apop, '\0', n) != NULL)
+        return "apop wants base64 of a password (1..256 octets)";
+    s->apop[n] = '\0';
+    s->has_apop = 1;
+    return NULL;
+}
+
 /* One key=value option after the hash; *seen tracks duplicates. */
 static const char *parse_opt(const struct field *f, long long *quota, struct user_secrets *s,
                              unsigned *seen)
 {
-    static const char *const names[] = { "quota", "cram-md5", "scram-sha-256" };
+    static const char *const names[] = { "quota", "cram-md5", "scram-sha-256", "apop" };
     unsigned i;
 
-    for (i = 0; i < 3 && !opt_is(f, names[i]); i++)
+    for (i = 0; i < 4 && !opt_is(f, names[i]); i++)
         ;
-    if (i == 3)
-        return "unknown option (want quota=SIZE, cram-md5=HEX or scram-sha-256=I:S:K:K)";
+    if (i == 4)
+        return "unknown option (want quota=SIZE, cram-md5=HEX, scram-sha-256=I:S:K:K or apop=B64)";
     if (*seen & (1u << i))
         return "option given twice";
     *seen |= 1u << i;
@@ -327,6 +340,8 @@ static const char *parse_opt(const struct field *f, long long *quota, struct use
         return parse_size(f->p + 6, f->len - 6, quota) != 0 ? "bad quota size" : NULL;
     if (i == 1)
         return parse_cram(f->p + 9, f->len - 9, s);
+    if (i == 3)
+        return parse_apop(f->p + 5, f->len - 5, s);
     return parse_scram(f->p + 14, f->len - 14, s);
 }
 
@@ -343,7 +358,7 @@ static const char *parse_opts(const struct field *f, size_t nf, long long *quota
     *secrets = NULL;
     for (size_t i = 2; i < nf && why == NULL; i++)
         why = parse_opt(&f[i], quota, &s, &seen);
-    if (why == NULL && (s.has_cram || s.has_scram)) {
+    if (why == NULL && (s.has_cram || s.has_scram || s.has_apop)) {
         *secrets = malloc(sizeof(s));
         if (*secrets == NULL)
             why = "out of memory";
@@ -652,7 +667,7 @@ static char *passwd_line(const char *line, size_t len, const char *hash, const c
     }
     o = (size_t)snprintf(out, cap, "%.*s %s", (int)f[0].len, f[0].p, hash);
     for (size_t i = 2; i < nf; i++) {
-        if (opt_is(&f[i], "cram-md5") || opt_is(&f[i], "scram-sha-256"))
+        if (opt_is(&f[i], "cram-md5") || opt_is(&f[i], "scram-sha-256") || opt_is(&f[i], "apop"))
             continue;
         o += (size_t)snprintf(out + o, cap - o, " %.*s", (int)f[i].len, f[i].p);
     }

@@ -1,6 +1,7 @@
 /*
  * auth/users.h — the user table (`users_file`): one line per mailbox,
  *   address  password-hash  [quota=100M] [cram-md5=HEX] [scram-sha-256=I:S:K:K]
+ *            [apop=B64]
  * `#` comments and blank lines allowed.  The hash is crypt(3) output, or
  * "*" / "!" for an account that cannot log in.  Addresses are lower-cased.
  * The options come in any order, each at most once; any other is an error.
@@ -10,6 +11,8 @@
  *                   CRAM-MD5 scheme stores them
  *   scram-sha-256=  ITER:SALT:STOREDKEY:SERVERKEY (RFC 5802 §3, base64;
  *                   ITER 4096..10000000, salt 8..64 octets, keys 32 octets)
+ *   apop=           base64 of the password itself (1..256 octets, no NUL):
+ *                   APOP (RFC 1939 §7) hashes it with the banner's timestamp
  * Both are derived from the password by `hatoctl user passwd --with-cram /
  * --with-scram` (auth/sasl.h makes them); what storing them costs is in
  * doc/architecture.md ("Authentication").
@@ -26,6 +29,7 @@
 #define USERS_SCRAM_SALT_MAX 64
 #define USERS_SCRAM_KEY_LEN  32          /* SHA-256 */
 #define USERS_CRAM_LEN       32          /* two MD5 states */
+#define USERS_APOP_MAX       256         /* octets of a password stored for APOP */
 
 /* Secrets for the challenge-response mechanisms; absent ones are zero. */
 struct user_secrets {
@@ -36,6 +40,8 @@ struct user_secrets {
     size_t scram_salt_len;
     unsigned char scram_stored_key[USERS_SCRAM_KEY_LEN];
     unsigned char scram_server_key[USERS_SCRAM_KEY_LEN];
+    int has_apop;
+    char apop[USERS_APOP_MAX + 1];              /* the password itself, NUL-terminated */
 };
 
 struct user {
@@ -61,7 +67,7 @@ int users_file_add(const char *path, const char *address, const char *hash,
                    long long quota, char *err, size_t errlen);
 int users_file_del(const char *path, const char *address, char *err, size_t errlen);
 /* Set a user's password: the hash field of its line becomes `hash`, its
- * cram-md5= and scram-sha-256= options are dropped (they belong to the old
+ * cram-md5=, scram-sha-256= and apop= options are dropped (they belong to the old
  * password) and `secrets` (" cram-md5=... scram-sha-256=...", or NULL) is
  * appended; every other option (quota=) and every other line is kept.  The
  * new line is parsed as users_load would before anything is written.

@@ -39,6 +39,11 @@ static const struct conf_def schema[] = {
     { "submission_tls", CT_CHOICE, "none", "none,may,encrypt" },
     { "pop3_tls", CT_CHOICE, "none", "none,may,encrypt" },
     { "imap_tls", CT_CHOICE, "none", "none,may,encrypt" },
+    { "pop3d_banner", CT_STR, "$mail_name POP3 server ready", NULL },
+    { "pop3d_timeout", CT_TIME, "600s", NULL },        /* RFC 1939 §3: at least 10 minutes */
+    { "pop3_apop", CT_BOOL, "no", NULL },
+    { "auth_plaintext_clients", CT_LIST, "127.0.0.0/8, ::1", NULL },   /* Dovecot: localhost is secure */
+    { "pop_before_smtp_time", CT_TIME, "0", NULL },    /* 0 = off */
     { "tls_cert_file", CT_STR, "", NULL },
     { "tls_key_file", CT_STR, "", NULL },
     { "tls_protocols", CT_LIST, ">=TLSv1.2", NULL },   /* lib/tls.h: tls_protocols_parse */
@@ -207,6 +212,11 @@ static void fill(struct hato_config *c)
     c->submission_tls = (enum tls_policy)num(c, "submission_tls");
     c->pop3_tls = (enum tls_policy)num(c, "pop3_tls");
     c->imap_tls = (enum tls_policy)num(c, "imap_tls");
+    c->pop3d_banner = str(c, "pop3d_banner");
+    c->pop3d_timeout = num(c, "pop3d_timeout");
+    c->pop3_apop = num(c, "pop3_apop");
+    c->auth_plaintext_clients = list(c, "auth_plaintext_clients", &c->nauth_plaintext_clients);
+    c->pop_before_smtp_time = num(c, "pop_before_smtp_time");
     c->tls_cert_file = str(c, "tls_cert_file");
     c->tls_key_file = str(c, "tls_key_file");
     c->tls_protocols = list(c, "tls_protocols", &c->ntls_protocols);
@@ -356,6 +366,10 @@ static int check_tls(const struct hato_config *c, char *err, size_t errlen)
         return bad(c, "smtp_tls", err, errlen, "%s", "encrypt needs tls_cert_file");
     if (c->submission_tls == TLS_ENCRYPT && !c->tls_cert_file[0])
         return bad(c, "submission_tls", err, errlen, "%s", "encrypt needs tls_cert_file");
+    if (c->npop3s_listen && !c->tls_cert_file[0])
+        return bad(c, "pop3s_listen", err, errlen, "%s", "implicit TLS needs tls_cert_file");
+    if (c->pop3_tls == TLS_ENCRYPT && !c->tls_cert_file[0])
+        return bad(c, "pop3_tls", err, errlen, "%s", "encrypt needs tls_cert_file");
     return 0;
 }
 
@@ -406,6 +420,14 @@ static int check(struct hato_config *c, char *err, size_t errlen)
     if (!il)
         return bad(c, "auth_exempt_clients", err, errlen, "%s", ipe);
     iplist_free(il);
+    il = iplist_new(c->auth_plaintext_clients, c->nauth_plaintext_clients, ipe, sizeof ipe);
+    if (!il && c->nauth_plaintext_clients)
+        return bad(c, "auth_plaintext_clients", err, errlen, "%s", ipe);
+    iplist_free(il);
+    if (c->pop3d_timeout <= 0)
+        return bad(c, "pop3d_timeout", err, errlen, "%s", "must be > 0");
+    if (c->pop_before_smtp_time < 0)
+        return bad(c, "pop_before_smtp_time", err, errlen, "%s", "must be >= 0 (0: off)");
     for (size_t i = 0; i < c->nretry_schedule; i++) {
         long long t;
         if (conf_parse_time(c->retry_schedule[i], &t) < 0 || t <= 0)

@@ -35,6 +35,11 @@ struct hato_config {
     char **imap_listen; size_t nimap_listen;
     char **imaps_listen; size_t nimaps_listen;
     enum tls_policy smtp_tls, submission_tls, pop3_tls, imap_tls;
+    const char *pop3d_banner;            /* after "+OK " */
+    long long pop3d_timeout;             /* seconds idle in a POP3 session */
+    long long pop3_apop;                 /* bool: APOP timestamp in the banner */
+    char **auth_plaintext_clients; size_t nauth_plaintext_clients;  /* plaintext logins w/o TLS */
+    long long pop_before_smtp_time;      /* seconds a POP3 login allows relay; 0 = off */
     const char *tls_cert_file, *tls_key_file;   /* "" = no TLS */
     char **tls_protocols; size_t ntls_protocols;  /* lib/tls.h syntax */
     const char *tls_ciphers, *tls_ciphersuites;   /* "" = lib/tls.c defaults */

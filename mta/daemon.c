@@ -21,6 +21,7 @@
 
 #include <event2/event.h>
 
+#include "auth/popb4smtp.h"
 #include "auth/throttle.h"
 #include "lib/conf.h"
 #include "lib/dns.h"
@@ -36,10 +37,12 @@
 #include "mta/listen.h"
 #include "mta/local.h"
 #include "mta/pickup.h"
+#include "mta/pop3d.h"
 #include "mta/remote.h"
 #include "mta/router.h"
 #include "mta/sender_login.h"
 #include "mta/tables.h"
+#include "proto/pop3.h"
 #include "proto/smtp_server.h"
 #include "queue/queue.h"
 #include "queue/scheduler.h"
@@ -385,8 +388,8 @@ static int start_smtp(struct hatod *d)
 
 static void warn_unavailable(const struct hato_config *c)
 {
-    if (c->npop3_listen || c->npop3s_listen || c->nimap_listen || c->nimaps_listen)
-        log_warn("pop3/pop3s/imap/imaps listeners are not available in this version; ignored");
+    if (c->nimap_listen || c->nimaps_listen)
+        log_warn("imap/imaps listeners are not available in this version; ignored");
     if (!c->tls_cert_file[0] && (c->smtp_tls == TLS_MAY || c->submission_tls == TLS_MAY))
         log_warn("smtp_tls/submission_tls = may, but no tls_cert_file: STARTTLS is not offered");
 }
@@ -439,10 +442,11 @@ static void on_shutdown_poll(evutil_socket_t fd, short what, void *arg)
      * so the last reply of a transaction (the 250 after a commit) is
      * flushed to the client before the process exits, never cut off. */
     smtp_server_shutdown(d->smtp);
-    size_t busy = smtp_server_busy(d->smtp);
+    pop3_server_shutdown(d->pop3);
+    size_t busy = smtp_server_busy(d->smtp) + pop3_server_busy(d->pop3);
     int pending = work_pending(d->pool);
     if ((busy == 0 && pending == 0 && sched_active(d->sched) == 0 &&
-         smtp_server_sessions(d->smtp) == 0) ||
+         smtp_server_sessions(d->smtp) == 0 && pop3_server_sessions(d->pop3) == 0) ||
         time_mono_us() >= d->shutdown_deadline_us) {
         if (busy || pending)
             log_warn("shutdown timeout: %zu session(s) and %d job(s) cut short", busy, pending);
@@ -539,7 +543,7 @@ int daemon_start(struct hatod *d)
     if (!d->listeners || drop_privileges(d, gid) < 0)
         return -1;
     warn_tls_unreadable(&d->cfg);
-    if (start_queue(d) < 0 || start_smtp(d) < 0 || start_signals(d) < 0)
+    if (start_queue(d) < 0 || start_smtp(d) < 0 || pop3d_start(d) < 0 || start_signals(d) < 0)
         return -1;
     d->pickup = pickup_new(d);
     if (!d->pickup)
@@ -620,6 +624,7 @@ static int reload_apply(struct hatod *d, struct reload_job *j)
     struct smtp_server_params p;
     smtp_params(&d->cfg, &p);
     smtp_server_set_params(d->smtp, &p);
+    pop3d_reload(d);
     struct throttle_limits tl;
     throttle_limits(&d->cfg, &tl);
     throttle_set_limits(d->throttle, &tl);
@@ -689,6 +694,8 @@ void daemon_free(struct hatod *d)
     if (d->queue)
         queue_detach_pool(d->queue);    /* sessions freed below abort inline */
     smtp_server_free(d->smtp);
+    pop3_server_free(d->pop3);
+    popb4smtp_clear();
     throttle_free(d->throttle);
     listeners_free(d->listeners);
     control_free(d->control);

@@ -27,6 +27,7 @@ struct listeners;
 struct generation;
 struct control;
 struct pickup;
+struct pop3_server;
 
 struct hatod {
     /* The configuration generation in force (mta/generation.h); cfg,
@@ -50,6 +51,7 @@ struct hatod {
     struct control *control;
     struct pickup *pickup;
     struct throttle *throttle;       /* login failures per client, every service */
+    struct pop3_server *pop3;        /* proto/pop3.h, wired by mta/pop3d.c */
     struct pop3_server *pop3;        /* proto/pop3.h, wired by mta/pop3d.c */
     struct event *sig_hup, *sig_term, *sig_int, *shutdown_timer;
     long long shutdown_deadline_us;

@@ -4,7 +4,7 @@
  * counters (one per IPv4 address, one per IPv6 smtpd_client_ipv6_prefix,
  * /64 by default: a client holds a whole /64) and the pause-on-EMFILE
  * timer; a session is handed to
- * proto/smtp_server.c as soon as it is admitted.
+ * proto/smtp_server.c or proto/pop3.c as soon as it is admitted.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,6 +28,7 @@
 #include "lib/timeutil.h"
 #include "mta/daemon.h"
 #include "mta/listen.h"
+#include "proto/pop3.h"
 #include "proto/smtp_server.h"
 
 #define LISTEN_BACKLOG   4096
@@ -42,9 +43,13 @@ struct client {                 /* anvil entry for one IPv4 address or IPv6 pref
     struct client *next;
 };
 
+enum service_proto { SVC_SMTP, SVC_POP3 };
+
 struct listener {
     struct evconnlistener *ev;
-    enum smtp_mode mode;
+    enum service_proto proto;
+    enum smtp_mode mode;        /* SVC_SMTP */
+    int implicit_tls;           /* SVC_POP3: pop3s */
     struct listeners *owner;
 };
 
@@ -124,12 +129,17 @@ static void on_session_close(void *arg)
     free(r);
 }
 
-/* Over a limit: one 421 line, best effort, and close. */
-static void refuse(evutil_socket_t fd, const char *host, const char *ip)
+/* Over a limit: one 421 line (POP3: -ERR), best effort, and close.  A
+ * pop3s client gets no line: it expects a TLS handshake. */
+static void refuse(evutil_socket_t fd, const struct listener *l, const char *host, const char *ip)
 {
     char line[512];
-    int n = snprintf(line, sizeof line, "421 4.7.0 %s Error: too many connections from %s\r\n",
+    int n = 0;
+    if (l->proto == SVC_SMTP)
+        n = snprintf(line, sizeof line, "421 4.7.0 %s Error: too many connections from %s\r\n",
                      host, ip);
+    else if (!l->implicit_tls)
+        n = snprintf(line, sizeof line, "-ERR [SYS/TEMP] Too many connections from %s\r\n", ip);
     if (n > 0 && send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
         log_debug("refuse %s: %s", ip, strerror(errno));
     close(fd);
@@ -176,7 +186,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
     int exempt = d->relay && iplist_match(d->relay, sa);
     if (!exempt && over_limits(ls, c)) {
         free(r);
-        refuse(fd, d->cfg.myhostname, ip);
+        refuse(fd, l, d->cfg.myhostname, ip);
         client_put(ls, c);
         return;
     }
@@ -186,7 +196,11 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
     r->c = c;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    smtp_session_start(d->smtp, fd, NULL, l->mode, sa, (socklen_t)salen, 0, on_session_close, r);
+    if (l->proto == SVC_POP3)
+        pop3_session_start(d->pop3, fd, l->implicit_tls, sa, (socklen_t)salen, on_session_close, r);
+    else
+        smtp_session_start(d->smtp, fd, NULL, l->mode, sa, (socklen_t)salen, 0, on_session_close,
+                           r);
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)
@@ -234,7 +248,8 @@ static int split_hostport(const char *item, char *host, size_t hlen, char *port,
     return 0;
 }
 
-static int bind_one(struct listeners *ls, const char *item, enum smtp_mode mode)
+static int bind_one(struct listeners *ls, const char *item, enum service_proto proto,
+                    enum smtp_mode mode, int implicit_tls)
 {
     char host[256], port[16];
     struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM };
@@ -263,7 +278,9 @@ static int bind_one(struct listeners *ls, const char *item, enum smtp_mode mode)
             continue;
         }
         struct listener *l = &ls->l[ls->n];
+        l->proto = proto;
         l->mode = mode;
+        l->implicit_tls = implicit_tls;
         l->owner = ls;
         l->ev = evconnlistener_new(ls->d->base, on_accept, l,
                                    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
@@ -294,15 +311,20 @@ struct listeners *listeners_open(struct hatod *d)
     const struct {
         char **addrs;
         size_t n;
+        enum service_proto proto;
         enum smtp_mode mode;     /* SMTP_MODE_SUBMISSIONS: implicit TLS */
+        int implicit_tls;        /* POP3: pop3s */
     } services[] = {
-        { d->cfg.smtp_listen, d->cfg.nsmtp_listen, SMTP_MODE_MX },
-        { d->cfg.submission_listen, d->cfg.nsubmission_listen, SMTP_MODE_SUBMISSION },
-        { d->cfg.smtps_listen, d->cfg.nsmtps_listen, SMTP_MODE_SUBMISSIONS },
+        { d->cfg.smtp_listen, d->cfg.nsmtp_listen, SVC_SMTP, SMTP_MODE_MX, 0 },
+        { d->cfg.submission_listen, d->cfg.nsubmission_listen, SVC_SMTP, SMTP_MODE_SUBMISSION, 0 },
+        { d->cfg.smtps_listen, d->cfg.nsmtps_listen, SVC_SMTP, SMTP_MODE_SUBMISSIONS, 1 },
+        { d->cfg.pop3_listen, d->cfg.npop3_listen, SVC_POP3, SMTP_MODE_MX, 0 },
+        { d->cfg.pop3s_listen, d->cfg.npop3s_listen, SVC_POP3, SMTP_MODE_MX, 1 },
     };
     for (size_t k = 0; k < sizeof services / sizeof services[0]; k++)
         for (size_t i = 0; i < services[k].n; i++)
-            if (bind_one(ls, services[k].addrs[i], services[k].mode) < 0)
+            if (bind_one(ls, services[k].addrs[i], services[k].proto, services[k].mode,
+                         services[k].implicit_tls) < 0)
                 goto fail;
     return ls;
 fail:
