@@ -1,6 +1,7 @@
 /*
  * queue/bounce.c — delivery status notifications (see bounce.h): builds
- * the RFC 3464 multipart/report text for "failed" and "delayed" notices.
+ * the RFC 3464 multipart/report text for "failed", "delayed" and success
+ * notices, honouring each recipient's DSN NOTIFY and the message's RET.
  *
  * Owns the DSN's wording and layout, the MIME boundary (from the DSN's own
  * queue ID, so unique) and the line discipline: every line ends in CRLF and
@@ -31,6 +32,8 @@
 #define BNC_STATUS_DELAY "4.0.0"
 #define BNC_SUBJ_FAIL    "Undelivered Mail Returned to Sender"
 #define BNC_SUBJ_DELAY   "Delayed Mail (still being retried)"
+#define BNC_SUBJ_OK      "Successful Mail Delivery Report"
+#define BNC_STATUS_OK    "2.0.0"
 #define BNC_SIGNATURE    "                   The mail system"
 
 struct bnc {
@@ -167,9 +170,45 @@ static void bnc_date(time_t t, char *buf, size_t len)
              (off < 0 ? -off : off) / 60, (off < 0 ? -off : off) % 60);
 }
 
+int bounce_wanted(const struct env_rcpt *r, enum bounce_kind kind)
+{
+    int n = r->notify;
+
+    switch (kind) {
+    case BOUNCE_FAILED:
+        return r->state == RCPT_BOUNCED && (n == 0 || (n & ENV_N_FAILURE));
+    case BOUNCE_DELAYED:
+        return r->state == RCPT_PENDING && (n == 0 || (n & ENV_N_DELAY));
+    case BOUNCE_SUCCESS:
+    default:
+        return r->state == RCPT_SENT && (n & ENV_N_SUCCESS);
+    }
+}
+
+int bounce_return_full(const struct envelope *e, int return_full)
+{
+    if (e->ret == ENV_RET_FULL)
+        return 1;
+    if (e->ret == ENV_RET_HDRS)
+        return 0;
+    return return_full != 0;
+}
+
 static int bnc_wanted(const struct bnc *b, const struct env_rcpt *r)
 {
-    return r->state == (b->kind == BOUNCE_FAILED ? RCPT_BOUNCED : RCPT_PENDING);
+    return bounce_wanted(r, b->kind);
+}
+
+static const char *bnc_subject(enum bounce_kind kind)
+{
+    return kind == BOUNCE_FAILED ? BNC_SUBJ_FAIL : kind == BOUNCE_DELAYED ? BNC_SUBJ_DELAY
+                                                                          : BNC_SUBJ_OK;
+}
+
+/* Whether the original goes back whole (message/rfc822). */
+static int bnc_full(const struct bnc *b)
+{
+    return b->kind == BOUNCE_FAILED && b->info->orig_full != NULL;
 }
 
 static const char *bnc_str(const char *s)
@@ -179,8 +218,10 @@ static const char *bnc_str(const char *s)
 
 static int bnc_headers_contain(const struct bounce_info *in, const char *s)
 {
-    return in->orig_headers != NULL &&
-           memmem(in->orig_headers, in->orig_headers_len, s, strlen(s)) != NULL;
+    return (in->orig_headers != NULL &&
+            memmem(in->orig_headers, in->orig_headers_len, s, strlen(s)) != NULL) ||
+           (in->orig_full != NULL &&
+            memmem(in->orig_full, in->orig_full_len, s, strlen(s)) != NULL);
 }
 
 /* ID.TIME/HOST, with only boundary-safe characters, not in the headers. */
@@ -213,8 +254,8 @@ static int bnc_top_headers(struct bnc *b)
     bnc_date(b->info->now, date, sizeof(date));
     if (bnc_line(b, "Date: %s", date) < 0 ||
         bnc_line(b, "From: Mail Delivery System <MAILER-DAEMON@%s>", b->host) < 0 ||
-        bnc_line(b, "To: <%s>", bnc_str(b->e->sender)) < 0 ||
-        bnc_line(b, "Subject: %s", b->kind == BOUNCE_FAILED ? BNC_SUBJ_FAIL : BNC_SUBJ_DELAY) < 0 ||
+        bnc_line(b, "To: <%s>", b->info->to ? b->info->to : bnc_str(b->e->sender)) < 0 ||
+        bnc_line(b, "Subject: %s", bnc_subject(b->kind)) < 0 ||
         bnc_line(b, "Message-ID: <%s@%s>", bnc_str(b->info->new_id), b->host) < 0 ||
         bnc_line(b, "Auto-Submitted: auto-replied") < 0 ||
         bnc_line(b, "MIME-Version: 1.0") < 0 ||
@@ -243,6 +284,11 @@ static int bnc_human_intro(struct bnc *b)
 
     if (bnc_line(b, "This is the mail system at host %s.", b->host) < 0 || bnc_text(b, "\n") < 0)
         return -1;
+    if (b->kind == BOUNCE_SUCCESS)
+        return bnc_text(b, "Your message was successfully delivered to the destination(s)\n"
+                           "listed below. If the message was delivered to a mailbox you will\n"
+                           "receive no further notifications. Otherwise you may still receive\n"
+                           "notifications of mail delivery errors from other systems.\n");
     if (b->kind == BOUNCE_DELAYED)
         return bnc_text(b, "####### THIS IS A WARNING ONLY. YOU DO NOT NEED TO RESEND YOUR MESSAGE. #######\n\n") < 0 ||
                bnc_line(b, "Your message could not be delivered for %.1f hours.",
@@ -252,7 +298,9 @@ static int bnc_human_intro(struct bnc *b)
     if (bnc_text(b, "I'm sorry to have to inform you that your message could not\n"
                     "be delivered to one or more recipients.\n") < 0)
         return -1;
-    if (b->info->orig_headers != NULL &&
+    if (bnc_full(b) && bnc_text(b, "Your message is attached below.\n") < 0)
+        return -1;
+    if (!bnc_full(b) && b->info->orig_headers != NULL &&
         bnc_text(b, "The headers of your message are attached below.\n") < 0)
         return -1;
     return bnc_text(b, "\nFor further assistance, please send mail to postmaster.\n\n"
@@ -265,8 +313,10 @@ static int bnc_human_rcpt(struct bnc *b, const struct env_rcpt *r)
     const char *text = bnc_str(r->text);
     const char *orcpt = bnc_str(r->orcpt);
 
-    if (text[0] == '\0')
-        text = b->kind == BOUNCE_FAILED ? "delivery failed" : "delivery deferred";
+    if (text[0] == '\0' || b->kind == BOUNCE_SUCCESS)
+        text = b->kind == BOUNCE_FAILED ? "delivery failed" :
+               b->kind == BOUNCE_DELAYED ? "delivery deferred" :
+               bnc_str(r->remote)[0] ? "relayed" : "delivery successful";
     if (bnc_text(b, "\n") < 0)
         return -1;
     if (orcpt[0] != '\0' && strcmp(orcpt, bnc_str(r->addr)) != 0)
@@ -310,22 +360,60 @@ static const char *bnc_status(const struct bnc *b, const char *dsn)
     }
     return dsn;
 dflt:
-    return b->kind == BOUNCE_FAILED ? BNC_STATUS_FAIL : BNC_STATUS_DELAY;
+    return b->kind == BOUNCE_FAILED ? BNC_STATUS_FAIL :
+           b->kind == BOUNCE_DELAYED ? BNC_STATUS_DELAY : BNC_STATUS_OK;
+}
+
+static const char *bnc_action(const struct bnc *b, const struct env_rcpt *r)
+{
+    if (b->kind == BOUNCE_FAILED)
+        return "failed";
+    if (b->kind == BOUNCE_DELAYED)
+        return "delayed";
+    return bnc_str(r->remote)[0] ? "relayed" : "delivered";
+}
+
+/* "host" of a "host[ip]:port" remote (the whole string if no '['). */
+static int bnc_remote_mta(struct bnc *b, const char *remote)
+{
+    const char *br = strchr(remote, '[');
+    int n = br ? (int)(br - remote) : (int)strlen(remote);
+
+    if (n == 0 && br) {          /* "[ip]:port": the address */
+        const char *end = strchr(br, ']');
+        return bnc_line(b, "Remote-MTA: dns; [%.*s]", end ? (int)(end - br - 1) : 0, br + 1);
+    }
+    return bnc_line(b, "Remote-MTA: dns; %.*s", n, remote);
+}
+
+/* ORCPT= as given ("rfc822;a@b"), else the address before alias expansion. */
+static int bnc_orig_rcpt(struct bnc *b, const struct env_rcpt *r)
+{
+    const char *dorcpt = bnc_str(r->dsn_orcpt), *orcpt = bnc_str(r->orcpt);
+    const char *semi = strchr(dorcpt, ';');
+
+    if (semi != NULL)
+        return bnc_line(b, "Original-Recipient: %.*s; %s", (int)(semi - dorcpt), dorcpt,
+                        semi + 1);
+    if (orcpt[0] != '\0')
+        return bnc_line(b, "Original-Recipient: rfc822; %s", orcpt);
+    return 0;
 }
 
 static int bnc_report_rcpt(struct bnc *b, const struct env_rcpt *r)
 {
-    const char *orcpt = bnc_str(r->orcpt), *text = bnc_str(r->text);
+    const char *text = bnc_str(r->text), *remote = bnc_str(r->remote);
 
-    if (bnc_text(b, "\n") < 0 ||
+    if (bnc_text(b, "\n") < 0 || bnc_orig_rcpt(b, r) < 0 ||
         bnc_line(b, "Final-Recipient: rfc822; %s", bnc_str(r->addr)) < 0)
         return -1;
-    if (orcpt[0] != '\0' && bnc_line(b, "Original-Recipient: rfc822; %s", orcpt) < 0)
-        return -1;
-    if (bnc_line(b, "Action: %s", b->kind == BOUNCE_FAILED ? "failed" : "delayed") < 0 ||
+    if (bnc_line(b, "Action: %s", bnc_action(b, r)) < 0 ||
         bnc_line(b, "Status: %s", bnc_status(b, r->dsn)) < 0)
         return -1;
-    if (text[0] != '\0' && bnc_line(b, "Diagnostic-Code: X-Hato; %s", text) < 0)
+    if (remote[0] != '\0' && bnc_remote_mta(b, remote) < 0)
+        return -1;
+    if (text[0] != '\0' &&
+        bnc_line(b, "Diagnostic-Code: %s; %s", remote[0] ? "smtp" : "X-Hato", text) < 0)
         return -1;
     return 0;
 }
@@ -339,6 +427,8 @@ static int bnc_report(struct bnc *b)
     bnc_date((time_t)(b->e->arrival_us / 1000000), date, sizeof(date));
     if (bnc_part_start(b, "Delivery report", "message/delivery-status") < 0 ||
         bnc_text(b, "\n") < 0 ||
+        (bnc_str(b->e->envid)[0] &&
+         bnc_line(b, "Original-Envelope-Id: %s", b->e->envid) < 0) ||
         bnc_line(b, "Reporting-MTA: dns; %s", b->host) < 0 ||
         bnc_line(b, "X-Hato-Queue-ID: %s", b->e->id) < 0 ||
         bnc_line(b, "X-Hato-Sender: rfc822; %s", sender) < 0 ||
@@ -383,8 +473,43 @@ static int bnc_copy_headers(struct bnc *b, const char *h, size_t len)
     return col > 0 && fputs("\r\n", b->f) == EOF ? -1 : 0;
 }
 
+/* The whole original with CRLF line ends, lines split before 998 octets,
+ * NULs as '?'. */
+static int bnc_copy_full(struct bnc *b, const char *m, size_t len)
+{
+    size_t i, col = 0;
+
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)m[i];
+        if (c == '\r' || c == '\n') {
+            if (c == '\r' && i + 1 < len && m[i + 1] == '\n')
+                i++;
+            if (fputs("\r\n", b->f) == EOF)
+                return -1;
+            col = 0;
+            continue;
+        }
+        if (col >= BNC_FOLD_HARD) {
+            if (fputs("\r\n", b->f) == EOF)
+                return -1;
+            col = 0;
+        }
+        if (putc(c == 0 ? '?' : c, b->f) == EOF)
+            return -1;
+        col++;
+    }
+    return col > 0 && fputs("\r\n", b->f) == EOF ? -1 : 0;
+}
+
 static int bnc_orig(struct bnc *b)
 {
+    if (bnc_full(b)) {
+        if (bnc_part_start(b, "Undelivered Message", "message/rfc822") < 0 ||
+            (b->eightbit && bnc_line(b, "Content-Transfer-Encoding: 8bit") < 0) ||
+            bnc_text(b, "\n") < 0)
+            return -1;
+        return bnc_copy_full(b, b->info->orig_full, b->info->orig_full_len);
+    }
     if (b->info->orig_headers == NULL)
         return 0;
     if (bnc_part_start(b, "Undelivered Message Headers", "text/rfc822-headers") < 0 ||
@@ -406,12 +531,17 @@ static int bnc_any(const struct bnc *b)
     return 0;
 }
 
-static int bnc_has_8bit(const struct bounce_info *in)
+static int bnc_has_8bit(const struct bounce_info *in, enum bounce_kind kind)
 {
-    size_t i;
+    const char *p = in->orig_headers;
+    size_t i, n = in->orig_headers_len;
 
-    for (i = 0; in->orig_headers != NULL && i < in->orig_headers_len; i++)
-        if ((unsigned char)in->orig_headers[i] >= 0x80)
+    if (kind == BOUNCE_FAILED && in->orig_full != NULL) {
+        p = in->orig_full;
+        n = in->orig_full_len;
+    }
+    for (i = 0; p != NULL && i < n; i++)
+        if ((unsigned char)p[i] >= 0x80)
             return 1;
     return 0;
 }
@@ -437,9 +567,9 @@ int bounce_build(const struct envelope *orig, enum bounce_kind kind,
     b.kind = kind;
     b.info = info;
     b.host = info->myhostname && info->myhostname[0] ? info->myhostname : BNC_DEFAULT_HOST;
-    b.eightbit = bnc_has_8bit(info);
-    if (orig->sender == NULL || orig->sender[0] == '\0' ||
-        (orig->flags & ENV_F_BOUNCE) || !bnc_any(&b)) {
+    b.eightbit = bnc_has_8bit(info, kind);
+    if (((orig->sender == NULL || orig->sender[0] == '\0' || (orig->flags & ENV_F_BOUNCE)) &&
+         (info->to == NULL || kind != BOUNCE_FAILED)) || !bnc_any(&b)) {
         errno = ENOENT;             /* nobody to tell, or nothing to say */
         return -1;
     }

@@ -62,6 +62,7 @@ enum rcpt_state {
 
 #define ENV_F_BOUNCE   0x1  /* this message is a DSN: never bounce it */
 #define ENV_F_SMTPUTF8 0x2  /* MAIL FROM had SMTPUTF8 (RFC 6531) */
+#define ENV_F_DOUBLE   0x4  /* a double bounce (to postmaster): never reported */
 
 /* DSN NOTIFY= (RFC 3461 4.1); 0 = not given (then FAILURE,DELAY). */
 #define ENV_N_SUCCESS 0x1

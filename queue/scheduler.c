@@ -503,6 +503,8 @@ static void apply_results(struct scheduler *s, struct smsg *m)
             continue;
         struct sched_result *res = &m->res[i];
         env_rcpt_set(&m->env.rcpts[i], res->state, res->dsn, res->text);
+        if (res->state == RCPT_SENT && res->dsn_passed)
+            m->env.rcpts[i].notify &= ~ENV_N_SUCCESS;   /* the next hop reports */
         if (env_rcpt_set_remote(&m->env.rcpts[i], res->remote, res->tls,
                                 m->started_us / 1000000) < 0)
             log_err("%s: out of memory recording the remote host", m->env.id);
@@ -552,6 +554,8 @@ struct dsn_job {
     char id[QID_LEN + 1];
     struct envelope env;         /* snapshot of the original */
     enum bounce_kind kind;
+    int full;                    /* return the whole original (a failure report) */
+    char *to;                    /* double bounce: postmaster; else NULL */
     char *path;
     char *text;                  /* built DSN */
     size_t len;
@@ -574,20 +578,27 @@ static size_t header_end(const char *buf, size_t len)
 static void dsn_run(void *arg)
 {
     struct dsn_job *j = arg;
-    char *hdr = malloc(SCHED_HEADERS_MAX);
+    size_t room = j->full && BOUNCE_FULL_MAX + 1 > SCHED_HEADERS_MAX ? BOUNCE_FULL_MAX + 1
+                                                                    : SCHED_HEADERS_MAX;
+    char *hdr = malloc(room);
     ssize_t got = -1;
     int fd = open(j->path, O_RDONLY | O_CLOEXEC);
     if (fd >= 0 && hdr) {
-        got = pread(fd, hdr, SCHED_HEADERS_MAX, 0);
+        got = pread(fd, hdr, room, 0);
         close(fd);
     } else if (fd >= 0) {
         close(fd);
     }
+    /* whole only if it all fits; a larger message returns its headers */
+    int whole = j->full && got > 0 && (size_t)got <= BOUNCE_FULL_MAX;
     struct bounce_info bi = {
         .myhostname = j->myhostname, .mail_name = j->mail_name,
         .new_id = j->new_id, .now = time(NULL),
         .orig_headers = got > 0 ? hdr : NULL,
         .orig_headers_len = got > 0 ? header_end(hdr, (size_t)got) : 0,
+        .orig_full = whole ? hdr : NULL,
+        .orig_full_len = whole ? (size_t)got : 0,
+        .to = j->to,
     };
     if (bounce_build(&j->env, j->kind, &bi, &j->text, &j->len) < 0)
         j->text = NULL;
@@ -600,7 +611,28 @@ static void dsn_job_free(struct dsn_job *j)
     env_clear(&j->dsn_env);
     free(j->path);
     free(j->text);
+    free(j->to);
     free(j);
+}
+
+static const char *kind_name(const struct dsn_job *j)
+{
+    if (j->to)
+        return "double-bounce";
+    return j->kind == BOUNCE_FAILED ? "non-delivery" :
+           j->kind == BOUNCE_DELAYED ? "delay" : "success";
+}
+
+/* The notice is queued: mark what it reported so it is never sent twice. */
+static void dsn_mark(struct smsg *m, enum bounce_kind kind)
+{
+    for (size_t i = 0; i < m->env.nrcpt; i++) {
+        struct env_rcpt *r = &m->env.rcpts[i];
+        if (kind == BOUNCE_FAILED && r->state == RCPT_BOUNCED)
+            r->state = RCPT_DONE;
+        else if (kind == BOUNCE_SUCCESS && r->state == RCPT_SENT)
+            r->notify &= ~ENV_N_SUCCESS;
+    }
 }
 
 static void after_bounces(struct scheduler *s, struct smsg *m);
@@ -611,16 +643,13 @@ static void dsn_committed(void *arg, int err)
     struct scheduler *s = j->s;
     struct smsg *m = lookup(s, j->id);
     if (err) {
-        log_err("%s: cannot queue the %s notice: %s", j->id,
-                j->kind == BOUNCE_FAILED ? "non-delivery" : "delay", strerror(err));
+        log_err("%s: cannot queue the %s notice: %s", j->id, kind_name(j), strerror(err));
     } else {
-        log_info("%s: sender %s notification: %s", j->id,
-                 j->kind == BOUNCE_FAILED ? "non-delivery" : "delay", j->dsn_env.id);
+        log_info("%s: %s %s notification: %s", j->id, j->to ? "postmaster" : "sender",
+                 kind_name(j), j->dsn_env.id);
         sched_add(s, &j->dsn_env);
-        if (m && j->kind == BOUNCE_FAILED)
-            for (size_t i = 0; i < m->env.nrcpt; i++)
-                if (m->env.rcpts[i].state == RCPT_BOUNCED)
-                    m->env.rcpts[i].state = RCPT_DONE;
+        if (m)
+            dsn_mark(m, j->kind);
     }
     dsn_job_free(j);
     if (m && --m->bounces_pending == 0)
@@ -635,22 +664,27 @@ static void dsn_built(void *arg)
     env_init(e);
     if (j->text && env_set_sender(e, "") == 0 &&
         env_set_client(e, "local", "-", "DSN") == 0 &&
-        env_add_rcpt(e, j->env.sender, "") == 0) {
+        env_add_rcpt(e, j->to ? j->to : j->env.sender, "") == 0) {
         e->arrival_us = time_now_us();
-        e->flags = ENV_F_BOUNCE;
+        e->flags = ENV_F_BOUNCE | (j->to ? ENV_F_DOUBLE : 0);
         if (queue_inject(s->q, j->text, j->len, e, dsn_committed, j) == 0)
             return;
     }
     dsn_committed(j, ENOMEM);
 }
 
-static int start_dsn(struct scheduler *s, struct smsg *m, enum bounce_kind kind)
+static int start_dsn(struct scheduler *s, struct smsg *m, enum bounce_kind kind, const char *to)
 {
     struct dsn_job *j = calloc(1, sizeof *j);
     if (!j)
         return -1;
     j->s = s;
     j->kind = kind;
+    j->full = kind == BOUNCE_FAILED && bounce_return_full(&m->env, s->cfg.bounce_return_full);
+    if (to && !(j->to = strdup(to))) {
+        free(j);
+        return -1;
+    }
     snprintf(j->myhostname, sizeof j->myhostname, "%s", s->cfg.myhostname);
     snprintf(j->mail_name, sizeof j->mail_name, "%s", s->cfg.mail_name);
     snprintf(j->id, sizeof j->id, "%s", m->env.id);
@@ -699,6 +733,42 @@ static int has_state(const struct smsg *m, enum rcpt_state st)
     return 0;
 }
 
+static int any_wanted(const struct smsg *m, enum bounce_kind kind)
+{
+    for (size_t i = 0; i < m->env.nrcpt; i++)
+        if (bounce_wanted(&m->env.rcpts[i], kind))
+            return 1;
+    return 0;
+}
+
+/* Failed recipients whose NOTIFY declines a failure report: done now. */
+static void drop_unwanted_bounces(struct smsg *m)
+{
+    for (size_t i = 0; i < m->env.nrcpt; i++) {
+        struct env_rcpt *r = &m->env.rcpts[i];
+        if (r->state == RCPT_BOUNCED && !bounce_wanted(r, BOUNCE_FAILED)) {
+            r->state = RCPT_DONE;
+            log_info("%s: to=<%s>: no non-delivery notification (NOTIFY)", m->env.id, r->addr);
+        }
+    }
+}
+
+/* Failure reports: to the sender; about a notice or a null-sender message
+ * to postmaster once (a double bounce); a double bounce is never reported. */
+static void report_failures(struct scheduler *s, struct smsg *m)
+{
+    drop_unwanted_bounces(m);
+    if (!has_state(m, RCPT_BOUNCED))
+        return;
+    int orphan = (m->env.flags & ENV_F_BOUNCE) || !m->env.sender[0];
+    if (orphan && ((m->env.flags & ENV_F_DOUBLE) || !s->cfg.postmaster || !*s->cfg.postmaster)) {
+        log_info("%s: undeliverable double bounce: discarded", m->env.id);
+        dsn_mark(m, BOUNCE_FAILED);
+    } else if (start_dsn(s, m, BOUNCE_FAILED, orphan ? s->cfg.postmaster : NULL) < 0) {
+        log_err("%s: cannot start the non-delivery notification", m->env.id);
+    }
+}
+
 static void finish_attempt(struct scheduler *s, struct smsg *m)
 {
     long long now = time_now_us() / 1000000;
@@ -707,21 +777,15 @@ static void finish_attempt(struct scheduler *s, struct smsg *m)
     apply_results(s, m);
     expire(s, m, now);
     m->bounces_pending = 1;      /* held while the jobs start */
-    if (has_state(m, RCPT_BOUNCED)) {
-        if ((m->env.flags & ENV_F_BOUNCE) || !m->env.sender[0]) {
-            log_info("%s: undeliverable notification or null sender: discarded", m->env.id);
-            for (size_t i = 0; i < m->env.nrcpt; i++)
-                if (m->env.rcpts[i].state == RCPT_BOUNCED)
-                    m->env.rcpts[i].state = RCPT_DONE;
-        } else if (start_dsn(s, m, BOUNCE_FAILED) < 0) {
-            log_err("%s: cannot start the non-delivery notification", m->env.id);
-        }
-    }
-    if (s->cfg.delay_warning > 0 && !m->env.warned && env_pending(&m->env) &&
-        !(m->env.flags & ENV_F_BOUNCE) && m->env.sender[0] &&
+    report_failures(s, m);
+    int notices = !(m->env.flags & ENV_F_BOUNCE) && m->env.sender[0];
+    if (notices && any_wanted(m, BOUNCE_SUCCESS) && start_dsn(s, m, BOUNCE_SUCCESS, NULL) < 0)
+        log_err("%s: cannot start the success notification", m->env.id);
+    if (s->cfg.delay_warning > 0 && !m->env.warned && notices &&
+        any_wanted(m, BOUNCE_DELAYED) &&
         now - m->env.arrival_us / 1000000 >= s->cfg.delay_warning) {
         m->env.warned = 1;
-        if (start_dsn(s, m, BOUNCE_DELAYED) < 0)
+        if (start_dsn(s, m, BOUNCE_DELAYED, NULL) < 0)
             log_err("%s: cannot start the delay notification", m->env.id);
     }
     if (--m->bounces_pending == 0)

@@ -154,23 +154,51 @@ class Quota(HatodTestCase):
 
 
 class DoubleBounce(HatodTestCase):
-    """A DSN that cannot be delivered is dropped after bounce_queue_lifetime,
-    never bounced again."""
+    """A DSN that cannot be delivered is reported once to postmaster after
+    bounce_queue_lifetime (a double bounce), never bounced to its null
+    sender; postmaster is bob here (aliases)."""
     CONF = {"bounce_queue_lifetime": "2s", "quota_full_permanent": "yes"}
 
-    def test_undeliverable_dsn_discarded(self):
+    def test_undeliverable_dsn_goes_to_postmaster_once(self):
         h = self.h
         qid = send_ok(self, h, "a@remote.test", ["carol@other.test"], message("x", size=30000))
         m = wait_for(lambda: re.search(qid + r": sender non-delivery notification: ([0-9A-F]{16})",
                                        h.log()), 5)
         self.assertTrue(m, h.log())
         dsn_id = m.group(1)
-        self.assertTrue(wait_for(lambda: dsn_id in h.queue_ids(), 3) or
-                        dsn_id + ": to=<a@remote.test>" in h.log(), h.log())
+        m2 = wait_for(lambda: re.search(dsn_id + r": postmaster double-bounce notification: "
+                                                 r"([0-9A-F]{16})", h.log()), 10)
+        self.assertTrue(m2, h.log())
+        self.assertTrue(h.wait_mail("bob@example.test", 1, 5), h.log())
         self.assertTrue(wait_queue_empty(h, 8), h.log())
-        self.assertRegex(h.log(), dsn_id + r": undeliverable notification or null sender: "
-                                           r"discarded")
+        import email
+        from email import policy
+        msg = email.message_from_bytes(mails(h, "bob@example.test")[0], policy=policy.compat32)
+        self.assertEqual(msg["To"], "<postmaster@example.test>")
+        self.assertEqual(msg.get_content_type(), "multipart/report")
+        report = [p for p in msg.walk() if p.get_content_type() == "message/delivery-status"][0]
+        rcpt = report.get_payload()[1]
+        self.assertEqual(rcpt["Final-Recipient"], "rfc822; a@remote.test")
+        self.assertEqual(rcpt["Action"], "failed")
         self.assertEqual(len(re.findall(r"sender non-delivery notification", h.log())), 1)
+        self.assertEqual(len(re.findall(r"double-bounce notification", h.log())), 1)
+
+
+class DoubleBounceUndeliverable(HatodTestCase):
+    """A double bounce that cannot be delivered either is discarded: no loop."""
+    CONF = {"bounce_queue_lifetime": "2s", "quota_full_permanent": "yes"}
+    ALIASES = ["postmaster: pm@remote.test"]
+
+    def test_undeliverable_double_bounce_discarded(self):
+        h = self.h
+        send_ok(self, h, "a@remote.test", ["carol@other.test"], message("x", size=30000))
+        m = wait_for(lambda: re.search(r": postmaster double-bounce notification: ([0-9A-F]{16})",
+                                       h.log()), 10)
+        self.assertTrue(m, h.log())
+        self.assertTrue(wait_for(lambda: re.search(m.group(1) + r": undeliverable double bounce: "
+                                                   r"discarded", h.log()), 10), h.log())
+        self.assertTrue(wait_queue_empty(h, 8), h.log())
+        self.assertEqual(len(re.findall(r"notification: ", h.log())), 2, h.log())
 
 
 class RetrySchedule(HatodTestCase):

@@ -273,10 +273,97 @@ static void test_long_and_dirty(void)
     env_clear(&e);
 }
 
+/* Remote details, DSN fields, NOTIFY, success notices, the whole original
+ * and the double bounce (issue 7). */
+static void test_dsn_fields(void)
+{
+    struct envelope e;
+    struct bounce_info in = info(HDRS);
+    char *out = NULL;
+    size_t len = 0, longest = 0;
+    static const char full[] = "Subject: hello\r\nFrom: s@example.com\r\n\r\nBODY\nline2\r\n";
+
+    mk(&e);
+    env_set_dsn(&e, ENV_RET_NONE, "ENV 42");
+    env_rcpt_set_remote(&e.rcpts[0], "mx1.example.org[127.0.0.2]:25", "TLSv1.3", 1);
+    env_rcpt_set(&e.rcpts[0], RCPT_BOUNCED, "5.1.1", "550 5.1.1 <a@example.org>: User unknown");
+    env_rcpt_set_dsn(&e.rcpts[0], ENV_N_FAILURE, "rfc822;A@Example.org");
+    env_rcpt_set_dsn(&e.rcpts[1], ENV_N_SUCCESS, NULL);      /* B, but no FAILURE */
+    is_int(bounce_build(&e, BOUNCE_FAILED, &in, &out, &len), 0, "failed DSN with remote details");
+    ok(count(out, len, "\r\nOriginal-Envelope-Id: ENV 42\r\n") == 1, "Original-Envelope-Id");
+    ok(count(out, len, "\r\nRemote-MTA: dns; mx1.example.org\r\n") == 1, "Remote-MTA: dns; host");
+    ok(count(out, len, "\r\nDiagnostic-Code: smtp; 550 5.1.1 <a@example.org>: User unknown\r\n") == 1,
+       "Diagnostic-Code: smtp; the remote reply");
+    ok(count(out, len, "\r\nOriginal-Recipient: rfc822; A@Example.org\r\nFinal-Recipient: rfc822; a@example.org\r\n") == 1,
+       "Original-Recipient from ORCPT=, before Final-Recipient");
+    ok(count(out, len, "b@example.org") == 0, "NOTIFY=SUCCESS recipient not in the failure report");
+    ok(count(out, len, "text/rfc822-headers") == 1, "headers only without orig_full");
+    free(out);
+    out = NULL;
+
+    in.orig_full = full;
+    in.orig_full_len = strlen(full);
+    is_int(bounce_build(&e, BOUNCE_FAILED, &in, &out, &len), 0, "failed DSN, whole original");
+    ok(count(out, len, "Content-Type: message/rfc822\r\n") == 1 &&
+       count(out, len, "text/rfc822-headers") == 0, "message/rfc822 part instead of the headers");
+    ok(count(out, len, "\r\nBODY\r\nline2\r\n") == 1, "body copied, bare LF made CRLF");
+    ok(lines_ok(out, len, &longest), "CRLF discipline with the whole original");
+    free(out);
+    out = NULL;
+    is_int(bounce_build(&e, BOUNCE_DELAYED, &in, &out, &len), 0, "delay notice");
+    ok(count(out, len, "message/rfc822") == 0, "a delay notice never returns the whole message");
+    free(out);
+    out = NULL;
+    in.orig_full = NULL;
+
+    e.rcpts[0].notify = ENV_N_NEVER;
+    e.rcpts[1].notify = ENV_N_NEVER;
+    is_int(bounce_build(&e, BOUNCE_FAILED, &in, &out, &len), -1, "NOTIFY=NEVER everywhere: nothing");
+    e.rcpts[2].notify = ENV_N_FAILURE;
+    is_int(bounce_build(&e, BOUNCE_DELAYED, &in, &out, &len), -1, "pending without DELAY: nothing");
+    is_int(bounce_build(&e, BOUNCE_SUCCESS, &in, &out, &len), -1, "no SUCCESS asked: nothing");
+
+    e.rcpts[3].notify = ENV_N_SUCCESS;
+    env_rcpt_set_remote(&e.rcpts[3], "relay.example.org[127.0.0.9]:25", "", 1);
+    e.rcpts[2].state = RCPT_SENT;
+    e.rcpts[2].notify = ENV_N_SUCCESS | ENV_N_FAILURE;
+    is_int(bounce_build(&e, BOUNCE_SUCCESS, &in, &out, &len), 0, "success notice");
+    ok(count(out, len, "Subject: Successful Mail Delivery Report\r\n") == 1, "success subject");
+    ok(count(out, len, "\r\nFinal-Recipient: rfc822; d@example.org\r\nAction: relayed\r\n") == 1,
+       "remote: Action relayed");
+    ok(count(out, len, "\r\nFinal-Recipient: rfc822; c@example.org\r\nAction: delivered\r\n") == 1,
+       "local: Action delivered");
+    ok(count(out, len, "Status: 2.0.0\r\n") == 1 && count(out, len, "Status: 4.4.1") == 1,
+       "statuses as recorded");
+    free(out);
+    out = NULL;
+    env_clear(&e);
+
+    mk(&e);
+    env_set_sender(&e, "");
+    e.flags = ENV_F_BOUNCE;
+    in.to = "postmaster@example.net";
+    is_int(bounce_build(&e, BOUNCE_FAILED, &in, &out, &len), 0, "double bounce to postmaster");
+    ok(count(out, len, "\r\nTo: <postmaster@example.net>\r\n") == 1, "To: postmaster");
+    free(out);
+    out = NULL;
+    is_int(bounce_build(&e, BOUNCE_DELAYED, &in, &out, &len), -1, "no delay notice about a notice");
+    env_clear(&e);
+
+    mk(&e);
+    ok(!bounce_return_full(&e, 0) && bounce_return_full(&e, 1), "no RET: the config decides");
+    e.ret = ENV_RET_FULL;
+    ok(bounce_return_full(&e, 0), "RET=FULL beats headers");
+    e.ret = ENV_RET_HDRS;
+    ok(!bounce_return_full(&e, 1), "RET=HDRS beats full");
+    env_clear(&e);
+}
+
 int main(void)
 {
     setenv("TZ", "UTC", 1);
     tzset();
+    test_dsn_fields();
     test_failed();
     test_delayed();
     test_nothing();
