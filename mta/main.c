@@ -20,6 +20,7 @@
 #include "mta/config.h"
 #include "mta/daemon.h"
 #include "mta/generation.h"
+#include "mta/transport.h"
 #include "mta/tables.h"
 
 static void usage(void)
@@ -48,6 +49,12 @@ static int check_only(struct hatod *d)
     for (size_t i = 0; tls && i < tls_conf_nwarnings(tls); i++)
         fprintf(stderr, "hatod: warning: TLS: %s\n", tls_conf_warning(tls, i));
     tls_conf_unref(&tls);
+    struct transport *tr = transport_load(&d->cfg, err, sizeof err);
+    if (!tr) {
+        fprintf(stderr, "hatod: %s\n", err);
+        return 1;
+    }
+    transport_free(tr);
     struct event_base *base = event_base_new();
     struct dns *dns = base ? dns_new(base, d->cfg.resolver_config, err, sizeof err) : NULL;
     if (!dns) {

@@ -53,7 +53,8 @@ struct session {
     struct dest *d;
     struct smtp_client *cl;
     struct job *job;             /* the job it serves; NULL while idle */
-    int resetting;               /* RSET or QUIT sent: READY goes to the cache */
+    int resetting;               /* RSET sent after a job: READY goes to the cache */
+    int quitting;                /* QUIT sent (the cache time ran out) */
     int handshake;               /* reached READY once */
     int on_idle;                 /* in its destination's cache */
     struct event *idle_timer;
@@ -99,7 +100,9 @@ struct remote_agent {
     struct settings set;
     const struct transport *tr;
     SSL_CTX *tls_ctx;
-    unsigned sessions;
+    unsigned sessions;           /* open */
+    unsigned owned;              /* ... serving a job */
+    unsigned jobs_active;        /* jobs started (looking up, connecting or sending) */
     int pumping_blocked;
     struct session *all_sessions;
     struct job *all_jobs;
@@ -288,10 +291,12 @@ static void job_end(struct job *j)
         dest_throttle(d);
     }
     d->active--;
+    ra->jobs_active--;
     struct delivery *dv = j->dv;
     job_free(j);
     delivery_job_ended(dv);
     pump(ra, d);
+    pump_blocked(ra);
 }
 
 /* The undecided recipients as the next transaction's list.  Their number. */
@@ -319,6 +324,22 @@ static void job_deferred_dead(struct job *j)
 
 /* ------------------------------------------------------------ sessions */
 
+/* Global slots in use: every started job (with its session, if any) and
+ * every session that serves none (cached, resetting, quitting). */
+static unsigned slots_used(const struct remote_agent *ra)
+{
+    return ra->jobs_active + (ra->sessions - ra->owned);
+}
+
+static void session_set_job(struct session *s, struct job *j)
+{
+    if (!s->job && j)
+        s->ra->owned++;
+    else if (s->job && !j)
+        s->ra->owned--;
+    s->job = j;
+}
+
 static void session_unlink_idle(struct session *s)
 {
     struct dest *d = s->d;
@@ -340,6 +361,9 @@ static void session_free(struct session *s)
 {
     struct remote_agent *ra = s->ra;
     session_unlink_idle(s);
+    session_set_job(s, NULL);
+    if (s->resetting)
+        s->d->nresetting--;
     smtp_client_free(s->cl);
     if (s->idle_timer)
         event_free(s->idle_timer);
@@ -372,7 +396,7 @@ static void on_idle_timeout(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     session_unlink_idle(s);
-    s->resetting = 1;            /* no longer idle: QUIT is on its way */
+    s->quitting = 1;
     if (smtp_client_quit(s->cl) < 0)
         session_gone(s->ra, s);
 }
@@ -424,11 +448,10 @@ static struct session *session_new(struct remote_agent *ra, struct job *j)
 /* Send the job's undecided recipients on s (READY). */
 static void session_send(struct session *s, struct job *j)
 {
-    s->job = j;
+    session_set_job(s, j);
     j->s = s;
     if (job_build_msg(j) == 0 || smtp_client_send(s->cl, &j->msg) < 0) {
         j->s = NULL;
-        s->job = NULL;
         session_release(s);
         job_end(j);
     }
@@ -437,8 +460,9 @@ static void session_send(struct session *s, struct job *j)
 /* A session with no job left: RSET for the next message. */
 static void session_release(struct session *s)
 {
-    s->job = NULL;
+    session_set_job(s, NULL);
     s->resetting = 1;
+    s->d->nresetting++;
     if (smtp_client_reset(s->cl) < 0)
         session_gone(s->ra, s);
 }
@@ -448,7 +472,10 @@ static void session_idle(struct session *s)
 {
     struct remote_agent *ra = s->ra;
     struct dest *d = s->d;
-    s->resetting = 0;
+    if (s->resetting) {
+        s->resetting = 0;
+        d->nresetting--;
+    }
     if (!d->wait_head && dest_any_blocked(ra->dests)) {
         session_gone(ra, s);     /* its slot is wanted elsewhere */
         return;
@@ -588,7 +615,7 @@ static void connect_addr(struct job *j, const struct mx_addr *a)
         job_end(j);
         return;
     }
-    s->job = j;
+    session_set_job(s, j);
     j->s = s;
     if (smtp_client_connect(s->cl, (const struct sockaddr *)&a->sa, a->salen, a->host) < 0) {
         j->s = NULL;
@@ -709,6 +736,7 @@ static void pump_dest(struct remote_agent *ra, struct dest *d, long long now)
         if (dest_dead(ra->dests, d, now)) {
             struct job *j = wait_pop(d);
             d->active++;
+            ra->jobs_active++;
             job_deferred_dead(j);
             job_end(j);
             continue;
@@ -718,15 +746,21 @@ static void pump_dest(struct remote_agent *ra, struct dest *d, long long now)
         if (d->idle) {
             struct job *j = wait_pop(d);
             d->active++;
+            ra->jobs_active++;
             session_take(d, j);
             continue;
         }
-        if (ra->sessions >= ra->set.concurrency && !evict_idle(ra, d)) {
+        /* a new connection only while the destination's sessions (busy,
+         * and coming back from RSET) stay within its window */
+        if (d->active + d->nresetting >= d->window)
+            return;
+        if (slots_used(ra) >= ra->set.concurrency && !evict_idle(ra, d)) {
             dest_block(ra->dests, d);
             return;
         }
         struct job *j = wait_pop(d);
         d->active++;
+        ra->jobs_active++;
         try_next_addr(j);
     }
 }
@@ -737,7 +771,7 @@ static void pump_blocked(struct remote_agent *ra)
     if (ra->pumping_blocked)
         return;
     ra->pumping_blocked = 1;
-    while (ra->sessions < ra->set.concurrency && (d = dest_unblock(ra->dests)) != NULL)
+    while (slots_used(ra) < ra->set.concurrency && (d = dest_unblock(ra->dests)) != NULL)
         pump(ra, d);
     ra->pumping_blocked = 0;
 }

@@ -645,8 +645,9 @@ static void set_reply_status(struct smtp_client *cl, const struct smtp_reply *re
 
 static void reply_fail(struct smtp_client *cl, const struct smtp_reply *rep)
 {
-    char e[16], text[SMTP_LINE_MAX + 8];
-    snprintf(text, sizeof text, "%d %s", rep->code, rep->text);
+    char e[16], text[SMTP_LINE_MAX + 24];
+    snprintf(text, sizeof text, "%d %s%s%s", rep->code, rep->enh, rep->enh[0] ? " " : "",
+             rep->text);
     site_fail(cl, rep->code, reply_enh(rep, e, sizeof e), "%s", text);
 }
 

@@ -57,7 +57,7 @@ class Message:
 class Sink:
     def __init__(self, addr, port, pipelining=True, size=0, starttls=None, smtputf8=False,
                  auth=None, greeting="220 sink.test ESMTP", close_after_mail=False,
-                 tls_broken=False, dsn=False):
+                 tls_broken=False, dsn=False, slow=0):
         self.addr, self.port = addr, port
         self.pipelining, self.size, self.smtputf8 = pipelining, size, smtputf8
         self.starttls = starttls          # (cert, key) or None
@@ -66,6 +66,7 @@ class Sink:
         self.greeting = greeting
         self.close_after_mail = close_after_mail
         self.dsn = dsn
+        self.slow = slow                  # seconds before answering the end of data
         self.messages = []
         self.commands = []
         self.writers = set()
@@ -230,6 +231,8 @@ class Sink:
                     data += chunk
                 if any(r.split("@")[0].startswith("stall") for r in rcpts):
                     await asyncio.sleep(3600)
+                if self.slow:
+                    await asyncio.sleep(self.slow)
                 with self.lock:
                     self.messages.append(Message(sender, list(rcpts), data, tls, auth_user,
                                                  mail_line))

@@ -158,8 +158,8 @@ class Replies(OutboundBase):
         self.wait_log(r"to=<perm1@dom1\.test>.*status=bounced")
         self.wait_log(r"to=<temp1@dom1\.test>.*status=deferred")
         self.assertIn("perm1@dom1.test", self.bounce_text())
-        ids = self.h.queue_ids()
-        self.assertEqual(len(ids), 1, "the deferred recipient keeps the message queued")
+        self.assertTrue(wait_for(lambda: len(self.h.queue_ids()) == 1),
+                        "the deferred recipient keeps the message queued")
         # first attempt: one MAIL with all three recipients
         first = s.commands[:s.commands.index("DATA") + 1]
         self.assertEqual(len([c for c in first if c.startswith("RCPT")]), 3)
