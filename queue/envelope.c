@@ -374,6 +374,104 @@ size_t env_pending(const struct envelope *e)
 }
 
 /* ------------------------------------------------------------------ */
+/* DSN parameters for the next hop                                      */
+
+/* Append RFC 3461 xtext of s: '+', '=', controls and non-ASCII as +XX. */
+static int xtext_append(char *buf, size_t len, size_t *pos, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        int esc = c < 33 || c > 126 || c == '+' || c == '=';
+        if (*pos + (esc ? 3 : 1) >= len)
+            return -1;
+        if (esc) {
+            buf[(*pos)++] = '+';
+            buf[(*pos)++] = hex[c >> 4];
+            buf[(*pos)++] = hex[c & 15];
+        } else {
+            buf[(*pos)++] = (char)c;
+        }
+    }
+    buf[*pos] = '\0';
+    return 0;
+}
+
+static int lit_append(char *buf, size_t len, size_t *pos, const char *s)
+{
+    size_t n = strlen(s);
+
+    if (*pos + n >= len)
+        return -1;
+    memcpy(buf + *pos, s, n + 1);
+    *pos += n;
+    return 0;
+}
+
+static int dsn_fail(char *buf, size_t len)
+{
+    if (len > 0)
+        buf[0] = '\0';
+    errno = ENOSPC;
+    return -1;
+}
+
+int env_dsn_mail_params(const struct envelope *e, char *buf, size_t len)
+{
+    size_t pos = 0;
+    const char *ret = e->ret == ENV_RET_FULL ? "RET=FULL" : e->ret == ENV_RET_HDRS ? "RET=HDRS" : "";
+
+    if (len == 0)
+        return dsn_fail(buf, len);
+    buf[0] = '\0';
+    if (lit_append(buf, len, &pos, ret) < 0)
+        return dsn_fail(buf, len);
+    if (e->envid && e->envid[0] &&
+        (lit_append(buf, len, &pos, pos ? " ENVID=" : "ENVID=") < 0 ||
+         xtext_append(buf, len, &pos, e->envid) < 0))
+        return dsn_fail(buf, len);
+    return 0;
+}
+
+int env_dsn_rcpt_params(const struct env_rcpt *r, char *buf, size_t len)
+{
+    static const struct { int bit; const char *name; } kw[] = {
+        { ENV_N_SUCCESS, "SUCCESS" }, { ENV_N_FAILURE, "FAILURE" }, { ENV_N_DELAY, "DELAY" },
+    };
+    size_t pos = 0, k;
+    const char *semi = r->dsn_orcpt ? strchr(r->dsn_orcpt, ';') : NULL;
+
+    if (len == 0)
+        return dsn_fail(buf, len);
+    buf[0] = '\0';
+    if (r->notify & ENV_N_NEVER) {
+        if (lit_append(buf, len, &pos, "NOTIFY=NEVER") < 0)
+            return dsn_fail(buf, len);
+    } else if (r->notify) {
+        for (k = 0; k < sizeof kw / sizeof kw[0]; k++)
+            if ((r->notify & kw[k].bit) &&
+                lit_append(buf, len, &pos, pos ? "," : "NOTIFY=") < 0)
+                return dsn_fail(buf, len);
+            else if ((r->notify & kw[k].bit) && lit_append(buf, len, &pos, kw[k].name) < 0)
+                return dsn_fail(buf, len);
+    }
+    if (semi != NULL) {
+        char type[64];
+        size_t tl = (size_t)(semi - r->dsn_orcpt);
+        if (tl == 0 || tl >= sizeof type)
+            return dsn_fail(buf, len);
+        memcpy(type, r->dsn_orcpt, tl);
+        type[tl] = '\0';
+        if (lit_append(buf, len, &pos, pos ? " ORCPT=" : "ORCPT=") < 0 ||
+            lit_append(buf, len, &pos, type) < 0 || lit_append(buf, len, &pos, ";") < 0 ||
+            xtext_append(buf, len, &pos, semi + 1) < 0)
+            return dsn_fail(buf, len);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* the scalar fields, shared by env_format and env_parse                */
 
 enum env_kind { EK_ID, EK_STR, EK_LL, EK_INT };

@@ -130,6 +130,14 @@ int env_set_dsn(struct envelope *e, enum env_ret ret, const char *envid);
 /* Recipients still in state P. */
 size_t env_pending(const struct envelope *e);
 
+/* The DSN parameters to pass on to a next hop that offers DSN (RFC 3461,
+ * values in xtext): "RET=FULL ENVID=..." for MAIL and "NOTIFY=SUCCESS,DELAY
+ * ORCPT=rfc822;..." for RCPT, "" when there are none.  At most len - 1
+ * octets; 0, or -1 if they do not fit (buf is then ""). */
+#define ENV_DSN_PARAMS_MAX 1200   /* room that always suffices */
+int env_dsn_mail_params(const struct envelope *e, char *buf, size_t len);
+int env_dsn_rcpt_params(const struct env_rcpt *r, char *buf, size_t len);
+
 /* Serialise to a malloc'd buffer (caller frees).  0 or -1. */
 int env_format(const struct envelope *e, char **buf, size_t *len);
 /* Parse; requires the header line and the end marker.  0, or -1 with a

@@ -649,8 +649,38 @@ static void test_v2_fields(void)
                "end\n", "version 2 without ret and envid");
 }
 
+/* What the outbound agent passes on to a next hop that offers DSN. */
+static void test_dsn_params(void)
+{
+    struct envelope e;
+    char buf[ENV_DSN_PARAMS_MAX];
+
+    env_init(&e);
+    env_add_rcpt(&e, "a@b", "");
+    is_int(env_dsn_mail_params(&e, buf, sizeof buf), 0, "no DSN parameters at MAIL");
+    is_str(buf, "", "  empty");
+    is_int(env_dsn_rcpt_params(&e.rcpts[0], buf, sizeof buf), 0, "none at RCPT");
+    is_str(buf, "", "  empty");
+    env_set_dsn(&e, ENV_RET_HDRS, "a+b=c d");
+    env_dsn_mail_params(&e, buf, sizeof buf);
+    is_str(buf, "RET=HDRS ENVID=a+2Bb+3Dc+20d", "RET and ENVID in xtext");
+    env_set_dsn(&e, ENV_RET_NONE, "x");
+    env_dsn_mail_params(&e, buf, sizeof buf);
+    is_str(buf, "ENVID=x", "ENVID alone");
+    env_rcpt_set_dsn(&e.rcpts[0], ENV_N_FAILURE | ENV_N_SUCCESS | ENV_N_DELAY, "rfc822;A+x@b");
+    env_dsn_rcpt_params(&e.rcpts[0], buf, sizeof buf);
+    is_str(buf, "NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;A+2Bx@b", "NOTIFY and ORCPT");
+    env_rcpt_set_dsn(&e.rcpts[0], ENV_N_NEVER, NULL);
+    env_dsn_rcpt_params(&e.rcpts[0], buf, sizeof buf);
+    is_str(buf, "NOTIFY=NEVER", "NEVER alone");
+    is_int(env_dsn_rcpt_params(&e.rcpts[0], buf, 5), -1, "no room: -1");
+    is_str(buf, "", "  and empty");
+    env_clear(&e);
+}
+
 int main(void)
 {
+    test_dsn_params();
     test_v2_fields();
     test_version();
     test_unique();
