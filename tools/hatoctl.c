@@ -26,6 +26,7 @@
 #include "auth/sasl.h"
 #include "auth/users.h"
 #include "lib/addr.h"
+#include "lib/base64.h"
 #include "lib/conf.h"
 #include "lib/fsutil.h"
 #include "mta/aliases.h"
@@ -41,7 +42,7 @@
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2
 #define EXIT_DOWN 75       /* hatod unreachable (EX_TEMPFAIL) */
-#define SECRETS_MAX 512    /* the " key=value" secrets of one users_file line */
+#define SECRETS_MAX 1024   /* the " key=value" secrets of one users_file line */
 #define ERR_MAX 1024
 #define PASSWORD_MAX 1024        /* octets of a password read from stdin */
 #define ALIAS_TARGETS_MAX 1000   /* targets given to one `alias add` */
@@ -276,7 +277,7 @@ static char *hash_password(const char *pw)
 
 /* Password options shared by `user add` and `user passwd`. */
 struct pw_opts {
-    int want_pw, no_prompt, cram, scram;
+    int want_pw, no_prompt, cram, scram, apop;
 };
 
 /* 1 if argv[i] was a password option, else 0. */
@@ -290,6 +291,8 @@ static int pw_option(const char *arg, struct pw_opts *o)
         o->cram = 1;
     else if (strcmp(arg, "--with-scram") == 0)
         o->scram = 1;
+    else if (strcmp(arg, "--with-apop") == 0)
+        o->apop = 1;
     else
         return 0;
     return 1;
@@ -317,11 +320,11 @@ static int finish_user_edit(const struct hato_config *cfg, int lk, int r, const 
  * wiped.  0 or -1 after a message. */
 static int make_credentials(const struct pw_opts *o, char **hash, char *secrets)
 {
-    char pw[PASSWORD_MAX], cram[65], scram[256];
+    char pw[PASSWORD_MAX], cram[65], scram[256], apop[B64_ENCODED_SIZE(USERS_APOP_MAX)];
     int r = read_password(pw, sizeof(pw), o->no_prompt);
 
     secrets[0] = '\0';
-    cram[0] = scram[0] = '\0';
+    cram[0] = scram[0] = apop[0] = '\0';
     if (r == 0 && (*hash = hash_password(pw)) == NULL)
         r = -1;
     if (r == 0 && o->cram && sasl_cram_secret(pw, cram) != 0) {
@@ -332,9 +335,17 @@ static int make_credentials(const struct pw_opts *o, char **hash, char *secrets)
         errmsg("cannot derive the SCRAM-SHA-256 secret");
         r = -1;
     }
+    /* APOP needs the password itself (auth/apop.h): base64, so any octet fits */
+    if (r == 0 && o->apop && (strlen(pw) > USERS_APOP_MAX || !pw[0])) {
+        errmsg("--with-apop: the password must be 1..%d octets", USERS_APOP_MAX);
+        r = -1;
+    }
+    if (r == 0 && o->apop)
+        b64_encode((const unsigned char *)pw, strlen(pw), apop);
     if (r == 0)
-        snprintf(secrets, SECRETS_MAX, "%s%s%s%s", o->cram ? " cram-md5=" : "", cram,
-                 o->scram ? " scram-sha-256=" : "", scram);
+        snprintf(secrets, SECRETS_MAX, "%s%s%s%s%s%s", o->cram ? " cram-md5=" : "", cram,
+                 o->scram ? " scram-sha-256=" : "", scram, o->apop ? " apop=" : "", apop);
+    explicit_bzero(apop, sizeof(apop));
     explicit_bzero(pw, sizeof(pw));
     explicit_bzero(cram, sizeof(cram));
     explicit_bzero(scram, sizeof(scram));
@@ -351,7 +362,7 @@ static int user_add(const struct hato_config *cfg, int argc, char **argv)
     const char *who = NULL, *qarg = NULL;
     char *hash = NULL;
     long long quota = 0;
-    struct pw_opts o = { 0, 0, 0, 0 };
+    struct pw_opts o = { 0, 0, 0, 0, 0 };
     int r, lk;
 
     for (int i = 0; i < argc; i++) {
@@ -366,7 +377,7 @@ static int user_add(const struct hato_config *cfg, int argc, char **argv)
         else
             return -EXIT_USAGE;
     }
-    if (!who || ((o.cram || o.scram) && !o.want_pw))
+    if (!who || ((o.cram || o.scram || o.apop) && !o.want_pw))
         return -EXIT_USAGE;
     if (qarg && conf_parse_size(qarg, &quota) < 0) {
         errmsg("bad quota '%s' (want a size: 100M, 2G, 512K, bytes)", qarg);
@@ -385,12 +396,12 @@ static int user_add(const struct hato_config *cfg, int argc, char **argv)
     return finish_user_edit(cfg, lk, r, err, hash, secrets);
 }
 
-/* user passwd ADDRESS [--with-cram] [--with-scram] [--password-stdin]:
+/* user passwd ADDRESS [--with-cram] [--with-scram] [--with-apop] [--password-stdin]:
  * a new hash, and the secrets asked for (the old ones are dropped). */
 static int user_passwd(const struct hato_config *cfg, int argc, char **argv)
 {
     char addr[ADDR_BUF], err[ERR_MAX], secrets[SECRETS_MAX];
-    struct pw_opts o = { 1, 0, 0, 0 };
+    struct pw_opts o = { 1, 0, 0, 0, 0 };
     const char *who = NULL;
     char *hash = NULL;
     int r, lk;
@@ -1025,9 +1036,9 @@ static int reload(const struct hato_config *cfg, int argc, char **argv)
 
 static const struct command commands[] = {
     { "user", "add", user_add,
-      "user add ADDRESS [--quota SIZE] [--password|--password-stdin [--with-cram] [--with-scram]]" },
+      "user add ADDRESS [--quota SIZE] [--password|--password-stdin [--with-cram] [--with-scram] [--with-apop]]" },
     { "user", "passwd", user_passwd,
-      "user passwd ADDRESS [--with-cram] [--with-scram] [--password-stdin]" },
+      "user passwd ADDRESS [--with-cram] [--with-scram] [--with-apop] [--password-stdin]" },
     { "user", "del", user_del, "user del ADDRESS" },
     { "user", "list", user_list, "user list" },
     { "quota", "show", quota_show, "quota show [ADDRESS|--all] [--sort usage] [--json]" },
