@@ -209,3 +209,30 @@ class Replies(OutboundBase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Crash(OutboundBase):
+    CONF = {"minimal_backoff_time": "1s", "maximal_backoff_time": "1s"}
+
+    def test_kill9_during_a_burst_loses_nothing(self):
+        n = 150
+        self.start()
+        with smtplib.SMTP("127.0.0.1", self.h.port, timeout=10) as c:
+            for i in range(n):            # nothing listens yet: all deferred
+                c.sendmail("bob@example.test", ["u%d@dom1.test" % (i % 7)], msg("burst %d" % i))
+        s = self.sink(slow=0.1)
+        self.assertTrue(wait_until(lambda: s.count() >= 15, 30), self.h.log())
+        self.h.kill9()
+        at_kill = s.count()
+        self.h.start()
+        subjects = lambda: {re.search(rb"Subject: (burst \d+)", m.data).group(1)
+                            for m in list(s.messages)}
+        self.assertTrue(wait_until(lambda: len(subjects()) == n, 60),
+                        "%d of %d arrived:\n%s" % (len(subjects()), n, self.h.log()[-3000:]))
+        self.assertTrue(self.queue_empty(20), self.h.log()[-3000:])
+        copies = {}
+        for m in list(s.messages):
+            k = re.search(rb"Subject: (burst \d+)", m.data).group(1)
+            copies[k] = copies.get(k, 0) + 1
+        self.assertLessEqual(max(copies.values()), 2, "a message arrived more than twice")
+        print("# kill -9 after %d delivered; %d duplicate(s)" % (at_kill, s.count() - n))
