@@ -15,7 +15,7 @@ say() { printf '== %s\n' "$*"; }
 # ---------------------------------------------------------------- packages
 PKGS="gcc make autoconf automake pkg-config libevent-dev libssl-dev libunbound-dev
       libcrypt-dev clang libclang-rt-dev python3 procps strace faketime fail2ban openssl
-      postfix fetchmail"
+      postfix fetchmail dovecot-imapd dovecot-pop3d mutt"
 missing=""
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

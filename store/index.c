@@ -32,6 +32,7 @@
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "store/index.h"
+#include "store/uidlist.h"
 #include "store/maildir.h"
 
 #define IX_MAGIC        "HATOIX01"
@@ -782,12 +783,18 @@ static int64_t header_end_fd(int fd, int64_t fsize)
 struct newfile {
     struct dent *d;
     int64_t mtime_ns, size, hdr_end, date;
+    uint32_t want;             /* the UID dovecot-uidlist gave it, or 0 */
 };
 
+/* Files with an adopted UID first, by it; then the rest by (mtime, name). */
 static int newfile_cmp(const void *a, const void *b)
 {
     const struct newfile *x = a, *y = b;
 
+    if ((x->want != 0) != (y->want != 0))
+        return x->want ? -1 : 1;
+    if (x->want != y->want)
+        return x->want < y->want ? -1 : 1;
     if (x->mtime_ns != y->mtime_ns)
         return x->mtime_ns < y->mtime_ns ? -1 : 1;
     return strcmp(x->d->name, y->d->name);
@@ -924,6 +931,7 @@ static int reload(struct store_index *ix, int *corrupt, int *missing)
 }
 
 static int sync_locked(struct store_index *ix, int nosync);
+static int sync_run(struct store_index *ix, int nosync, const struct store_uidlist *ad);
 
 /* A fresh index from the Maildir.  Snapshot modseqs are at most the
  * header's highestmodseq, so the header is written with the state first
@@ -947,9 +955,32 @@ static void validity_remember(const struct store_index *ix, uint32_t v)
         log_warn("store: %s/%s: cannot record UIDVALIDITY %u", ix->folder, STORE_INDEX_LOCK, v);
 }
 
+/* A folder never indexed here that Dovecot kept: its UIDs, or NULL. */
+static struct store_uidlist *adoptable(const struct store_index *ix, uint32_t old, uint32_t hint)
+{
+    struct store_uidlist *ad = calloc(1, sizeof(*ad));
+
+    if (ad == NULL || old != 0 || hint != 0 || store_uidlist_read(ix->folder, ad) != 0
+        || ad->n == 0) {
+        if (ad)
+            store_uidlist_free(ad);
+        free(ad);
+        return NULL;
+    }
+    return ad;
+}
+
+static void adopt_free(struct store_uidlist *ad)
+{
+    if (ad)
+        store_uidlist_free(ad);
+    free(ad);
+}
+
 static int rebuild(struct store_index *ix, uint32_t old_validity, const char *why)
 {
     uint32_t v = (uint32_t)time(NULL), hint = validity_hint(ix);
+    struct store_uidlist *ad = why == NULL ? adoptable(ix, old_validity, hint) : NULL;
 
     if (why == NULL && hint != 0)
         why = "was lost";               /* the lock file outlived it */
@@ -957,16 +988,31 @@ static int rebuild(struct store_index *ix, uint32_t old_validity, const char *wh
         old_validity = hint;
     if (v <= old_validity)
         v = old_validity + 1;
+    if (ad)
+        v = ad->validity;
     validity_remember(ix, v);
     state_reset(ix);
     ix->uidvalidity = v;
     ix->uidnext = 1;
     ix->highestmodseq = 1;
     int corrupt, missing;
-    if (snapshot_write(ix) != 0 || reload(ix, &corrupt, &missing) != 0 || corrupt || missing)
+    if (snapshot_write(ix) != 0 || reload(ix, &corrupt, &missing) != 0 || corrupt || missing
+        || sync_run(ix, 0, ad) != 0) {
+        adopt_free(ad);
         return -1;
-    if (sync_locked(ix, 0) != 0)
-        return -1;
+    }
+    if (ad && ix->uidnext < ad->next) {
+        /* no file left to carry Dovecot's next UID: its UIDVALIDITY would
+         * let UIDs it gave come back, so start afresh with one of ours */
+        adopt_free(ad);
+        return rebuild(ix, v, "had Dovecot's UIDs but no message left to carry them");
+    }
+    if (ad) {
+        log_info("store: %s: indexed %zu messages, UIDs and UIDVALIDITY %u taken from %s",
+                 ix->folder, ix->n, v, STORE_UIDLIST_FILE);
+        adopt_free(ad);
+        return 0;
+    }
     if (why == NULL) {                  /* a new folder, or one never indexed */
         if (ix->n > 1)
             log_info("store: %s: indexed %zu messages from the Maildir (UIDVALIDITY %u)",
@@ -1041,16 +1087,45 @@ static int dent_vs_msg(const struct dent *d, const struct store_msg *m)
 }
 
 /* Is the file of m still there under the name the index knows? */
-static int msg_file_exists(const struct store_index *ix, const struct store_msg *m)
+/* The file of m as it is on disk into buf.  In cur/ its name carries
+ * ":2,FLAGS"; in new/ it may or may not (Dovecot and mutt put flags on
+ * files they leave in new/), so both are tried.  0, 1 if none exists, -1. */
+static int msg_locate(const struct store_index *ix, const struct store_msg *m, char *buf,
+                      size_t len)
 {
-    char path[PATH_MAX], info[40];
+    char info[40];
     struct stat st;
 
     store_flags_format(m->flags, m->keywords, info, sizeof(info));
-    if (snprintf(path, sizeof(path), "%s/%s/%s%s", ix->folder, m->in_cur ? "cur" : "new",
-                 m->name, m->in_cur ? info : "") >= (int)sizeof(path))
-        return 0;
-    return stat(path, &st) == 0;
+    const char *tries[3] = { m->in_cur ? info : "", m->in_cur ? NULL : info,
+                             m->in_cur ? NULL : ":2," };
+    for (size_t i = 0; i < 3; i++) {
+        if (tries[i] == NULL || (i == 2 && strcmp(info, ":2,") == 0))
+            continue;
+        if (snprintf(buf, len, "%s/%s/%s%s", ix->folder, m->in_cur ? "cur" : "new", m->name,
+                     tries[i]) >= (int)len) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        if (lstat(buf, &st) == 0)
+            return 0;
+        if (errno != ENOENT)
+            return -1;
+    }
+    return 1;
+}
+
+int store_index_msg_path(const struct store_index *ix, const struct store_msg *m, char *buf,
+                         size_t len)
+{
+    return msg_locate(ix, m, buf, len);
+}
+
+static int msg_file_exists(const struct store_index *ix, const struct store_msg *m)
+{
+    char path[PATH_MAX];
+
+    return msg_locate(ix, m, path, sizeof(path)) == 0;
 }
 
 struct sync_work {
@@ -1108,25 +1183,37 @@ static int sync_diff(struct store_index *ix, struct listing *l, struct sync_work
     return 0;
 }
 
-/* New files: facts, stable order, next UIDs. */
-static int sync_new(struct store_index *ix, struct sync_work *w, uint64_t *ms)
+/* New files: facts, stable order, next UIDs.  With ad (a first indexing
+ * of a folder Dovecot kept): files it lists keep its UIDs, the others
+ * follow from its next UID, and UIDNEXT is never below that. */
+static int sync_new(struct store_index *ix, struct sync_work *w, uint64_t *ms,
+                    const struct store_uidlist *ad)
 {
     size_t o = 0;
     uint32_t uid = ix->uidnext;
 
     for (size_t j = 0; j < w->nnf; j++)
-        if (newfile_stat(ix->folder, &w->nf[j]) == 0)
+        if (newfile_stat(ix->folder, &w->nf[j]) == 0) {
+            w->nf[j].want = ad ? store_uidlist_find(ad, w->nf[j].d->name, w->nf[j].d->base_len)
+                               : 0;
             w->nf[o++] = w->nf[j];
+        }
     w->nnf = o;
     if (w->nnf > 1)
         qsort(w->nf, w->nnf, sizeof(*w->nf), newfile_cmp);
     for (size_t j = 0; j < w->nnf; j++) {
         const struct newfile *f = &w->nf[j];
+        if (f->want >= uid)
+            uid = f->want;              /* adopted (rising: sorted by it) */
+        else if (ad && uid < ad->next)
+            uid = ad->next;             /* after Dovecot's: never one it gave */
         if (uid == UINT32_MAX) {
             errno = EOVERFLOW;
             return -1;
         }
-        struct rec r = { REC_APPEND, uid, uid + 1, f->d->flags, ++*ms, f->d->keywords,
+        /* UIDNEXT only rises record by record: Dovecot's next on the last */
+        uint32_t next = ad && j + 1 == w->nnf && uid + 1 < ad->next ? ad->next : uid + 1;
+        struct rec r = { REC_APPEND, uid, next, f->d->flags, ++*ms, f->d->keywords,
                          f->size, f->date, f->hdr_end, f->d->in_cur, f->d->name, f->d->base_len };
         uid++;
         if (out_rec(&w->o, &r) != 0)
@@ -1135,7 +1222,7 @@ static int sync_new(struct store_index *ix, struct sync_work *w, uint64_t *ms)
     return 0;
 }
 
-static int sync_locked(struct store_index *ix, int nosync)
+static int sync_run(struct store_index *ix, int nosync, const struct store_uidlist *ad)
 {
     struct listing l = { 0 };
     struct sync_work w = { 0 };
@@ -1144,7 +1231,7 @@ static int sync_locked(struct store_index *ix, int nosync)
 
     if (list_maildir(ix->folder, &l) != 0)
         goto out;
-    if (sync_diff(ix, &l, &w, &ms) != 0 || sync_new(ix, &w, &ms) != 0)
+    if (sync_diff(ix, &l, &w, &ms) != 0 || sync_new(ix, &w, &ms, ad) != 0)
         goto out;
     rc = append_out(ix, &w.o, nosync);
 out:
@@ -1153,6 +1240,11 @@ out:
     free(w.byname);
     listing_free(&l);
     return rc;
+}
+
+static int sync_locked(struct store_index *ix, int nosync)
+{
+    return sync_run(ix, nosync, NULL);
 }
 
 /* ---- the calls --------------------------------------------------------- */
@@ -1245,8 +1337,10 @@ static int rename_flags(struct store_index *ix, const struct store_msg *m, uint3
 {
     char from[PATH_MAX], to[PATH_MAX];
 
-    if (msg_path(ix, m, m->flags, m->keywords, m->in_cur, from, sizeof(from)) != 0
-        || msg_path(ix, m, flags, kw, 1, to, sizeof(to)) != 0)
+    int r = msg_locate(ix, m, from, sizeof(from));
+    if (r != 0)
+        return r;
+    if (msg_path(ix, m, flags, kw, 1, to, sizeof(to)) != 0)
         return -1;
     if (strcmp(from, to) == 0 || rename(from, to) == 0)
         return 0;
@@ -1313,11 +1407,12 @@ int store_index_expunge(struct store_index *ix, uint32_t uid)
         return 1;
     }
     const struct store_msg *m = &ix->msgs[p];
-    if (msg_path(ix, m, m->flags, m->keywords, m->in_cur, path, sizeof(path)) != 0)
+    int where = msg_locate(ix, m, path, sizeof(path));
+    if (where < 0)
         rc = -1;
-    else if (unlink(path) == 0)
+    else if (where == 0 && unlink(path) == 0)
         quota_release(ix->folder, m->size);
-    else if (errno != ENOENT)
+    else if (where == 0 && errno != ENOENT)
         rc = -1;
     if (rc == 0) {
         struct rec r = rec_change(ix, REC_EXPUNGE, m, ix->highestmodseq + 1);

@@ -86,6 +86,11 @@ int store_index_set_flags(struct store_index *ix, uint32_t uid, uint32_t flags,
                           uint64_t keywords);
 /* Unlink the message and record its expunge.  0, 1 if gone already, -1. */
 int store_index_expunge(struct store_index *ix, uint32_t uid);
+/* The path of m's file as it is now (FOLDER/cur/NAME:2,FLAGS, or in new/
+ * with or without ":2,FLAGS": Dovecot and mutt flag files in new/ too).
+ * 0, 1 if the file is gone, -1 on error. */
+int store_index_msg_path(const struct store_index *ix, const struct store_msg *m, char *buf,
+                         size_t len);
 /* The message with this UID, or NULL. */
 const struct store_msg *store_index_find(const struct store_index *ix, uint32_t uid);
 
