@@ -9,10 +9,10 @@
  * another.  Never blocks; never calls back into a protocol from inside one
  * of its own calls (deferred work goes through the kick event).
  *
- * Handshake steps may run in the worker pool (conn_set_work_pool): one
- * SSL_do_handshake on the non-blocking fd per step, as a WORK_TLS job, so
- * that the private-key operation of a server's handshake is not paid by the
- * loop.  While a step runs the conn arms no fd event and nothing on the loop
+ * A server's expensive handshake step may run in the worker pool
+ * (conn_set_work_pool): one SSL_do_handshake on the non-blocking fd, as a
+ * WORK_TLS job, so that the key exchange and the private-key operation are
+ * not paid by the loop (hs_offload says which step).  While a step runs the conn arms no fd event and nothing on the loop
  * touches the SSL handle; the step's outcome comes back to the loop, which
  * re-arms (WANT_READ / WANT_WRITE) or finishes.  A conn freed meanwhile is
  * released when its step comes back.
@@ -499,11 +499,27 @@ static void hs_job_done(void *arg)
     leave(c);                    /* frees a conn freed while the step ran */
 }
 
+/* Is this step worth a trip to the pool?  A server's expensive step is the
+ * one that takes the ClientHello: key exchange and the signature.  So a
+ * step goes out while the handshake has taken nothing yet (OpenSSL's state
+ * still TLS_ST_BEFORE) and octets wait on the socket.  The first call after
+ * the STARTTLS reply usually finds nothing (WANT_READ at once), and the
+ * last one (the client's Finished, then the session tickets) is cheap: both
+ * stay on the loop.  A second ClientHello after a HelloRetryRequest is
+ * taken on the loop too (rare: clients send an X25519 or P-256 share). */
+static int hs_offload(const struct conn *c)
+{
+    char b;
+    if (!c->pool || !c->server || SSL_get_state(c->ssl) != TLS_ST_BEFORE)
+        return 0;
+    return recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
 static void hs_step(struct conn *c)
 {
     if (c->hs_busy)
         return;
-    if (c->pool) {
+    if (hs_offload(c)) {
         c->hs_busy = 1;
         want_write(c, 0);
         update_io(c);            /* no fd event while the step runs */
