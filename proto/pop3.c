@@ -412,6 +412,8 @@ static void login_ok(struct psess *s, const char *login, const char *mech)
         return;
     }
     struct login_job *j = calloc(1, sizeof *j);
+    free(s->folder);                      /* left by an earlier refused login */
+    s->folder = NULL;
     if (j && (j->folder = strdup(folder)) && (s->folder = strdup(folder))) {
         j->srv = s->srv;
         j->sid = s->id;
