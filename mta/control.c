@@ -2,8 +2,10 @@
  * mta/control.c — the control socket (mta/control.h has the protocol):
  * accepts local connections, reads one command line, and either hands the
  * connection to the SMTP server as a local submission or answers RELOAD,
- * QUEUE LIST [JSON] and QUEUE FLUSH.  The caller's uid comes from
- * SO_PEERCRED; RELOAD is for root and run_user only.
+ * QUEUE LIST [JSON], QUEUE FLUSH [DOMAIN], and the operator's queue verbs
+ * (SHOW, HOLD, RELEASE, DELETE, REQUEUE through the scheduler's hooks).
+ * The caller's uid comes from SO_PEERCRED; RELOAD, AUTH and the queue
+ * verbs that change something are for root and run_user only.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -14,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -110,7 +113,7 @@ static void answer(struct ctl_conn *cc, const char *fmt, ...)
     bufferevent_enable(cc->bev, EV_READ | EV_WRITE);
 }
 
-static void collect(void *arg, const struct envelope *env, int active)
+static void collect(void *arg, const struct envelope *env, int state)
 {
     struct list_acc *acc = arg;
     if (acc->n == acc->cap) {
@@ -122,8 +125,8 @@ static void collect(void *arg, const struct envelope *env, int active)
         acc->cap = cap;
     }
     acc->items[acc->n].env = env;
-    acc->items[acc->n].active = active;
-    acc->items[acc->n].held = 0;
+    acc->items[acc->n].active = (state & SCHED_ACTIVE) != 0;
+    acc->items[acc->n].held = (state & SCHED_HELD) != 0;
     acc->n++;
 }
 
@@ -208,6 +211,203 @@ static void auth_command(struct ctl_conn *cc, const char *rest)
     answer(cc, "ERR unknown command\n");
 }
 
+/* ---- the operator's queue verbs (hatoctl queue ...) ---------------- */
+
+static const char *rcpt_status(enum rcpt_state st)
+{
+    switch (st) {
+    case RCPT_SENT: return "sent";
+    case RCPT_BOUNCED: return "bounced (notice pending)";
+    case RCPT_DONE: return "bounced";
+    default: return "pending";
+    }
+}
+
+static void show_time(FILE *f, const char *label, long long t)
+{
+    char buf[64];
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (t <= 0 || !gmtime_r(&tt, &tm) || !strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm))
+        return;
+    fprintf(f, "%s: %s (%lld)\n", label, buf, t);
+}
+
+static void show_rcpt(FILE *f, const struct env_rcpt *r)
+{
+    fprintf(f, "recipient: %s\n  status: %s\n", r->addr, rcpt_status(r->state));
+    if (r->orcpt && *r->orcpt && strcmp(r->orcpt, r->addr))
+        fprintf(f, "  original: %s\n", r->orcpt);
+    if (r->dsn_orcpt && *r->dsn_orcpt)
+        fprintf(f, "  orcpt: %s\n", r->dsn_orcpt);
+    if ((r->dsn && *r->dsn) || (r->text && *r->text))
+        fprintf(f, "  last reply: %s %s\n", r->dsn ? r->dsn : "", r->text ? r->text : "");
+    fprintf(f, "  host: %s\n", r->remote && *r->remote ? r->remote : "local");
+    fprintf(f, "  tls: %s\n", r->tls && *r->tls ? r->tls : "none");
+    fprintf(f, "  attempts: %d\n", r->attempts);
+    show_time(f, "  last attempt", r->last_try);
+    if (r->notify)
+        fprintf(f, "  notify: %s%s%s%s\n", r->notify & ENV_N_NEVER ? "NEVER" : "",
+                r->notify & ENV_N_SUCCESS ? "SUCCESS " : "", r->notify & ENV_N_FAILURE ? "FAILURE " : "",
+                r->notify & ENV_N_DELAY ? "DELAY" : "");
+}
+
+/* QUEUE SHOW ID: the envelope, one block per recipient (hatoctl adds the
+ * message's headers, read from the queue directory). */
+static void queue_show(struct ctl_conn *cc, const char *id)
+{
+    int state = 0;
+    long long due = 0;
+    const struct envelope *e = sched_find(cc->c->d->sched, id, &state, &due);
+    char *text = NULL;
+    size_t len = 0;
+    if (!e) {
+        answer(cc, "ERR no such message: %s\n", id);
+        return;
+    }
+    FILE *f = open_memstream(&text, &len);
+    if (!f) {
+        answer(cc, "ERR out of memory\n");
+        return;
+    }
+    fprintf(f, "queue id: %s\nqueue: %s\nsender: <%s>\n", e->id,
+            state & SCHED_HELD ? "hold" : state & SCHED_ACTIVE ? "active" : "deferred", e->sender);
+    show_time(f, "arrival", e->arrival_us / 1000000);
+    fprintf(f, "size: %lld\nclient: %s (helo %s), %s\nattempts: %d\n", e->size, e->client,
+            e->helo && *e->helo ? e->helo : "none", e->proto, e->attempts);
+    if (state & SCHED_HELD)
+        fprintf(f, "next attempt: none (on hold)\n");
+    else if (state & SCHED_ACTIVE)
+        fprintf(f, "next attempt: now (being delivered)\n");
+    else
+        show_time(f, "next attempt", due > 0 ? due : e->next_try);
+    if (e->ret || (e->envid && *e->envid))
+        fprintf(f, "dsn: ret=%s envid=%s\n", e->ret == ENV_RET_FULL ? "FULL" :
+                e->ret == ENV_RET_HDRS ? "HDRS" : "-", e->envid && *e->envid ? e->envid : "-");
+    if (e->flags & (ENV_F_SMTPUTF8 | ENV_F_BOUNCE))
+        fprintf(f, "flags:%s%s\n", e->flags & ENV_F_SMTPUTF8 ? " SMTPUTF8" : "",
+                e->flags & ENV_F_BOUNCE ? " NOTIFICATION" : "");
+    for (size_t i = 0; i < e->nrcpt; i++)
+        show_rcpt(f, &e->rcpts[i]);
+    fclose(f);
+    answer(cc, "OK\n%s", text ? text : "");
+    free(text);
+}
+
+enum qverb { QV_HOLD, QV_RELEASE, QV_DELETE, QV_REQUEUE };
+
+static int qverb_apply(struct scheduler *s, enum qverb v, const char *id)
+{
+    switch (v) {
+    case QV_HOLD: return sched_hold(s, id);
+    case QV_RELEASE: return sched_release(s, id);
+    case QV_DELETE: return sched_delete(s, id);
+    default: return sched_requeue(s, id);
+    }
+}
+
+struct id_acc {
+    char (*ids)[QID_LEN + 1];
+    size_t n, cap;
+    const char *from, *to;       /* DELETE FROM addr / TO domain; NULL = all */
+};
+
+static int rcpt_in_domain(const struct envelope *e, const char *domain)
+{
+    for (size_t i = 0; i < e->nrcpt; i++) {
+        const char *at = strrchr(e->rcpts[i].addr, '@');
+        if (e->rcpts[i].state == RCPT_PENDING && at && !strcasecmp(at + 1, domain))
+            return 1;
+    }
+    return 0;
+}
+
+static void collect_id(void *arg, const struct envelope *e, int state)
+{
+    struct id_acc *a = arg;
+    (void)state;
+    if ((a->from && strcasecmp(e->sender, a->from)) || (a->to && !rcpt_in_domain(e, a->to)))
+        return;
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 64;
+        void *p = realloc(a->ids, cap * sizeof *a->ids);
+        if (!p)
+            return;
+        a->ids = p;
+        a->cap = cap;
+    }
+    memcpy(a->ids[a->n++], e->id, QID_LEN + 1);
+}
+
+static const char *qverb_done(enum qverb v, int rc)
+{
+    static const char *const now[] = { "placed on hold", "released", "deleted", "requeued" };
+    static const char *const later[] = { "placed on hold when its delivery attempt ends",
+                                         "released", "deleted when its delivery attempt ends",
+                                         "being delivered now" };
+    return rc == 1 ? later[v] : now[v];
+}
+
+/* QUEUE HOLD|RELEASE|DELETE|REQUEUE ID | ALL | FROM addr | TO domain. */
+static void queue_verb(struct ctl_conn *cc, enum qverb v, const char *arg)
+{
+    struct scheduler *s = cc->c->d->sched;
+    struct id_acc a = { 0 };
+    if (!strncasecmp(arg, "FROM ", 5) && v == QV_DELETE)
+        a.from = arg + 5;
+    else if (!strncasecmp(arg, "TO ", 3) && v == QV_DELETE)
+        a.to = arg + 3;
+    else if (strcasecmp(arg, "ALL")) {
+        int rc = qid_valid(arg) ? qverb_apply(s, v, arg) : -1;
+        if (rc == -1)
+            answer(cc, "ERR no such message: %s\n", arg);
+        else if (rc < -1)
+            answer(cc, "ERR %s: cannot start (see the log)\n", arg);
+        else {
+            log_info("%s: %s by uid %u", arg, qverb_done(v, rc), (unsigned)cc->uid);
+            answer(cc, "OK\n%s: %s\n", arg, qverb_done(v, rc));
+        }
+        return;
+    }
+    sched_foreach(s, collect_id, &a);
+    size_t done = 0;
+    for (size_t i = 0; i < a.n; i++)
+        if (qverb_apply(s, v, a.ids[i]) >= 0)
+            done++;
+    free(a.ids);
+    log_info("queue: %zu message(s) %s by uid %u", done, qverb_done(v, 0), (unsigned)cc->uid);
+    answer(cc, "OK\n%zu message(s) %s\n", done, qverb_done(v, 0));
+}
+
+/* "QUEUE ..." after LIST: 1 when it was one of the operator's verbs. */
+static int queue_command(struct ctl_conn *cc, const char *rest)
+{
+    static const struct { const char *name; enum qverb v; } verbs[] = {
+        { "HOLD ", QV_HOLD }, { "RELEASE ", QV_RELEASE }, { "DELETE ", QV_DELETE },
+        { "REQUEUE ", QV_REQUEUE },
+    };
+    if (!strncasecmp(rest, "SHOW ", 5)) {
+        queue_show(cc, rest + 5);
+        return 1;
+    }
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
+        size_t n = strlen(verbs[i].name);
+        if (strncasecmp(rest, verbs[i].name, n))
+            continue;
+        if (!may_reload(cc))
+            answer(cc, "ERR permission denied\n");
+        else
+            queue_verb(cc, verbs[i].v, rest + n);
+        return 1;
+    }
+    if (!strncasecmp(rest, "FLUSH ", 6)) {
+        sched_flush_domain(cc->c->d->sched, rest + 6);
+        answer(cc, "OK\n");
+        return 1;
+    }
+    return 0;
+}
+
 static void run_command(struct ctl_conn *cc, const char *line)
 {
     struct hatod *d = cc->c->d;
@@ -263,6 +463,8 @@ static void run_command(struct ctl_conn *cc, const char *line)
         answer(cc, "OK\n");
         return;
     }
+    if (!strncasecmp(line, "QUEUE ", 6) && queue_command(cc, line + 6))
+        return;
     answer(cc, "ERR unknown command\n");
 }
 

@@ -10,6 +10,14 @@
  *   RELOAD            re-read config and tables (uid 0 or run_user only)
  *   QUEUE LIST        the mailq text; QUEUE LIST JSON for JSON lines
  *   QUEUE FLUSH       deliver every deferred message now (sendmail -q)
+ *   QUEUE FLUSH DOMAIN  the same for those with a recipient there (-qR)
+ *   QUEUE SHOW ID     the envelope: state, next attempt, per recipient its
+ *                     status, last reply, host, TLS, attempts
+ *   QUEUE HOLD|RELEASE|DELETE|REQUEUE ID|ALL   (DELETE also FROM ADDR and
+ *                     TO DOMAIN): "OK" and "ID: what was done" or "N
+ *                     message(s) ..."; "ERR no such message: ID" (uid 0 or
+ *                     run_user only).  Safe during a delivery: hold and
+ *                     delete then wait for the attempt's end.
  *   AUTH LOCKOUTS     clients locked out after failed logins, one a line:
  *                     "KEY FAILURES SECONDS-LEFT" (uid 0 or run_user only)
  *   AUTH UNLOCK IP    lift IP's lockout (its IPv6 prefix); "ERR not locked

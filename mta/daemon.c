@@ -300,6 +300,14 @@ static void found_envelope(void *arg, struct envelope *env)
         log_err("%s: cannot schedule", env->id);
 }
 
+/* A message in hold/ stays held (hatoctl queue release). */
+static void found_held(void *arg, struct envelope *env)
+{
+    struct hatod *d = arg;
+    if (sched_add_held(d->sched, env) < 0)
+        log_err("%s: cannot keep the held message", env->id);
+}
+
 static int start_queue(struct hatod *d)
 {
     char err[512];
@@ -328,11 +336,14 @@ static int start_queue(struct hatod *d)
     if (sched_add_agent(d->sched, &local) < 0 || sched_add_agent(d->sched, &smtp) < 0)
         return -1;
     int n = queue_recover(d->queue, found_envelope, d);
-    if (n < 0) {
+    int h = n < 0 ? -1 : queue_recover_held(d->queue, found_held, d);
+    if (n < 0 || h < 0) {
         log_err("queue: cannot read %s: %s", queue_dir(d->queue), strerror(errno));
         return -1;
     }
     log_info("queue: %d message(s) recovered", n);
+    if (h > 0)
+        log_info("queue: %d message(s) on hold", h);
     return 0;
 }
 

@@ -613,6 +613,9 @@ static void remove_run(void *arg)
     path_in(op->q->env, op->id, "", path, sizeof path);
     if (retire(op->q, SPARE_ENV, path) < 0)
         op->err = errno;
+    path_in(op->q->hold, op->id, "", path, sizeof path);   /* a held message */
+    if (unlink(path) < 0 && errno != ENOENT && !op->err)
+        op->err = errno;
     path_in(op->q->msg, op->id, "", path, sizeof path);
     if (retire(op->q, SPARE_MSG, path) < 0 && !op->err)
         op->err = errno;
@@ -654,6 +657,23 @@ int queue_remove(struct queue *q, const char *id, queue_done_cb cb, void *arg)
     return submit_op(q, id, NULL, 0, remove_run, cb, arg);
 }
 
+/* Worker: env/ID <-> hold/ID (op->len: 1 = hold).  One rename, so a crash
+ * leaves the envelope in one of the two, then both directories durable. */
+static void hold_run(void *arg)
+{
+    struct queue_op *op = arg;
+    char from[PATH_MAX], to[PATH_MAX];
+    path_in(op->len ? op->q->env : op->q->hold, op->id, "", from, sizeof from);
+    path_in(op->len ? op->q->hold : op->q->env, op->id, "", to, sizeof to);
+    if (rename(from, to) < 0 || fs_fsync_dir(op->q->hold) < 0 || fs_fsync_dir(op->q->env) < 0)
+        op->err = errno ? errno : EIO;
+}
+
+int queue_hold(struct queue *q, const char *id, int hold, queue_done_cb cb, void *arg)
+{
+    return submit_op(q, id, NULL, hold ? 1 : 0, hold_run, cb, arg);
+}
+
 /* ------------------------------------------------------------ recovery */
 
 static void clean_tmp(struct queue *q)
@@ -674,10 +694,10 @@ static void clean_tmp(struct queue *q)
         log_info("queue: removed %d unfinished file(s) from %s", n, q->tmp);
 }
 
-static void move_corrupt(struct queue *q, const char *id, const char *why)
+static void move_corrupt(struct queue *q, const char *dir, const char *id, const char *why)
 {
     char from[PATH_MAX], to[PATH_MAX];
-    path_in(q->env, id, "", from, sizeof from);
+    path_in(dir, id, "", from, sizeof from);
     path_in(q->corrupt, id, ".env", to, sizeof to);
     if (rename(from, to) < 0 && errno != ENOENT)
         log_err("%s: cannot move %s to corrupt/: %s", id, from, strerror(errno));
@@ -706,7 +726,7 @@ int queue_load_envelope(const struct queue *q, const char *id, struct envelope *
 
 /* One env/ID at start-up: good → found() and 1; bad → corrupt/ and 0; a
  * newer version than ours → -1 (EPROTONOSUPPORT), nothing touched. */
-static int recover_one(struct queue *q, const char *id,
+static int recover_one(struct queue *q, const char *dir, const char *id,
                        void (*found)(void *, struct envelope *), void *arg)
 {
     char path[PATH_MAX], err[256];
@@ -714,12 +734,12 @@ static int recover_one(struct queue *q, const char *id,
     size_t len;
     struct stat st;
     if (!qid_valid(id)) {
-        move_corrupt(q, id, "not a queue ID");
+        move_corrupt(q, dir, id, "not a queue ID");
         return 0;
     }
-    path_in(q->env, id, "", path, sizeof path);
+    path_in(dir, id, "", path, sizeof path);
     if (fs_read_file(path, QUEUE_ENV_MAX, &buf, &len) < 0) {
-        move_corrupt(q, id, strerror(errno));
+        move_corrupt(q, dir, id, strerror(errno));
         return 0;
     }
     int version = env_version(buf, len);
@@ -736,13 +756,13 @@ static int recover_one(struct queue *q, const char *id,
     int rc = env_parse(buf, len, &env, err, sizeof err);
     free(buf);
     if (rc < 0) {
-        move_corrupt(q, id, err);
+        move_corrupt(q, dir, id, err);
         return 0;
     }
     path_in(q->msg, id, "", path, sizeof path);
     if (stat(path, &st) < 0 || strcmp(env.id, id) != 0) {
         env_clear(&env);
-        move_corrupt(q, id, "content file missing or ID mismatch");
+        move_corrupt(q, dir, id, "content file missing or ID mismatch");
         return 0;
     }
     found(arg, &env);
@@ -763,6 +783,9 @@ static void remove_orphans(struct queue *q)
         if (de->d_name[0] == '.')
             continue;
         path_in(q->env, de->d_name, "", path, sizeof path);
+        if (stat(path, &st) == 0)
+            continue;
+        path_in(q->hold, de->d_name, "", path, sizeof path);   /* held */
         if (stat(path, &st) == 0)
             continue;
         if (unlinkat(dirfd(d), de->d_name, 0) == 0)
@@ -787,11 +810,11 @@ static void note_ids(const struct queue *q)
     }
 }
 
-int queue_recover(struct queue *q, void (*found)(void *arg, struct envelope *env), void *arg)
+/* recover_one for every entry of dir (env/ or hold/). */
+static int recover_dir(struct queue *q, const char *dir,
+                       void (*found)(void *arg, struct envelope *env), void *arg)
 {
-    note_ids(q);
-    clean_tmp(q);
-    DIR *d = opendir(q->env);
+    DIR *d = opendir(dir);
     if (!d)
         return -1;
     struct dirent *de;
@@ -815,7 +838,7 @@ int queue_recover(struct queue *q, void (*found)(void *arg, struct envelope *env
     }
     closedir(d);
     for (size_t i = 0; i < nids; i++) {
-        int r = recover_one(q, ids[i], found, arg);
+        int r = recover_one(q, dir, ids[i], found, arg);
         if (r < 0) {
             free(ids);
             return -1;           /* errno set; stop before removing anything */
@@ -823,6 +846,21 @@ int queue_recover(struct queue *q, void (*found)(void *arg, struct envelope *env
         n += r;
     }
     free(ids);
+    return n;
+}
+
+int queue_recover(struct queue *q, void (*found)(void *arg, struct envelope *env), void *arg)
+{
+    note_ids(q);
+    clean_tmp(q);
+    int n = recover_dir(q, q->env, found, arg);
+    if (n < 0)
+        return -1;
     remove_orphans(q);
     return n;
+}
+
+int queue_recover_held(struct queue *q, void (*found)(void *arg, struct envelope *env), void *arg)
+{
+    return recover_dir(q, q->hold, found, arg);
 }

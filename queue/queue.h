@@ -85,6 +85,12 @@ int queue_update(struct queue *q, const struct envelope *env, queue_done_cb cb, 
  * spares for the next messages, see queue/spare.h). */
 int queue_remove(struct queue *q, const char *id, queue_done_cb cb, void *arg);
 
+/* Move env/ID to hold/ID (hold) or back (release) in the pool: one rename,
+ * then both directories made durable; a held message is never scheduled,
+ * survives restarts held (queue_recover_held), and queue_remove removes it
+ * too.  0, or -1 if it could not start. */
+int queue_hold(struct queue *q, const char *id, int hold, queue_done_cb cb, void *arg);
+
 /* Start-up recovery (blocking: call before serving).  Empties tmp/, moves
  * unreadable envelopes (and their content) to corrupt/ with a log line,
  * deletes content without an envelope (never acknowledged), and calls
@@ -94,6 +100,9 @@ int queue_remove(struct queue *q, const char *id, queue_done_cb cb, void *arg);
  * version than this hatod reads — then recovery stops at once and leaves
  * every file where it is (see envelope.h, "Versions"). */
 int queue_recover(struct queue *q, void (*found)(void *arg, struct envelope *env), void *arg);
+/* The same for hold/ (after queue_recover; its content is never an orphan). */
+int queue_recover_held(struct queue *q, void (*found)(void *arg, struct envelope *env),
+                       void *arg);
 /* Load env/ID now (blocking; tools and tests). 0 or -1. */
 int queue_load_envelope(const struct queue *q, const char *id, struct envelope *env);
 

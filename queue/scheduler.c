@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -38,7 +39,10 @@
 #define SCHED_HEADERS_MAX  (64 * 1024)    /* original headers quoted in a DSN */
 #define HEAP_NONE          SIZE_MAX
 
-enum smsg_phase { PH_IDLE, PH_DELIVERING, PH_BOUNCING, PH_WRITING };
+enum smsg_phase { PH_IDLE, PH_DELIVERING, PH_BOUNCING, PH_WRITING, PH_MOVING };
+
+/* An operator's verb for a message in an attempt: applied when it ends. */
+enum smsg_want { WANT_NONE, WANT_HOLD, WANT_DELETE };
 
 struct smsg {
     struct envelope env;
@@ -47,6 +51,8 @@ struct smsg {
     long long due;               /* unix seconds */
     size_t heap_pos;
     int flush;                   /* next run ignores defer_transports */
+    int held;                    /* in hold/: never scheduled */
+    enum smsg_want want;         /* hold or delete once the attempt ends */
     long long started_us;
     struct sched_result *res;    /* per recipient, this attempt */
     unsigned char *touched;
@@ -818,13 +824,15 @@ static void after_bounces(struct scheduler *s, struct smsg *m)
     slot_release(s);
 }
 
+static int apply_want(struct scheduler *s, struct smsg *m);
+
 static void written(void *arg, int err)
 {
     struct io_ref *r = arg;
     struct smsg *m = lookup(r->s, r->id);
     if (err)
         log_err("%s: cannot rewrite the envelope: %s", r->id, strerror(err));
-    if (m)
+    if (m && !apply_want(r->s, m))
         schedule(r->s, m, m->env.next_try);
     slot_release(r->s);
     free(r);
@@ -843,6 +851,219 @@ static void removed(void *arg, int err)
     }
     slot_release(r->s);
     free(r);
+}
+
+/* ------------------------------------------------------------ hold, delete, requeue */
+
+static void heap_remove(struct scheduler *s, struct smsg *m)
+{
+    size_t i = m->heap_pos;
+    if (i == HEAP_NONE || i >= s->nheap)
+        return;
+    s->nheap--;
+    if (i != s->nheap) {
+        s->heap[i] = s->heap[s->nheap];
+        s->heap[i]->heap_pos = i;
+        heap_down(s, i);
+        heap_up(s, s->heap[i]->heap_pos);
+    }
+    m->heap_pos = HEAP_NONE;
+    arm_timer(s);
+}
+
+static void moved(void *arg, int err);
+static void deleted(void *arg, int err);
+static int apply_want(struct scheduler *s, struct smsg *m);
+
+/* Start moving m to hold/ (hold) or back; it is out of the heap meanwhile. */
+static int start_move(struct scheduler *s, struct smsg *m, int hold)
+{
+    struct io_ref *r = io_ref(s, m);
+    m->phase = PH_MOVING;
+    if (r && queue_hold(s->q, m->env.id, hold, moved, r) == 0) {
+        m->held = hold ? -1 : -2;        /* in flight: -1 holding, -2 releasing */
+        return 0;
+    }
+    free(r);
+    log_err("%s: cannot start the %s", m->env.id, hold ? "hold" : "release");
+    return -1;
+}
+
+static void moved(void *arg, int err)
+{
+    struct io_ref *r = arg;
+    struct scheduler *s = r->s;
+    struct smsg *m = lookup(s, r->id);
+    free(r);
+    if (!m)
+        return;
+    int holding = m->held == -1;
+    if (err) {
+        log_err("%s: cannot %s: %s", m->env.id, holding ? "hold" : "release", strerror(err));
+        holding = !holding;              /* it stays where it was */
+    } else {
+        log_info("%s: %s", m->env.id, holding ? "placed on hold" : "released from hold");
+    }
+    m->held = holding;
+    m->phase = PH_IDLE;
+    if (m->want == WANT_HOLD && holding)
+        m->want = WANT_NONE;
+    if (apply_want(s, m))                /* a delete (or hold) asked for meanwhile */
+        return;
+    if (!holding)
+        schedule(s, m, time_now_us() / 1000000);
+}
+
+static int start_delete(struct scheduler *s, struct smsg *m)
+{
+    struct io_ref *r = io_ref(s, m);
+    heap_remove(s, m);
+    m->phase = PH_WRITING;
+    if (r && queue_remove(s->q, m->env.id, deleted, r) == 0)
+        return 0;
+    free(r);
+    log_err("%s: cannot start the deletion", m->env.id);
+    m->phase = PH_IDLE;
+    if (!m->held)
+        schedule(s, m, m->env.next_try);
+    return -1;
+}
+
+static void deleted(void *arg, int err)
+{
+    struct io_ref *r = arg;
+    struct smsg *m = lookup(r->s, r->id);
+    if (err)
+        log_err("%s: cannot remove the queue files: %s", r->id, strerror(err));
+    if (m) {
+        log_info("%s: removed (deleted by the operator)", r->id);
+        table_del(r->s, m);
+        smsg_free(m);
+    }
+    free(r);
+}
+
+/* After an attempt's envelope is written: an operator's hold or delete
+ * that waited for it.  1 when m is taken care of (not to be scheduled). */
+static int apply_want(struct scheduler *s, struct smsg *m)
+{
+    enum smsg_want w = m->want;
+    m->want = WANT_NONE;
+    if (w == WANT_DELETE)
+        return start_delete(s, m) == 0;
+    if (w == WANT_HOLD)
+        return start_move(s, m, 1) == 0;
+    return 0;
+}
+
+int sched_add_held(struct scheduler *s, const struct envelope *env)
+{
+    if (sched_add(s, env) < 0)
+        return -1;
+    struct smsg *m = lookup(s, env->id);
+    if (m) {
+        heap_remove(s, m);
+        m->held = 1;
+    }
+    return 0;
+}
+
+int sched_hold(struct scheduler *s, const char *id)
+{
+    struct smsg *m = lookup(s, id);
+    if (!m)
+        return -1;
+    if (m->held == 1 || m->held == -1)
+        return 0;
+    if (m->phase != PH_IDLE) {
+        m->want = WANT_HOLD;
+        return 1;
+    }
+    heap_remove(s, m);
+    if (start_move(s, m, 1) < 0) {
+        m->phase = PH_IDLE;
+        schedule(s, m, m->env.next_try);
+        return -2;
+    }
+    return 0;
+}
+
+int sched_release(struct scheduler *s, const char *id)
+{
+    struct smsg *m = lookup(s, id);
+    if (!m)
+        return -1;
+    if (m->want == WANT_HOLD) {          /* not held yet: forget the wish */
+        m->want = WANT_NONE;
+        return 0;
+    }
+    if (m->held != 1)
+        return 0;                        /* not held, or already on its way out */
+    return start_move(s, m, 0) < 0 ? -2 : 0;
+}
+
+int sched_delete(struct scheduler *s, const char *id)
+{
+    struct smsg *m = lookup(s, id);
+    if (!m)
+        return -1;
+    if (m->phase != PH_IDLE) {           /* in an attempt or a move: after it */
+        m->want = WANT_DELETE;
+        return 1;
+    }
+    return start_delete(s, m) < 0 ? -2 : 0;
+}
+
+int sched_requeue(struct scheduler *s, const char *id)
+{
+    struct smsg *m = lookup(s, id);
+    if (!m)
+        return -1;
+    if (m->held == 1)
+        return sched_release(s, id);
+    if (m->phase != PH_IDLE || m->heap_pos == HEAP_NONE)
+        return 1;                        /* in an attempt: it is being tried now */
+    m->env.attempts = 0;                 /* the backoff starts over */
+    m->flush = 1;
+    m->due = time_now_us() / 1000000;
+    heap_up(s, m->heap_pos);
+    arm_timer(s);
+    return 0;
+}
+
+const struct envelope *sched_find(const struct scheduler *s, const char *id, int *state,
+                                  long long *due)
+{
+    struct smsg *m = lookup(s, id);
+    if (!m)
+        return NULL;
+    *state = (m->phase == PH_DELIVERING ? SCHED_ACTIVE : 0) | (m->held ? SCHED_HELD : 0);
+    *due = m->heap_pos != HEAP_NONE ? m->due : 0;
+    return &m->env;
+}
+
+/* 1 if a pending recipient's domain is `domain` (case-insensitive). */
+static int has_domain(const struct smsg *m, const char *domain)
+{
+    for (size_t i = 0; i < m->env.nrcpt; i++) {
+        const char *at = strrchr(m->env.rcpts[i].addr, '@');
+        if (m->env.rcpts[i].state == RCPT_PENDING && at && !strcasecmp(at + 1, domain))
+            return 1;
+    }
+    return 0;
+}
+
+void sched_flush_domain(struct scheduler *s, const char *domain)
+{
+    long long now = time_now_us() / 1000000;
+    for (size_t i = 0; i < s->nheap; i++)
+        if (has_domain(s->heap[i], domain)) {
+            s->heap[i]->due = now;
+            s->heap[i]->flush = 1;
+        }
+    for (size_t i = s->nheap; i > 0; i--)
+        heap_down(s, i - 1);
+    arm_timer(s);
 }
 
 /* ------------------------------------------------------------ control */
@@ -874,7 +1095,8 @@ void sched_foreach(const struct scheduler *s,
 {
     for (size_t b = 0; b < s->nbuckets; b++)
         for (const struct smsg *m = s->buckets[b]; m; m = m->hnext)
-            fn(arg, &m->env, m->phase == PH_DELIVERING);
+            fn(arg, &m->env, (m->phase == PH_DELIVERING ? SCHED_ACTIVE : 0) |
+                             (m->held ? SCHED_HELD : 0));
 }
 
 /* ------------------------------------------------------------ notices */

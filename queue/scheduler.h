@@ -81,9 +81,34 @@ void sched_flush(struct scheduler *s);
 /* Messages known / being delivered. */
 size_t sched_count(const struct scheduler *s);
 size_t sched_active(const struct scheduler *s);
-/* Visit every message (for mailq): env and whether it is being delivered. */
+/* Visit every message (for mailq): env and its state, SCHED_ACTIVE (being
+ * delivered) and SCHED_HELD (in hold/) bits. */
+#define SCHED_ACTIVE 0x1
+#define SCHED_HELD   0x2
 void sched_foreach(const struct scheduler *s,
-                   void (*fn)(void *arg, const struct envelope *env, int active), void *arg);
+                   void (*fn)(void *arg, const struct envelope *env, int state), void *arg);
+/* One message: its envelope (valid until the loop runs on), state bits and
+ * next attempt (unix seconds; 0 = not scheduled: held or in an attempt).
+ * NULL if there is no such message. */
+const struct envelope *sched_find(const struct scheduler *s, const char *id, int *state,
+                                  long long *due);
+/* Operator verbs (hatoctl queue ...), safe while a message is being
+ * delivered.  Each returns 0 done (or started: the disk work finishes in
+ * the pool), 1 deferred until the attempt under way ends (hold, delete) or
+ * nothing to do now (requeue during an attempt), -1 no such message, -2
+ * could not start (logged).
+ * hold: env/ID to hold/ID, never scheduled until released (survives
+ * restarts: sched_add_held at recovery).  release: back and due now.
+ * delete: both files removed, no notice to anybody.  requeue: due now
+ * with the backoff started over (a held message is released). */
+int sched_hold(struct scheduler *s, const char *id);
+int sched_release(struct scheduler *s, const char *id);
+int sched_delete(struct scheduler *s, const char *id);
+int sched_requeue(struct scheduler *s, const char *id);
+/* A message recovered from hold/. */
+int sched_add_held(struct scheduler *s, const struct envelope *env);
+/* sched_flush for the messages with a pending recipient in domain (-qR). */
+void sched_flush_domain(struct scheduler *s, const char *domain);
 /* Queue a notice generated here (a quota warning): content text (copied,
  * CRLF), null sender, one recipient, never bounced (ENV_F_BOUNCE); it is
  * scheduled once committed.  0, or -1 if it could not even start. */

@@ -10,6 +10,7 @@
  * Exit codes: 0 ok, 1 failure, 2 usage.
  */
 #include <crypt.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -32,6 +33,7 @@
 #include "mta/aliases.h"
 #include "mta/config.h"
 #include "mta/tables.h"
+#include "queue/qid.h"
 #include "store/maildir.h"
 #include "store/path.h"
 #include "tools/ctlclient.h"
@@ -993,9 +995,109 @@ static int simple_command(const struct hato_config *cfg, const char *cmd, const 
 
 static int queue_flush(const struct hato_config *cfg, int argc, char **argv)
 {
-    if (argc != 0)
+    char cmd[300];
+    if (argc > 1 || (argc == 1 && (argv[0][0] == '-' || strlen(argv[0]) > 255 ||
+                                   strpbrk(argv[0], " \t\r\n@"))))
         return -EXIT_USAGE;
-    return simple_command(cfg, "QUEUE FLUSH", "queue flush");
+    if (argc == 0)
+        return simple_command(cfg, "QUEUE FLUSH", "queue flush");
+    snprintf(cmd, sizeof cmd, "QUEUE FLUSH %s", argv[0]);
+    return daemon_command(cfg, cmd, NULL, "queue flush", EXIT_DOWN);
+}
+
+/* A queue ID as the daemon writes them (16 hex digits), or ALL. */
+static int queue_arg_ok(const char *a)
+{
+    return strcmp(a, "ALL") == 0 || qid_valid(a);
+}
+
+/* The header section of the queued message, from the queue directory. */
+static void print_headers(const struct hato_config *cfg, const char *id)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 40], line[4096];
+    config_path(cfg, "queue", dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/msg/%s", dir, id);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        printf("headers: unreadable (%s)\n", strerror(errno));
+        return;
+    }
+    printf("headers:\n");
+    while (fgets(line, sizeof line, f) && line[0] != '\r' && line[0] != '\n') {
+        line[strcspn(line, "\r\n")] = '\0';
+        for (char *p = line; *p; p++)
+            if ((unsigned char)*p < 0x20 && *p != '\t')
+                *p = '?';
+        printf("  %s\n", line);
+    }
+    fclose(f);
+}
+
+static int queue_show(const struct hato_config *cfg, int argc, char **argv)
+{
+    char cmd[64];
+    if (argc != 1 || !qid_valid(argv[0]))
+        return -EXIT_USAGE;
+    snprintf(cmd, sizeof cmd, "QUEUE SHOW %s", argv[0]);
+    int r = daemon_command(cfg, cmd, stdout, "queue show", EXIT_DOWN);
+    if (r == EXIT_OK)
+        print_headers(cfg, argv[0]);
+    return r == EXIT_OK && fflush(stdout) != 0 ? EXIT_FAIL : r;
+}
+
+/* VERB for each of IDs (or ALL): the worst exit status of them. */
+static int queue_each(const struct hato_config *cfg, const char *verb, int argc, char **argv,
+                      int all_ok)
+{
+    char cmd[128], what[64];
+    int worst = EXIT_OK;
+    if (argc < 1)
+        return -EXIT_USAGE;
+    for (int i = 0; i < argc; i++)
+        if (!queue_arg_ok(argv[i]) || (!all_ok && strcmp(argv[i], "ALL") == 0) ||
+            (strcmp(argv[i], "ALL") == 0 && argc != 1))
+            return -EXIT_USAGE;
+    snprintf(what, sizeof what, "queue %s", verb);
+    for (int i = 0; i < argc; i++) {
+        snprintf(cmd, sizeof cmd, "QUEUE %s %s", verb, argv[i]);
+        for (char *p = cmd + 6; *p && *p != ' '; p++)
+            *p = (char)toupper((unsigned char)*p);
+        int r = daemon_command(cfg, cmd, stdout, what, EXIT_DOWN);
+        if (r == EXIT_DOWN)
+            return r;
+        if (r > worst)
+            worst = r;
+    }
+    return worst;
+}
+
+static int queue_hold(const struct hato_config *cfg, int argc, char **argv)
+{
+    return queue_each(cfg, "hold", argc, argv, 1);
+}
+
+static int queue_release(const struct hato_config *cfg, int argc, char **argv)
+{
+    return queue_each(cfg, "release", argc, argv, 1);
+}
+
+static int queue_requeue(const struct hato_config *cfg, int argc, char **argv)
+{
+    return queue_each(cfg, "requeue", argc, argv, 0);
+}
+
+/* delete ID...|ALL|--from ADDR|--to DOMAIN */
+static int queue_delete(const struct hato_config *cfg, int argc, char **argv)
+{
+    char cmd[CTL_LINE_MAX];
+    if (argc == 2 && (!strcmp(argv[0], "--from") || !strcmp(argv[0], "--to"))) {
+        if (strlen(argv[1]) > 200 || strpbrk(argv[1], " \t\r\n"))
+            return -EXIT_USAGE;
+        snprintf(cmd, sizeof cmd, "QUEUE DELETE %s %s", argv[0][2] == 'f' ? "FROM" : "TO",
+                 argv[1]);
+        return daemon_command(cfg, cmd, stdout, "queue delete", EXIT_DOWN);
+    }
+    return queue_each(cfg, "delete", argc, argv, 1);
 }
 
 /* The tables load as hatod would read them; postmaster reaches someone. */
@@ -1048,7 +1150,12 @@ static const struct command commands[] = {
     { "alias", "del", alias_del, "alias del NAME" },
     { "alias", "list", alias_list, "alias list" },
     { "queue", "list", queue_list, "queue list [--json]" },
-    { "queue", "flush", queue_flush, "queue flush" },
+    { "queue", "flush", queue_flush, "queue flush [DOMAIN]" },
+    { "queue", "show", queue_show, "queue show ID" },
+    { "queue", "hold", queue_hold, "queue hold ID...|ALL" },
+    { "queue", "release", queue_release, "queue release ID...|ALL" },
+    { "queue", "requeue", queue_requeue, "queue requeue ID..." },
+    { "queue", "delete", queue_delete, "queue delete ID...|ALL|--from ADDR|--to DOMAIN" },
     { "auth", "lockouts", auth_lockouts, "auth lockouts" },
     { "auth", "unlock", auth_unlock, "auth unlock IP" },
     { "reload", NULL, reload, "reload" },
