@@ -77,6 +77,8 @@ struct job {
     size_t *k;                   /* per recipient: its index in sd->res */
     unsigned char *decided;      /* per recipient: sent or bounced */
     struct smtp_rcpt *rc;        /* the transaction's recipients (undecided ones) */
+    char **dsnp;                 /* per recipient: its DSN parameters (RFC 3461), or NULL */
+    char mail_dsn[ENV_DSN_PARAMS_MAX];
     size_t *rk;                  /* rc[i] is recipient rk[i] */
     struct smtp_msg msg;
     uint64_t mx_id;
@@ -209,6 +211,9 @@ static void rcpt_result(struct job *j, size_t i, const struct smtp_rcpt *r,
     snprintf(res->dsn, sizeof res->dsn, "%s", r->enh);
     if (r->cls == SMTP_C_OK) {
         res->state = RCPT_SENT;
+        /* the next hop got NOTIFY: a success notice is its to send */
+        res->dsn_passed = (smtp_client_ext(cl)->flags & SMTP_EXT_DSN) && r->dsn_params &&
+                          strstr(r->dsn_params, "NOTIFY=") != NULL;
         snprintf(res->text, sizeof res->text, "%d %s %s", r->code, r->enh, r->text);
         j->decided[i] = 1;
         return;
@@ -258,6 +263,9 @@ static void job_free(struct job *j)
         j->ra->all_jobs = j->all_next;
     if (j->all_next)
         j->all_next->all_prev = j->all_prev;
+    for (size_t i = 0; j->dsnp && i < j->n; i++)
+        free(j->dsnp[i]);
+    free(j->dsnp);
     free(j->k);
     free(j->decided);
     free(j->rc);
@@ -306,8 +314,15 @@ static size_t job_build_msg(struct job *j)
     for (size_t i = 0; i < j->n; i++) {
         if (j->decided[i])
             continue;
+        const struct env_rcpt *er = &j->dv->sd->env->rcpts[j->dv->sd->idx[j->k[i]]];
         memset(&j->rc[m], 0, sizeof j->rc[m]);
-        j->rc[m].addr = j->dv->sd->env->rcpts[j->dv->sd->idx[j->k[i]]].addr;
+        j->rc[m].addr = er->addr;
+        if (!j->dsnp[i]) {
+            char p[ENV_DSN_PARAMS_MAX];
+            if (env_dsn_rcpt_params(er, p, sizeof p) == 0 && p[0])
+                j->dsnp[i] = strdup(p);   /* NULL (none sent) if out of memory */
+        }
+        j->rc[m].dsn_params = j->dsnp[i];
         j->rk[m++] = i;
     }
     j->msg.rcpts = j->rc;
@@ -791,7 +806,9 @@ static struct job *job_new(struct remote_agent *ra, struct delivery *dv, struct 
     j->decided = calloc(cap, 1);
     j->rc = calloc(cap, sizeof *j->rc);
     j->rk = calloc(cap, sizeof *j->rk);
-    if (!j->k || !j->decided || !j->rc || !j->rk) {
+    j->dsnp = calloc(cap, sizeof *j->dsnp);
+    if (!j->k || !j->decided || !j->rc || !j->rk || !j->dsnp) {
+        free(j->dsnp);
         free(j->k);
         free(j->decided);
         free(j->rc);
@@ -803,6 +820,9 @@ static struct job *job_new(struct remote_agent *ra, struct delivery *dv, struct 
     j->msg.sender = e->sender;
     j->msg.content_path = dv->sd->msg_path;
     j->msg.size = e->size;
+    j->msg.smtputf8 = (e->flags & ENV_F_SMTPUTF8) != 0;
+    if (env_dsn_mail_params(e, j->mail_dsn, sizeof j->mail_dsn) == 0 && j->mail_dsn[0])
+        j->msg.mail_dsn_params = j->mail_dsn;
     j->all_next = ra->all_jobs;
     if (j->all_next)
         j->all_next->all_prev = j;

@@ -236,3 +236,44 @@ class Crash(OutboundBase):
             copies[k] = copies.get(k, 0) + 1
         self.assertLessEqual(max(copies.values()), 2, "a message arrived more than twice")
         print("# kill -9 after %d delivered; %d duplicate(s)" % (at_kill, s.count() - n))
+
+
+class Extensions(OutboundBase):
+    def send_opts(self, rcpts, mail_options=(), rcpt_options=(), subject="ext"):
+        with smtplib.SMTP("127.0.0.1", self.h.port, timeout=10) as c:
+            c.ehlo("client.test")
+            c.sendmail("bob@example.test", rcpts, msg(subject), list(mail_options),
+                       list(rcpt_options))
+
+    def test_smtputf8_only_to_a_server_that_offers_it(self):
+        plain = self.sink()
+        utf8 = self.sink("127.0.0.4", smtputf8=True)
+        self.start(dns=["utf8.test. IN A 127.0.0.4"])
+        self.send_opts(["a@dom1.test", "b@utf8.test"], ["SMTPUTF8"])
+        self.assertTrue(wait_until(lambda: utf8.count() == 1), self.h.log())
+        self.assertIn("SMTPUTF8", utf8.messages[0].mail_line)
+        self.wait_log(r"to=<a@dom1\.test>.*dsn=5\.6\.7, status=bounced \(SMTPUTF8 is required")
+        self.assertEqual(plain.count(), 0)
+        self.assertFalse([c for c in plain.commands if c.startswith("MAIL")])
+
+    def test_dsn_parameters_passed_to_a_next_hop_that_offers_dsn(self):
+        s = self.sink(dsn=True)
+        self.start()
+        self.send_opts(["a@dom1.test"], ["RET=HDRS", "ENVID=abc+2B123"],
+                       ["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;A+40orig.test"])
+        self.assertTrue(wait_until(lambda: s.count() == 1), self.h.log())
+        self.assertIn("RET=HDRS", s.messages[0].mail_line)
+        self.assertIn("ENVID=abc+2B123", s.messages[0].mail_line)
+        rcpt = [c for c in s.commands if c.startswith("RCPT")][0]
+        self.assertIn("NOTIFY=SUCCESS,FAILURE", rcpt)
+        self.assertIn("ORCPT=rfc822;A@orig.test", rcpt)     # xtext, "@" needs no escape
+        self.assertTrue(self.queue_empty(), self.h.log())
+        self.assertNotIn("success notification", self.h.log())   # the next hop reports
+
+    def test_success_notice_relayed_when_the_next_hop_has_no_dsn(self):
+        s = self.sink()
+        self.start()
+        self.send_opts(["a@dom1.test"], [], ["NOTIFY=SUCCESS"])
+        self.assertTrue(wait_until(lambda: s.count() == 1), self.h.log())
+        self.assertFalse([c for c in s.commands if "NOTIFY" in c])
+        self.assertIn("relayed", self.bounce_text())
