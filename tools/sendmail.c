@@ -52,6 +52,7 @@ struct opts {
     const char *sender;     /* -f, -r */
     const char *fullname;   /* -F */
     const char *conf;       /* -C */
+    const char *flush_domain;   /* -qR DOMAIN */
     char **rcpts;           /* command-line recipients */
     int nrcpts;
 };
@@ -154,6 +155,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
             if (*a == 'q') {
                 if (apply_opt(o, 'q', a + 1) < 0)
                     return -1;
+                if (a[1] == 'R')         /* -qRdomain or -qR domain */
+                    o->flush_domain = a[2] ? a + 2 : i + 1 < argc ? argv[++i] : NULL;
                 break;
             }
             if (strchr(with_arg, *a)) {
@@ -1212,10 +1215,15 @@ static int newaliases(const struct hato_config *cfg)
     }
 }
 
-static int flush(const struct hato_config *cfg)
+static int flush(const struct hato_config *cfg, const char *domain)
 {
-    char err[ERR_MAX];
-    int r = ctl_command(cfg, "QUEUE FLUSH", NULL, err, sizeof(err));
+    char err[ERR_MAX], cmd[300];
+    if (domain && (!*domain || strlen(domain) > 255 || strpbrk(domain, " \t\r\n"))) {
+        errmsg("-qR: bad domain");
+        return EX_USAGE;
+    }
+    snprintf(cmd, sizeof cmd, "QUEUE FLUSH%s%s", domain ? " " : "", domain ? domain : "");
+    int r = ctl_command(cfg, cmd, NULL, err, sizeof(err));
 
     if (r == CTL_OK)
         return EX_OK;
@@ -1253,7 +1261,7 @@ int main(int argc, char **argv)
     case MODE_SMTP: rc = smtp_stdio(&cfg); break;
     case MODE_MAILQ: rc = mailq(&cfg); break;
     case MODE_NEWALIASES: rc = newaliases(&cfg); break;
-    case MODE_FLUSH: rc = flush(&cfg); break;
+    case MODE_FLUSH: rc = flush(&cfg, o.flush_domain); break;
     default: rc = deliver(&o, &cfg); break;
     }
     config_free(&cfg);

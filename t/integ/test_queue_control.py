@@ -132,6 +132,13 @@ class QueueControl(HatodTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertTrue(wait_for(lambda: attempts(h, b) == nb + 1, 5), h.log())
         self.assertTrue(wait_for(lambda: read_env(h, b)["attempts"] == "1", 5))
+        # sendmail -qR DOMAIN is the same flush
+        na, nb = attempts(h, a), attempts(h, b)
+        self.assertTrue(wait_for(lambda: int(read_env(h, a)["attempts"]) == na, 5))
+        r = h.run_tool([SENDMAIL, "-qR", "remote.test"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(wait_for(lambda: attempts(h, a) == na + 1, 5), h.log())
+        self.assertTrue(stays(lambda: attempts(h, b) == nb, 0.5))
 
     def test_usage_and_daemon_down(self):
         h = self.h
