@@ -393,19 +393,88 @@ static void check_all(const char *folder, size_t want, const char *what)
     store_index_close(ix);
 }
 
+/* A reader session beside the writers: it refreshes (and now and then
+ * reopens) its view until *stop, and every view must keep the invariants
+ * and give each name the UID it had in every earlier view.  The names
+ * seen are remembered (at most SEEN_MAX). */
+#define SEEN_MAX (NTHREADS * PER_WRITER + 64)
+
+struct reader {
+    volatile int *stop;
+    size_t views, seen_n;
+    int bad;
+    struct { char *name; uint32_t uid; } seen[SEEN_MAX];
+};
+
+static void reader_check(struct reader *rd, const struct store_index *ix)
+{
+    rd->views++;
+    if (!invariants(ix))
+        rd->bad |= 1;
+    for (size_t i = 0; i < ix->n; i++) {
+        size_t k = 0;
+        while (k < rd->seen_n && strcmp(rd->seen[k].name, ix->msgs[i].name) != 0)
+            k++;
+        if (k < rd->seen_n) {
+            if (rd->seen[k].uid != ix->msgs[i].uid)
+                rd->bad |= 2;            /* a message changed UID */
+            continue;
+        }
+        for (size_t j = 0; j < rd->seen_n; j++)
+            if (rd->seen[j].uid == ix->msgs[i].uid)
+                rd->bad |= 4;            /* a UID given to a second message */
+        if (rd->seen_n < SEEN_MAX) {
+            rd->seen[rd->seen_n].name = strdup(ix->msgs[i].name);
+            rd->seen[rd->seen_n++].uid = ix->msgs[i].uid;
+        }
+    }
+}
+
+static void *reader_thread(void *arg)
+{
+    struct reader *rd = arg;
+    struct store_index *ix = NULL;
+
+    for (int round = 0; !*rd->stop || round == 0; round++) {
+        if (ix == NULL && store_index_open(conc_folder, &ix) != 0) {
+            rd->bad |= 8;
+            break;
+        }
+        if (store_index_refresh(ix) != 0)
+            rd->bad |= 8;
+        reader_check(rd, ix);
+        if (round % 7 == 6) {
+            store_index_close(ix);       /* a new session */
+            ix = NULL;
+        }
+    }
+    store_index_close(ix);
+    for (size_t k = 0; k < rd->seen_n; k++)
+        free(rd->seen[k].name);
+    return NULL;
+}
+
 static void test_threads(void)
 {
-    pthread_t t[NTHREADS];
+    pthread_t t[NTHREADS], rt;
+    static struct reader rd;
+    volatile int stop = 0;
     int good = 1;
 
     mkfolder(conc_folder, sizeof(conc_folder), "threads");
+    rd.stop = &stop;
+    good &= pthread_create(&rt, NULL, reader_thread, &rd) == 0;
     for (long i = 0; i < NTHREADS; i++)
         good &= pthread_create(&t[i], NULL, writer_thread, (void *)i) == 0;
     for (int i = 0; i < NTHREADS; i++) {
         void *r;
         good &= pthread_join(t[i], &r) == 0 && r == NULL;
     }
+    stop = 1;
+    good &= pthread_join(rt, NULL) == 0;
     ok(good, "threads ran");
+    ok(rd.views > 1, "the reader saw %zu views while they wrote", rd.views);
+    is_int(rd.bad, 0, "reader: every view whole, no UID changed or given twice");
     check_all(conc_folder, NTHREADS * PER_WRITER, "threads: every message once");
 }
 
@@ -417,6 +486,29 @@ static void test_procs(void)
     int good = 1;
 
     mkfolder(conc_folder, sizeof(conc_folder), "procs");
+    /* a reader process beside them: it reads until its parent's pipe closes */
+    int pfd[2];
+    if (pipe(pfd) != 0)
+        exit(2);
+    pid_t rpid = fork();
+    if (rpid == 0) {
+        static struct reader rd;
+        static volatile int stop;
+        close(pfd[1]);
+        if (fcntl(pfd[0], F_SETFL, O_NONBLOCK) != 0)
+            _exit(3);
+        rd.stop = &stop;
+        pthread_t rt;
+        if (pthread_create(&rt, NULL, reader_thread, &rd) != 0)
+            _exit(3);
+        char c;
+        while (read(pfd[0], &c, 1) != 0)
+            usleep(1000);
+        stop = 1;
+        pthread_join(rt, NULL);
+        _exit(rd.bad != 0 ? 4 : rd.views > 1 ? 0 : 5);
+    }
+    close(pfd[0]);
     for (long i = 0; i < NPROCS; i++) {
         pid[i] = fork();
         if (pid[i] == 0)
@@ -426,6 +518,11 @@ static void test_procs(void)
         int st;
         good &= waitpid(pid[i], &st, 0) == pid[i] && WIFEXITED(st) && WEXITSTATUS(st) == 0;
     }
+    close(pfd[1]);
+    int rst;
+    ok(waitpid(rpid, &rst, 0) == rpid && WIFEXITED(rst) && WEXITSTATUS(rst) == 0,
+       "reader process: every view whole, no UID changed or given twice (exit %d)",
+       WIFEXITED(rst) ? WEXITSTATUS(rst) : -1);
     ok(good, "processes ran");
     check_all(conc_folder, NPROCS * PER_WRITER, "processes: every message once");
 }
