@@ -323,6 +323,17 @@ class Sizes(POP3Base):
         self.assertNotIn(b"\n", body.replace(b"\r\n", b""))  # no bare LF
         r.cmd("QUIT")
 
+    def test_listing_opens_no_file_hato_delivered(self):
+        # a hato-named file is CRLF as stored: its ,S= size is the size as
+        # sent, and listing never reads it (were it read, this content
+        # would count 6, not the 10 its name says)
+        self.deliver(1)
+        with open(os.path.join(self.mailbox(), "new", "1764633600.M1P1Q1.host,S=10"), "wb") as f:
+            f.write(b"a\nb\n")
+        p = self.pop()
+        self.assertEqual(int(p.list()[1][1].split()[1]), 10)
+        p.quit()
+
     def test_dovecot_w_size_is_used(self):
         self.deliver(1)
         new = os.path.join(self.mailbox(), "new")
@@ -336,6 +347,27 @@ class Sizes(POP3Base):
 
 
 class Limits(POP3Base):
+    CONF = {"pop3d_timeout": "2s"}
+
+    def test_idle_timeout(self):
+        r = RawPOP(self.pop_port)
+        r.cmd("USER bob@example.test")
+        t0 = time.time()
+        self.assertTrue(r.closed(timeout=10))
+        self.assertGreater(time.time() - t0, 1.5)
+        self.assertIn(b"-ERR Disconnected for inactivity", r.buf)
+
+    def test_shutdown_deletes_nothing(self):
+        self.deliver(2)
+        p = self.pop()
+        p.dele(1)
+        p.dele(2)
+        self.h.stop()                       # SIGTERM with the session open
+        self.assertEqual(len(self.h.maildir("bob@example.test")), 2)
+        self.h.start()
+        p = self.pop()
+        self.assertEqual(p.stat()[0], 2)
+        p.quit()
 
     def test_overlong_and_malformed_lines(self):
         r = RawPOP(self.pop_port)
