@@ -52,7 +52,6 @@ struct hatod {
     struct pickup *pickup;
     struct throttle *throttle;       /* login failures per client, every service */
     struct pop3_server *pop3;        /* proto/pop3.h, wired by mta/pop3d.c */
-    struct pop3_server *pop3;        /* proto/pop3.h, wired by mta/pop3d.c */
     struct event *sig_hup, *sig_term, *sig_int, *shutdown_timer;
     long long shutdown_deadline_us;
     uid_t run_uid;
