@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/fsutil.h"
 #include "store/index.h"
 #include "store/maildir.h"
 #include "store/pop3drop.h"
@@ -126,22 +127,131 @@ static int64_t scan_size(const char *folder, const char *rel)
     }
 }
 
-static int64_t wire_size(const char *folder, const struct store_msg *m, const char *rel)
+/* ---- the size cache: FOLDER/hato.pop3.sizes, lines "WIRE FILE NAME" for
+ * the files that had to be counted (neither hato's nor with ,W=).  A Maildir
+ * file never changes, so a base name and its file size identify the count;
+ * an entry whose file size differs from the index's is ignored.  Only a
+ * cache: lost or damaged, the files are counted again. */
+
+struct size_ent {
+    const char *name;           /* into the cache text, or a store_msg's name */
+    int64_t fsize, wsize;
+};
+
+struct size_cache {
+    char *text;                 /* the file read, NUL-terminated */
+    struct size_ent *old, *cur; /* as read (sorted by name); as it will be */
+    size_t nold, ncur;
+    int dirty;
+};
+
+static int ent_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct size_ent *)a)->name, ((const struct size_ent *)b)->name);
+}
+
+static int parse_i64(char **p, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(*p, &end, 10);
+    if (errno || end == *p || *end != ' ' || v < 0)
+        return -1;
+    *out = v;
+    *p = end + 1;
+    return 0;
+}
+
+static void cache_load(const char *folder, struct size_cache *c, size_t nmsgs)
+{
+    char path[PATH_MAX];
+    size_t len = 0;
+    memset(c, 0, sizeof *c);
+    c->cur = calloc(nmsgs ? nmsgs : 1, sizeof *c->cur);
+    if (snprintf(path, sizeof path, "%s/%s", folder, POP3DROP_SIZES) >= (int)sizeof path ||
+        fs_read_file_or_empty(path, 64u << 20, &c->text, &len) != 0)
+        return;
+    size_t lines = 0;
+    for (size_t i = 0; i < len; i++)
+        lines += c->text[i] == '\n';
+    c->old = calloc(lines ? lines : 1, sizeof *c->old);
+    for (char *p = c->text, *nl; c->old && (nl = strchr(p, '\n')); p = nl + 1) {
+        struct size_ent e;
+        *nl = '\0';
+        if (parse_i64(&p, &e.wsize) == 0 && parse_i64(&p, &e.fsize) == 0 && *p) {
+            e.name = p;
+            c->old[c->nold++] = e;
+        }
+    }
+    if (c->old)
+        qsort(c->old, c->nold, sizeof *c->old, ent_cmp);
+}
+
+/* The counted size of m, from the cache or by reading the file. */
+static int64_t cache_size(struct size_cache *c, const char *folder, const struct store_msg *m,
+                          const char *rel)
+{
+    struct size_ent key = { m->name, 0, 0 }, *hit = NULL;
+    if (c->old)
+        hit = bsearch(&key, c->old, c->nold, sizeof *c->old, ent_cmp);
+    int64_t w = hit && hit->fsize == m->size ? hit->wsize : -1;
+    if (w < 0) {
+        w = scan_size(folder, rel);
+        c->dirty = 1;
+    }
+    if (w >= 0 && c->cur) {
+        struct size_ent e = { m->name, m->size, w };
+        c->cur[c->ncur++] = e;
+    }
+    return w;
+}
+
+/* Write the cache when it changed (new counts, or entries for files gone). */
+static void cache_save(const char *folder, struct size_cache *c)
+{
+    char path[PATH_MAX];
+    if (!c->cur || (!c->dirty && c->ncur == c->nold))
+        return;
+    size_t cap = 1, n = 0;
+    for (size_t i = 0; i < c->ncur; i++)
+        cap += strlen(c->cur[i].name) + 44;
+    char *out = malloc(cap);
+    if (!out)
+        return;
+    for (size_t i = 0; i < c->ncur; i++)
+        n += (size_t)snprintf(out + n, cap - n, "%lld %lld %s\n", (long long)c->cur[i].wsize,
+                              (long long)c->cur[i].fsize, c->cur[i].name);
+    if (snprintf(path, sizeof path, "%s/%s", folder, POP3DROP_SIZES) < (int)sizeof path)
+        (void)fs_replace(path, out, n, 0600);    /* a cache: a failure costs a recount */
+    free(out);
+}
+
+static void cache_free(struct size_cache *c)
+{
+    free(c->old);
+    free(c->cur);
+    free(c->text);
+}
+
+static int64_t wire_size(struct size_cache *c, const char *folder, const struct store_msg *m,
+                         const char *rel)
 {
     int64_t w = name_wsize(m->name);
     if (w >= 0)
         return w;
     if (pop3drop_name_is_ours(m->name))
         return m->size;
-    w = scan_size(folder, rel);
+    w = cache_size(c, folder, m, rel);
     return w >= 0 ? w : m->size;     /* gone meanwhile: RETR will say so */
 }
 
 int pop3drop_load(const char *folder, struct pop3drop **out)
 {
     struct store_index *ix = NULL;
+    struct size_cache cache;
     struct pop3drop *d = calloc(1, sizeof *d);
     *out = NULL;
+    memset(&cache, 0, sizeof cache);
     if (!d || maildir_create(folder) != 0 || store_index_open(folder, &ix) != 0 ||
         store_index_sync(ix) != 0)
         goto fail;
@@ -149,19 +259,23 @@ int pop3drop_load(const char *folder, struct pop3drop **out)
     d->msgs = calloc(ix->n ? ix->n : 1, sizeof *d->msgs);
     if (!d->msgs)
         goto fail;
+    cache_load(folder, &cache, ix->n);
     for (size_t i = 0; i < ix->n; i++) {
         struct pop3drop_msg *m = &d->msgs[d->n];
         if (rel_of(&ix->msgs[i], &m->rel) < 0)
             goto fail;
         m->uid = ix->msgs[i].uid;
-        m->size = wire_size(folder, &ix->msgs[i], m->rel);
+        m->size = wire_size(&cache, folder, &ix->msgs[i], m->rel);
         d->n++;
     }
+    cache_save(folder, &cache);       /* before the index (its names) goes */
+    cache_free(&cache);
     store_index_close(ix);
     *out = d;
     return 0;
 fail:;
     int e = errno;
+    cache_free(&cache);
     store_index_close(ix);
     pop3drop_free(d);
     errno = e ? e : EIO;

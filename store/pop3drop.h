@@ -10,8 +10,9 @@
  * Sizes (RFC 1939 §11: the octets the client will receive before
  * dot-stuffing): a name with Dovecot's ",W=N" gives N; a file hato
  * delivered ("SECS.M<usec>P<pid>Q<n>.HOST,S=SIZE": queue content, CRLF
- * already) gives its size; any other file is read once at load and counted
- * as sent (every bare LF becomes CRLF, a last line without one gets CRLF).
+ * already) gives its size; any other file is read once and counted as sent
+ * (every bare LF becomes CRLF, a last line without one gets CRLF), and the
+ * count kept in FOLDER/hato.pop3.sizes for the next logins.
  */
 #ifndef HATO_STORE_POP3DROP_H
 #define HATO_STORE_POP3DROP_H
@@ -19,7 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define POP3DROP_LOCK "hato.pop3.lock"
+#define POP3DROP_LOCK  "hato.pop3.lock"
+#define POP3DROP_SIZES "hato.pop3.sizes"   /* counted sizes, a cache */
 
 struct pop3drop_msg {
     uint32_t uid;

@@ -334,6 +334,24 @@ class Sizes(POP3Base):
         self.assertEqual(int(p.list()[1][1].split()[1]), 10)
         p.quit()
 
+    def test_counted_sizes_are_cached(self):
+        # a foreign file is counted once; the next logins take the count from
+        # hato.pop3.sizes (Maildir files never change: the probe below does
+        # change one in place, same size, to see that it is not read again)
+        self.deliver(1)
+        path = os.path.join(self.mailbox(), "new", "1700000002.77_1.mutthost")
+        with open(path, "wb") as f:
+            f.write(b"a\nbc")                 # counted: 4 + 1 + 2 = 7
+        p = self.pop()
+        self.assertEqual(int(p.list()[1][1].split()[1]), 7)
+        p.quit()
+        self.assertTrue(os.path.exists(os.path.join(self.mailbox(), "hato.pop3.sizes")))
+        with open(path, "r+b") as f:
+            f.write(b"ab\r\n")               # would count 4
+        p = self.pop()
+        self.assertEqual(int(p.list()[1][1].split()[1]), 7)
+        p.quit()
+
     def test_dovecot_w_size_is_used(self):
         self.deliver(1)
         new = os.path.join(self.mailbox(), "new")
