@@ -4,6 +4,14 @@
  * or refused, never read out of bounds; feeding in two pieces at any split
  * gives the state one block gives; the state keeps the invariants (UIDs
  * rising, all below UIDNEXT).
+ *
+ * Raw octets rarely get past the header's and records' CRC-32, so an input
+ * that starts with 0xA5 is a program instead: header fields, then records
+ * (APPEND, FLAGS, EXPUNGE, or any type) built from the following octets in
+ * the on-disk format (store/index.c: 32-octet header, records of 68 fixed
+ * octets + name + CRC + length) with valid checksums, and at the end
+ * optionally one octet flipped — so the fuzzer explores what the records
+ * mean (UIDs, UIDNEXT, MODSEQ, names, snapshot counts), not just framing.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,10 +29,117 @@ static void check(const struct store_index *ix)
     }
 }
 
+static uint32_t crc32_of(const unsigned char *p, size_t len)
+{
+    uint32_t c = 0xFFFFFFFFu;
+
+    while (len--) {
+        c ^= *p++;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    }
+    return c ^ 0xFFFFFFFFu;
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* Octets of the program, 0 once it runs out. */
+struct prog {
+    const uint8_t *p;
+    size_t n;
+};
+
+static uint8_t take(struct prog *g)
+{
+    if (g->n == 0)
+        return 0;
+    g->n--;
+    return *g->p++;
+}
+
+#define FZ_MAX (64 * 1024)
+
+/* An index file from the program into out; its length. */
+static size_t build(struct prog *g, unsigned char *out)
+{
+    uint32_t uidnext = 1 + take(g) % 4, uid = 0;
+    uint64_t modseq = 1 + take(g) % 3;
+    size_t o = 32;
+
+    memcpy(out, "HATOIX01", 8);
+    put32(out + 8, 1 + take(g));                 /* UIDVALIDITY */
+    put32(out + 12, uidnext);
+    uint8_t snap = take(g);
+    put32(out + 16, snap < 200 ? 0 : snap % 4);  /* snapshot records: mostly a log */
+    put64(out + 20, modseq);
+    put32(out + 28, crc32_of(out, 28));
+    while (g->n > 0 && o + 68 + 32 + 8 <= FZ_MAX) {
+        uint8_t op = take(g), d = take(g), nl = 1 + take(g) % 24;
+        unsigned char *r = out + o;
+        memset(r, 0, 68);
+        int type = (op & 0xF0) == 0xF0 ? op & 0x0f : 1 + op % 3;   /* rarely any type */
+        if (type != 1 && (op & 0x30) != 0x30)
+            nl = 0;                              /* FLAGS and EXPUNGE carry no name */
+        if (type == 1)
+            uid = uidnext + (d & 3);             /* APPEND: at or over UIDNEXT */
+        else
+            uid = d % uidnext + (op == 0x7e);    /* FLAGS/EXPUNGE: an earlier UID (or not) */
+        uidnext = type == 1 ? uid + 1 + (take(g) & 1) : uidnext + (d >> 6 == 3);
+        modseq += 1 + (d >> 7 && (op & 0x40)) - (op == 0x7f);
+        r[4] = (unsigned char)type;
+        put32(r + 8, uid);
+        put32(r + 12, uidnext);
+        put64(r + 16, modseq);
+        put32(r + 24, take(g) & 0x3f);           /* flags */
+        put64(r + 32, take(g));                  /* keywords */
+        put64(r + 40, take(g));                  /* size */
+        r[64] = nl;
+        r[66] = op & 1;
+        for (size_t i = 0; i < nl; i++) {
+            uint8_t c = take(g);                 /* rarely a character names may not hold */
+            r[68 + i] = (unsigned char)(c < 4 ? "/\0:\n"[c] : "abcx.,S=1"[c % 9]);
+        }
+        put32(r, (uint32_t)(68 + nl + 8));
+        put32(r + 68 + nl, crc32_of(r, 68 + nl));
+        put32(r + 68 + nl + 4, (uint32_t)(68 + nl + 8));
+        o += 68 + nl + 8;
+    }
+    return o;
+}
+
+static void run(const uint8_t *data, size_t size, unsigned seed);
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    if (size > 1 && data[0] == 0xA5) {
+        static unsigned char buf[FZ_MAX];
+        struct prog g = { data + 1, size - 1 };
+        size_t n = build(&g, buf);
+        uint8_t flip = size > 2 ? data[size - 1] : 0;
+        if (flip & 1)
+            buf[((size_t)flip * 131 + size) % n] ^= (unsigned char)(flip | 1);
+        run(buf, n, size > 3 ? data[size - 2] * 257u + data[size - 3] : 0);
+        return 0;
+    }
+    run(data, size, size ? data[0] : 0);
+    return 0;
+}
+
+/* Feed data whole and in two pieces (split from seed); compare. */
+static void run(const uint8_t *data, size_t size, unsigned seed)
+{
     struct store_index *one = store_index_new_empty(), *two = store_index_new_empty();
-    size_t split = size ? data[0] % (size + 1) : 0, used;
+    size_t split = seed % (size + 1), used;
 
     if (one == NULL || two == NULL)
         abort();
@@ -43,5 +158,4 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
     store_index_close(one);
     store_index_close(two);
-    return 0;
 }
