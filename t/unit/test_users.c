@@ -138,7 +138,11 @@ static void test_errors(void)
     load_err("a@example.com x size=10\n", 1, "unknown option");
     load_err("a@example.com x quota=1 extra\n", 1, "unknown option");
     load_err("a@example.com x quota=1 quota=2\n", 1, "given twice");
-    load_err("a@example.com x quota=1 a=1 b=2 c=3\n", 1, "too many fields");
+    load_err("a@example.com x quota=1 a=1 b=2 c=3 d=4\n", 1, "too many fields");
+    load_err("a@example.com x apop=\n", 1, "apop wants base64");
+    load_err("a@example.com x apop=cGFzcw\n", 1, "apop wants base64");      /* no padding */
+    load_err("a@example.com x apop=cGEAc3M=\n", 1, "apop wants base64");    /* a NUL */
+    load_err("a@example.com x apop=cGFzcw== apop=cGFzcw==\n", 1, "given twice");
     load_err("a@example.com x cram-md5=0011\n", 1, "64 hex digits");
     load_err("a@example.com x cram-md5=" CRAM_HEX "0\n", 1, "64 hex digits");
     load_err("a@example.com x cram-md5=" CRAM_BAD "\n", 1, "64 hex digits");
@@ -271,6 +275,17 @@ static void test_edit(void)
     ok(t && users_find(t, "a@example.com")->secrets && users_find(t, "a@example.com")->secrets->has_scram
        && users_find(t, "a@example.com")->quota == 5 << 20, "the edited file loads");
     users_free(t);
+    /* apop= (the password itself, base64): loaded, and dropped with the password */
+    is_int(users_file_passwd(path, "a@example.com", "$y$apop", " apop=cGFzcyB3b3Jk", err,
+                             sizeof(err)), 0, "passwd with apop");
+    t = users_load(path, err, sizeof(err));
+    ok(t && users_find(t, "a@example.com")->secrets &&
+       users_find(t, "a@example.com")->secrets->has_apop &&
+       !strcmp(users_find(t, "a@example.com")->secrets->apop, "pass word"), "apop= loads");
+    users_free(t);
+    is_int(users_file_passwd(path, "a@example.com", "$y$newer", NULL, err, sizeof(err)), 0,
+           "passwd drops apop=");
+    ok(!strstr(read_str(path), "apop="), "apop= gone with the old password");
     is_int(users_file_passwd(path, "b@example.com", "z", " scram-sha-256=1:x", err, sizeof(err)), -1,
            "passwd with a bad secret fails");
     ok(strstr(err, "scram") != NULL, "... saying why (%s)", err);
