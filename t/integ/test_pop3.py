@@ -11,6 +11,7 @@ import hmac
 import os
 import poplib
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -280,6 +281,40 @@ class Commands(POP3Base):
         p.pass_(PASSWORD)                       # the session went on
         p.quit()
         self.assertIn("SASL LOGIN authentication failed", self.h.log())
+
+    def test_message_moved_or_removed_by_another_program(self):
+        self.deliver(2)
+        p = self.pop()
+        new = os.path.join(self.mailbox(), "new")
+        names = sorted(os.listdir(new))
+        # mutt reads one: new/NAME becomes cur/NAME:2,S; RETR follows it
+        os.rename(os.path.join(new, names[0]), os.path.join(self.mailbox(), "cur", names[0] + ":2,S"))
+        os.unlink(os.path.join(new, names[1]))
+        bodies = []
+        for i in (1, 2):
+            try:
+                bodies.append(p.retr(i)[1])
+            except poplib.error_proto as e:
+                bodies.append(e.args[0])
+        self.assertEqual(sum(1 for b in bodies if isinstance(b, list)), 1, bodies)
+        gone = [b for b in bodies if not isinstance(b, list)][0]
+        self.assertTrue(gone.startswith(b"-ERR [SYS/TEMP]"), gone)
+        self.assertTrue(p.noop().startswith(b"+OK"))     # the session goes on
+        p.quit()
+
+    def test_reload_turns_apop_on(self):
+        r = RawPOP(self.pop_port)
+        self.assertNotIn(b"<", r.greeting)
+        r.cmd("QUIT")
+        self.h.conf["pop3_apop"] = "yes"
+        self.h.write_conf()
+        n = self.h.log().count("reload")
+        self.h.signal(signal.SIGHUP)
+        self.assertTrue(wait_for(lambda: self.h.log().count("reload") > n, 10))
+        time.sleep(0.2)
+        r = RawPOP(self.pop_port)
+        self.assertIn(b"@mx.example.test>", r.greeting)
+        r.cmd("QUIT")
 
     def test_commands_in_the_wrong_state(self):
         r = RawPOP(self.pop_port)
