@@ -89,11 +89,13 @@ int conn_output_full(const struct conn *c);
 /* 1 if the peer closed its side. */
 int conn_eof(const struct conn *c);
 
-/* Run the handshake's steps in pool (class WORK_TLS) instead of on the
- * loop: each SSL_do_handshake, with its private-key operation, is one job
- * on the non-blocking fd; the conn reads and writes nothing meanwhile and
- * re-arms when the step comes back.  NULL (the default): on the loop.  Set
- * it before conn_starttls; the pool must outlive the conn. */
+/* Run a server handshake's expensive step in pool (class WORK_TLS) instead
+ * of on the loop: the SSL_do_handshake that takes the ClientHello (key
+ * exchange, the private-key signature) is one job on the non-blocking fd;
+ * the conn reads and writes nothing meanwhile and re-arms when the step
+ * comes back.  The cheap steps, and every client-side step, stay on the
+ * loop.  NULL (the default): all on the loop.  Set it before
+ * conn_starttls; the pool must outlive the conn. */
 struct work_pool;
 void conn_set_work_pool(struct conn *c, struct work_pool *pool);
 
