@@ -8,6 +8,7 @@ AUTH mechanisms, malformed and overlong lines, the bad-command cap."""
 import base64
 import hashlib
 import hmac
+import json
 import os
 import poplib
 import re
@@ -228,6 +229,20 @@ class Commands(POP3Base):
             return False
         p.quit()
         return True
+
+    def test_deletions_give_quota_back(self):
+        self.deliver(3, size=4000)
+        usage = lambda: json.loads(self.h.hatoctl("quota", "show", "bob@example.test",
+                                                  "--json").stdout)[0]["usage"]
+        before = usage()
+        self.assertGreater(before, 12000)
+        p = self.pop()
+        sizes = [int(l.split()[1]) for l in p.list()[1]]
+        p.dele(1)
+        p.dele(3)
+        p.quit()
+        self.assertEqual(usage(), before - sizes[0] - sizes[2])   # hato's files: sizes as stored
+        self.assertEqual(len(self.h.maildir("bob@example.test")), 1)
 
     def test_lock_in_use(self):
         self.deliver(1)

@@ -126,14 +126,16 @@ class Stream(POP3Base):
 @unittest.skipUnless(shutil.which("fetchmail"), "fetchmail not installed")
 class Fetchmail(POP3Base):
 
-    def fetchmail(self, *extra):
+    def fetchmail(self, *extra, port=None):
         rc = os.path.join(self.h.dir, "fetchmailrc")
         out = os.path.join(self.h.dir, "fetched.mbox")
         with open(rc, "w") as f:
             f.write('poll 127.0.0.1 service %d protocol pop3 auth password uidl\n'
                     '  user "bob@example.test" password "%s" is root here\n'
-                    '  %s sslproto "" mda "cat >> %s"\n'
-                    % (self.pop_port, PASSWORD, " ".join(extra), out))
+                    '  %s mda "cat >> %s"\n'
+                    % (port or self.pop_port, PASSWORD,
+                       " ".join(extra + (("no sslcertck",) if self.TLS else ('sslproto ""',))),
+                       out))
         os.chmod(rc, 0o600)
         env = dict(os.environ, HOME=self.h.dir, FETCHMAILHOME=self.h.dir)
         p = subprocess.run(["fetchmail", "-f", rc, "--nodetach", "--nosyslog", "-v"],
@@ -166,6 +168,27 @@ class Fetchmail(POP3Base):
         self.assertEqual(p.returncode, 0, p.stderr.decode())
         self.assertEqual(data.count(b"Subject: m"), 3)      # only m2 was new
         self.assertEqual(data.count(b"Subject: m2"), 1)
+
+
+@unittest.skipUnless(shutil.which("fetchmail"), "fetchmail not installed")
+class FetchmailTLS(Fetchmail):
+    """The same over STLS (fetchmail takes it when offered), and POP3S."""
+    TLS = True
+
+    def test_fetchmail_pop3s(self):
+        self.deliver(2)
+        p, data = self.fetchmail("keep ssl", port=self.pops_port)
+        self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
+        self.assertEqual(data.count(b"Subject: m"), 2)
+
+    def test_fetchmail_stls(self):
+        self.deliver(1)
+        p, data = self.fetchmail("keep sslproto tls1.2+")
+        out = p.stdout.decode() + p.stderr.decode()
+        self.assertEqual(p.returncode, 0, out)
+        self.assertIn("STLS", out)
+        self.assertEqual(data.count(b"Subject: m"), 1)
+        self.assertIn("pop3: TLS connection established", self.h.log())
 
 
 if __name__ == "__main__":
