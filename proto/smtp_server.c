@@ -336,6 +336,11 @@ static const char *proto_name(const struct session *s)
 {
     if (s->mode == SMTP_MODE_LOCAL)
         return "local";
+    if (s->esmtp && (s->env.flags & ENV_F_SMTPUTF8)) {   /* RFC 6531 3.7.3 */
+        if (s->auth_user)
+            return s->tls ? "UTF8SMTPSA" : "UTF8SMTPA";
+        return s->tls ? "UTF8SMTPS" : "UTF8SMTP";
+    }
     if (s->esmtp) {                      /* RFC 3848 */
         if (s->auth_user)
             return s->tls ? "ESMTPSA" : "ESMTPA";
@@ -537,6 +542,8 @@ static void cmd_mail(struct session *s, const char *arg)
     if (mail_sender_check(s, &ma.path) < 0)
         return;
     env_init(&s->env);
+    if (ma.smtputf8)
+        s->env.flags |= ENV_F_SMTPUTF8;  /* before proto_name() */
     char client[128];
     if (s->mode == SMTP_MODE_LOCAL)
         snprintf(client, sizeof client, "local uid=%u", (unsigned)s->uid);
@@ -550,8 +557,6 @@ static void cmd_mail(struct session *s, const char *arg)
         return;
     }
     s->env.arrival_us = time_now_us();
-    if (ma.smtputf8)
-        s->env.flags |= ENV_F_SMTPUTF8;
     txn_view(s);
     s->txn.sender = s->env.sender;
     run_filters(s, FILTER_MAIL, mail_done);

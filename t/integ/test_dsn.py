@@ -199,3 +199,4 @@ class SmtpUtf8(HatodTestCase):
                         h.log())
         self.assertTrue(h.wait_mail("j\u00f6rg@example.test", 1, 5), h.log())
         self.assertIn(b"hi", mails(h, "j\u00f6rg@example.test")[0])
+        self.assertIn(b" with UTF8SMTP id " + qid.encode(), mails(h, "j\u00f6rg@example.test")[0])
