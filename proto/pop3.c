@@ -74,6 +74,7 @@ struct psess {
     char *user;                 /* USER's argument */
     char *login;                /* logged in as */
     char apop_ts[160];          /* the banner's <timestamp>, "" without APOP */
+    char method[32];            /* how the login was made, for the log */
     struct sasl *sasl;
     struct event *fail_timer;
     int fail_pending;
@@ -360,8 +361,8 @@ static void login_loaded(void *arg)
     for (size_t i = 0; i < s->drop->n; i++)
         octets += s->drop->msgs[i].size;
     say(s, "+OK Logged in, %zu messages (%lld octets)", s->drop->n, octets);
-    log_info("pop3: login: user=%s, client=%s, messages=%zu%s", s->login, s->peer_addr,
-             s->drop->n, s->tls ? ", TLS" : "");
+    log_info("pop3: login: user=%s, method=%s, client=%s, messages=%zu%s", s->login, s->method,
+             s->peer_addr, s->drop->n, s->tls ? ", TLS" : "");
     if (s->srv->ops.logged_in)
         s->srv->ops.logged_in(s->srv->ops.ctx, (const struct sockaddr *)&s->peer);
     resume(s, P_TRANS);
@@ -399,7 +400,7 @@ static void login_ok(struct psess *s, const char *login, const char *mech)
         resume(s, P_AUTHZ);
         return;
     }
-    (void)mech;
+    snprintf(s->method, sizeof s->method, "%s", mech);
     int held = lock_take(s->srv, folder);
     if (held != 0) {
         say(s, held > 0 ? "-ERR [IN-USE] Mailbox is locked by another POP3 session"
@@ -606,7 +607,7 @@ static void sasl_verified_cb(void *arg, enum auth_verdict v)
 static void sasl_result(struct psess *s, struct sasl_result *r)
 {
     struct verify_ctx *a;
-    char id[SASL_ID_MAX + 1];
+    char id[SASL_ID_MAX + 1], mech[32];
     switch (r->status) {
     case SASL_CHALLENGE:
         say(s, "+ %s", r->challenge);
@@ -629,8 +630,9 @@ static void sasl_result(struct psess *s, struct sasl_result *r)
         return;
     case SASL_SUCCESS:
         snprintf(id, sizeof id, "%s", r->authcid);
-        sasl_end(s);
-        login_ok(s, id, r->mech);
+        snprintf(mech, sizeof mech, "%s", r->mech ? r->mech : "AUTH");
+        sasl_end(s);                      /* r's strings go with it: copied above */
+        login_ok(s, id, mech);
         return;
     case SASL_CANCEL:
         sasl_end(s);
@@ -638,7 +640,7 @@ static void sasl_result(struct psess *s, struct sasl_result *r)
         resume(s, P_AUTHZ);
         return;
     case SASL_FAIL: {
-        char mech[32], why[128];
+        char why[128];
         snprintf(mech, sizeof mech, "%s", r->mech ? r->mech : "?");
         snprintf(why, sizeof why, "%s", r->reason ? r->reason : "authentication failure");
         sasl_end(s);
