@@ -400,6 +400,15 @@ static int bnc_orig_rcpt(struct bnc *b, const struct env_rcpt *r)
     return 0;
 }
 
+/* The remote reply in a reason "host H[ip] said: 550 5.1.1 ..." (the
+ * agent's wording for people): what Diagnostic-Code: smtp; carries. */
+static const char *bnc_smtp_reply(const char *text)
+{
+    const char *said = strncmp(text, "host ", 5) == 0 ? strstr(text, " said: ") : NULL;
+
+    return said ? said + 7 : text;
+}
+
 static int bnc_report_rcpt(struct bnc *b, const struct env_rcpt *r)
 {
     const char *text = bnc_str(r->text), *remote = bnc_str(r->remote);
@@ -413,7 +422,8 @@ static int bnc_report_rcpt(struct bnc *b, const struct env_rcpt *r)
     if (remote[0] != '\0' && bnc_remote_mta(b, remote) < 0)
         return -1;
     if (text[0] != '\0' &&
-        bnc_line(b, "Diagnostic-Code: %s; %s", remote[0] ? "smtp" : "X-Hato", text) < 0)
+        bnc_line(b, "Diagnostic-Code: %s; %s", remote[0] ? "smtp" : "X-Hato",
+                 remote[0] ? bnc_smtp_reply(text) : text) < 0)
         return -1;
     return 0;
 }

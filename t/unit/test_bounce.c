@@ -294,6 +294,15 @@ static void test_dsn_fields(void)
     ok(count(out, len, "\r\nRemote-MTA: dns; mx1.example.org\r\n") == 1, "Remote-MTA: dns; host");
     ok(count(out, len, "\r\nDiagnostic-Code: smtp; 550 5.1.1 <a@example.org>: User unknown\r\n") == 1,
        "Diagnostic-Code: smtp; the remote reply");
+    free(out);
+    out = NULL;
+    env_rcpt_set(&e.rcpts[0], RCPT_BOUNCED, "5.1.1",
+                 "host mx1.example.org[127.0.0.2] said: 550 5.1.1 no such user (in reply to RCPT TO)");
+    is_int(bounce_build(&e, BOUNCE_FAILED, &in, &out, &len), 0, "failed DSN, agent's wording");
+    ok(count(out, len, "\r\nDiagnostic-Code: smtp; 550 5.1.1 no such user (in reply to RCPT TO)\r\n") == 1,
+       "Diagnostic-Code: smtp; the reply without \"host ... said:\"");
+    ok(count(out, len, "<a@example.org>: host mx1.example.org[127.0.0.2] said: 550") == 1,
+       "the human part keeps the host");
     ok(count(out, len, "\r\nOriginal-Recipient: rfc822; A@Example.org\r\nFinal-Recipient: rfc822; a@example.org\r\n") == 1,
        "Original-Recipient from ORCPT=, before Final-Recipient");
     ok(count(out, len, "b@example.org") == 0, "NOTIFY=SUCCESS recipient not in the failure report");
