@@ -57,6 +57,7 @@ struct session {
     int quitting;                /* QUIT sent (the cache time ran out) */
     int handshake;               /* reached READY once */
     int on_idle;                 /* in its destination's cache */
+    int dirty;                   /* a transaction ended on it: RSET before the next */
     struct event *idle_timer;
     struct session *idle_next, *idle_prev;
     struct session *all_next, *all_prev;
@@ -252,6 +253,7 @@ static void pump(struct remote_agent *ra, struct dest *d);
 static void pump_blocked(struct remote_agent *ra);
 static void try_next_addr(struct job *j);
 static void session_release(struct session *s);
+static void session_idle(struct session *s);
 
 static void job_free(struct job *j)
 {
@@ -465,21 +467,23 @@ static void session_send(struct session *s, struct job *j)
 {
     session_set_job(s, j);
     j->s = s;
-    if (job_build_msg(j) == 0 || smtp_client_send(s->cl, &j->msg) < 0) {
+    int rc = job_build_msg(j) == 0 ? -1 : s->dirty ? smtp_client_send_reset(s->cl, &j->msg)
+                                                   : smtp_client_send(s->cl, &j->msg);
+    s->dirty = 1;
+    if (rc < 0) {
         j->s = NULL;
-        session_release(s);
+        session_gone(s->ra, s);
         job_end(j);
     }
 }
 
-/* A session with no job left: RSET for the next message. */
+/* A session with no job left goes to the cache as it is: its RSET goes
+ * out with the next transaction, pipelined (smtp_client_send_reset), so
+ * reuse costs no round trip of its own. */
 static void session_release(struct session *s)
 {
     session_set_job(s, NULL);
-    s->resetting = 1;
-    s->d->nresetting++;
-    if (smtp_client_reset(s->cl) < 0)
-        session_gone(s->ra, s);
+    session_idle(s);
 }
 
 /* After RSET: the next waiting job of its destination, else the cache. */

@@ -103,8 +103,8 @@ static int parse_value(const char *v, struct transport_route *r)
         return 0;                /* nexthop "": the domain (or relayhost, for the default) */
     if (!strncmp(v, "smtp:", 5))
         v += 5;
-    else if (v[0] != '[' && strchr(v, ':') &&
-             strspn(strchr(v, ':') + 1, "0123456789") != strlen(strchr(v, ':') + 1))
+    else if (v[0] != '[' && strchr(v, ':') && (!strchr(v, ':')[1] ||
+             strspn(strchr(v, ':') + 1, "0123456789") != strlen(strchr(v, ':') + 1)))
         return -1;               /* "local:", "lmtp:...": not a transport hato has */
     if (strlen(v) >= sizeof r->nexthop || strpbrk(v, " \t"))
         return -1;

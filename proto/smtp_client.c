@@ -83,6 +83,7 @@ struct smtp_client {
     size_t accepted;
     int pipelining;
     int txn_open;                   /* MAIL accepted, no final reply/RSET yet */
+    int rset_first, rset_sent, rset_replied;   /* smtp_client_send_reset() */
     /* the content */
     int content_fd;
     long long content_off;
@@ -241,6 +242,8 @@ static const char *stage_name(const struct smtp_client *cl)
     case S_TLS: return "TLS";
     case S_AUTH: case S_AUTH_USER: case S_AUTH_PASS: return "AUTH";
     case S_TXN:
+        if (cl->rset_sent && !cl->rset_replied)
+            return "RSET";
         return !cl->mail_replied ? "MAIL" : cl->nreplied < cl->nsent ? "RCPT" : "DATA";
     case S_BODY: return "DATA";
     case S_DOT: return "end of data";
@@ -413,6 +416,20 @@ static void local_fail(struct smtp_client *cl, const char *why, const char *arg)
     site_fail(cl, 0, "4.3.0", why, arg);
 }
 
+/* The content is all out: the end of data. */
+static void end_body(struct smtp_client *cl)
+{
+    cl->content_eof = 1;
+    close(cl->content_fd);
+    cl->content_fd = -1;
+    if (smtp_dot_enc_end(&cl->enc, conn_output(cl->c)) < 0) {
+        local_fail(cl, "%s", "out of memory");
+        return;
+    }
+    cl->st = S_DOT;
+    phase_timeout(cl, cl->o.t.data_done);
+}
+
 static void got_chunk(struct smtp_client *cl)
 {
     struct read_job *j = cl->job;
@@ -421,20 +438,18 @@ static void got_chunk(struct smtp_client *cl)
         return;
     }
     if (j->n == 0) {
-        cl->content_eof = 1;
-        close(cl->content_fd);
-        cl->content_fd = -1;
-        if (smtp_dot_enc_end(&cl->enc, conn_output(cl->c)) < 0) {
-            local_fail(cl, "%s", "out of memory");
-            return;
-        }
-        cl->st = S_DOT;
-        phase_timeout(cl, cl->o.t.data_done);
+        end_body(cl);
         return;
     }
     cl->content_off += j->n;
-    if (smtp_dot_encode(&cl->enc, j->buf, (size_t)j->n, conn_output(cl->c)) < 0)
+    if (smtp_dot_encode(&cl->enc, j->buf, (size_t)j->n, conn_output(cl->c)) < 0) {
         local_fail(cl, "%s", "out of memory");
+        return;
+    }
+    /* a short read of a regular file is its end (queue files never grow):
+     * no second read just to see 0 (one pool round trip per small message) */
+    if ((size_t)j->n < sizeof j->buf)
+        end_body(cl);
 }
 
 static void job_done(void *arg)
@@ -549,6 +564,15 @@ static int send_rcpt(struct smtp_client *cl)
  * last in the group, RFC 2920), else the one command whose turn it is. */
 static void txn_send(struct smtp_client *cl)
 {
+    if (cl->rset_first && !cl->rset_sent) {
+        phase_timeout(cl, cl->o.t.rset);
+        send_line(cl, "RSET");       /* RFC 2920: may open a pipelined group */
+        cl->rset_sent = 1;
+        if (!cl->pipelining)
+            return;
+    }
+    if (cl->rset_first && !cl->rset_replied && !cl->pipelining)
+        return;
     if (!cl->mail_sent) {
         phase_timeout(cl, cl->o.t.mail);
         send_mail(cl);
@@ -571,7 +595,8 @@ static void txn_send(struct smtp_client *cl)
 
 static int replies_outstanding(const struct smtp_client *cl)
 {
-    return (cl->mail_sent && !cl->mail_replied) || cl->nreplied < cl->nsent;
+    return (cl->rset_sent && !cl->rset_replied) || (cl->mail_sent && !cl->mail_replied) ||
+           cl->nreplied < cl->nsent;
 }
 
 static void on_data_reply(struct smtp_client *cl, const struct smtp_reply *rep)
@@ -594,8 +619,20 @@ static void on_data_reply(struct smtp_client *cl, const struct smtp_reply *rep)
     txn_done(cl);
 }
 
+static void reply_fail(struct smtp_client *cl, const struct smtp_reply *rep);
+
 static void on_txn_reply(struct smtp_client *cl, const struct smtp_reply *rep)
 {
+    if (cl->rset_sent && !cl->rset_replied) {
+        cl->rset_replied = 1;
+        if (rep->code / 100 != 2) {
+            reply_fail(cl, rep);     /* a session that cannot be reset is no use */
+            return;
+        }
+        if (!cl->pipelining)
+            txn_send(cl);            /* MAIL now */
+        return;
+    }
     if (cl->mail_sent && !cl->mail_replied) {
         cl->mail_replied = 1;
         if (rep->code / 100 == 2) {
@@ -1087,10 +1124,12 @@ static int txn_precheck(struct smtp_client *cl, struct smtp_msg *m)
     return usable > 0 ? 0 : -1;
 }
 
-int smtp_client_send(struct smtp_client *cl, struct smtp_msg *m)
+static int send_txn(struct smtp_client *cl, struct smtp_msg *m, int rset_first)
 {
     if (cl->st != S_READY || cl->txn_open || !m || !m->content_path)
         return -1;
+    cl->rset_first = rset_first;
+    cl->rset_sent = cl->rset_replied = 0;
     free(cl->sent);
     free(cl->acc);
     cl->sent = calloc(m->n ? m->n : 1, sizeof *cl->sent);
@@ -1114,6 +1153,16 @@ int smtp_client_send(struct smtp_client *cl, struct smtp_msg *m)
     cl->st = S_TXN;
     txn_send(cl);
     return 0;
+}
+
+int smtp_client_send(struct smtp_client *cl, struct smtp_msg *m)
+{
+    return send_txn(cl, m, 0);
+}
+
+int smtp_client_send_reset(struct smtp_client *cl, struct smtp_msg *m)
+{
+    return send_txn(cl, m, 1);
 }
 
 int smtp_client_reset(struct smtp_client *cl)

@@ -139,6 +139,11 @@ int smtp_client_connect(struct smtp_client *cl, const struct sockaddr *sa, sockl
 /* Start a transaction (READY only).  msg and its recipients must stay
  * valid until DONE or FAILED.  0, or -1 when not READY. */
 int smtp_client_send(struct smtp_client *cl, struct smtp_msg *msg);
+/* RSET, then the transaction, as one pipelined group when PIPELINING is
+ * offered (RFC 2920 §3.1 lets RSET open a group): reuse after DONE without
+ * the RSET's own round trip.  A refused RSET is a site failure (stage
+ * "RSET").  As smtp_client_send() otherwise. */
+int smtp_client_send_reset(struct smtp_client *cl, struct smtp_msg *msg);
 /* RSET (after DONE): READY again, or FAILED.  0 or -1. */
 int smtp_client_reset(struct smtp_client *cl);
 /* QUIT: CLOSED follows.  0 or -1. */

@@ -44,12 +44,12 @@ class OutboundBase(unittest.TestCase):
         self.tmp = tempfile.mkdtemp(prefix="hato-out-")
         self.h = None
 
-    def start(self, conf=None, dns=None):
+    def start(self, conf=None, dns=None, aliases=None):
         c = {"default_transport": "smtp", "smtp_client_port": str(self.port),
              "smtp_tls_security_level": "none"}
         c.update(self.CONF)
         c.update(conf or {})
-        self.h = Hatod(conf=c, dns_data=(dns or []) + self.DNS)
+        self.h = Hatod(conf=c, dns_data=(dns or []) + self.DNS, aliases=aliases)
         self.h.start()
         return self.h
 
@@ -118,6 +118,15 @@ class Routing(OutboundBase):
         self.send(["z@nullmx.test"])
         self.wait_log(r"to=<z@nullmx\.test>.*dsn=5\.1\.10, status=bounced")
         self.assertIn("5.1.10", self.bounce_text())
+
+    def test_alias_to_remote_addresses(self):
+        s = self.sink()
+        self.start(aliases=["postmaster: bob", "fwd: far1@dom1.test, far2@dom1.test, bob"])
+        self.send(["fwd@example.test"], "forwarded")
+        self.assertTrue(wait_until(lambda: s.count() == 1), self.h.log())
+        self.assertEqual(sorted(s.messages[0].rcpts), ["far1@dom1.test", "far2@dom1.test"])
+        self.assertTrue(self.h.wait_mail("bob@example.test"), self.h.log())
+        self.wait_log(r"to=<far1@dom1\.test>, orig_to=<fwd@example\.test>, relay=mx\.dom1\.test")
 
     def test_unknown_domain_bounces(self):
         self.start()

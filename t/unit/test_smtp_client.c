@@ -62,6 +62,7 @@ struct script {
     int starttls_garbage;         /* 220 to STARTTLS, then plaintext instead of TLS */
     const char *auth;             /* the AUTH keyword's mechanisms ("PLAIN LOGIN") */
     int auth_refuse;              /* 535 to every AUTH */
+    const char *rset_reply;       /* default "250 2.0.0 Ok" */
 };
 
 struct server {
@@ -195,7 +196,7 @@ static void srv_command(const char *line)
         if (S.sc.stall_data)
             conn_read_enable(S.c, 0);
     } else if (!strncasecmp(line, "RSET", 4)) {
-        srv_reply("250 2.0.0 Ok");
+        srv_reply(S.sc.rset_reply ? S.sc.rset_reply : "250 2.0.0 Ok");
     } else if (!strncasecmp(line, "QUIT", 4)) {
         srv_reply("221 2.0.0 Bye");
     } else {
@@ -789,6 +790,50 @@ static void test_auth(void)
     finish(&w);
 }
 
+/* RSET pipelined with the next transaction, and alone without PIPELINING. */
+static void test_send_reset(void)
+{
+    for (int pipe = 1; pipe >= 0; pipe--) {
+        struct script sc = { .no_pipelining = !pipe };
+        server_start(&sc);
+        write_content(simple_msg, strlen(simple_msg));
+        struct smtp_client_opts o = opts(SMTP_TLS_NONE, NULL);
+        struct watch w;
+        struct smtp_client *cl = open_client(&w, &o);
+        struct smtp_rcpt r[1] = { { .addr = "ok@sink.test" } };
+        struct smtp_msg m = make_msg(r, 1);
+        ok(smtp_client_send(cl, &m) == 0 && wait_ev(&w, SMTP_CLIENT_DONE, 1), "first message");
+        struct smtp_rcpt r2[1] = { { .addr = "again@sink.test" } };
+        struct smtp_msg m2 = make_msg(r2, 1);
+        int before = S.cmds;
+        ok(smtp_client_send_reset(cl, &m2) == 0 && wait_ev(&w, SMTP_CLIENT_DONE, 2) &&
+           r2[0].cls == SMTP_C_OK && S.mails == 2, "%s: RSET + the next message (%s)",
+           pipe ? "pipelined" : "lock-step", smtp_client_status(cl)->text);
+        ok(strstr(S.log, "\nRSET\nMAIL FROM:<sender@client.test>") != NULL && S.cmds == before + 4,
+           "RSET went first, once");
+        if (pipe)
+            ok(S.mail_pipelined, "in one write with MAIL, RCPT and DATA");
+        else
+            ok(S.waited, "each command waited for its reply");
+        finish(&w);
+    }
+    struct script refuse = { .rset_reply = "421 4.3.0 no more" };
+    server_start(&refuse);
+    struct smtp_client_opts o = opts(SMTP_TLS_NONE, NULL);
+    struct watch w;
+    struct smtp_client *cl = open_client(&w, &o);
+    struct smtp_rcpt r[1] = { { .addr = "ok@sink.test" } };
+    struct smtp_msg m = make_msg(r, 1);
+    smtp_client_send(cl, &m);
+    wait_ev(&w, SMTP_CLIENT_DONE, 1);
+    struct smtp_rcpt r2[1] = { { .addr = "again@sink.test" } };
+    struct smtp_msg m2 = make_msg(r2, 1);
+    ok(smtp_client_send_reset(cl, &m2) == 0 && wait_ev(&w, SMTP_CLIENT_FAILED, 1) &&
+       r2[0].cls == SMTP_C_TEMP && !strcmp(smtp_client_status(cl)->stage, "RSET"),
+       "a refused RSET: site failure at RSET, the recipient TEMP");
+    finish(&w);
+}
+
 static void test_tls(void)
 {
     struct script sc = { .starttls = 1 };
@@ -1183,6 +1228,7 @@ int main(void)
     test_bad_replies();
     test_tls();
     test_auth();
+    test_send_reset();
     test_connect_refused();
     test_connect_timeout();
     test_free_in_callback();
