@@ -200,3 +200,28 @@ class SmtpUtf8(HatodTestCase):
         self.assertTrue(h.wait_mail("j\u00f6rg@example.test", 1, 5), h.log())
         self.assertIn(b"hi", mails(h, "j\u00f6rg@example.test")[0])
         self.assertIn(b" with UTF8SMTP id " + qid.encode(), mails(h, "j\u00f6rg@example.test")[0])
+
+
+class DelayNotice(HatodTestCase):
+    CONF = {"delay_warning_time": "1s", "maximal_queue_lifetime": "1h"}
+
+    def test_notify_delay_gets_a_delay_notice(self):
+        h = self.h
+        qid = send_dsn(h, "bob@example.test", ["friend@remote.test"], message("slow"),
+                       ["ENVID=d1"], ["NOTIFY=DELAY,FAILURE"])
+        self.assertTrue(h.wait_mail("bob@example.test", 1, 8), h.log())
+        msg, blocks = parse(mails(h, "bob@example.test")[0])
+        self.assertEqual(msg["Subject"], "Delayed Mail (still being retried)")
+        self.assertEqual(blocks[0]["Original-Envelope-Id"], "d1")
+        self.assertEqual(blocks[1]["Action"], "delayed")
+        self.assertEqual(blocks[1]["Final-Recipient"], "rfc822; friend@remote.test")
+        self.assertIn(qid + ": sender delay notification", h.log())
+
+    def test_notify_without_delay_gets_none(self):
+        h = self.h
+        qid = send_dsn(h, "bob@example.test", ["friend@remote.test"], message("slow"),
+                       rcpt_options=["NOTIFY=FAILURE"])
+        self.assertTrue(wait_for(lambda: len(re.findall(qid + ": to=<friend", h.log())) >= 3, 10),
+                        h.log())
+        self.assertEqual(h.maildir("bob@example.test"), [])
+        self.assertNotIn("delay notification", h.log())
