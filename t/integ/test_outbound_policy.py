@@ -165,3 +165,23 @@ class Concurrency(OutboundBase):
         self.wait_log(r"to=<b@dom1\.test>.*dsn=4\.4\.1, status=deferred \(delivery temporarily "
                       r"suspended: .*421 4\.3\.2")
         self.assertEqual(s.sessions, 1, "the dead site was connected to again")
+
+
+class Reload(OutboundBase):
+    def test_reload_switches_routes_and_keeps_deliveries(self):
+        import signal
+        a = self.sink("127.0.0.5")
+        b = self.sink("127.0.0.6")
+        tm = os.path.join(self.tmp, "transport")
+        with open(tm, "w") as f:
+            f.write("moved.test [127.0.0.5]:%d\n" % self.port)
+        self.start({"transport_maps": tm, "smtp_connection_cache_time_limit": "30s"})
+        self.send(["x@moved.test"], "before")
+        self.assertTrue(wait_until(lambda: a.count() == 1), self.h.log())
+        with open(tm, "w") as f:
+            f.write("moved.test [127.0.0.6]:%d\n" % self.port)
+        self.h.signal(signal.SIGHUP)
+        self.wait_log(r"reloaded")
+        self.send(["y@moved.test"], "after")
+        self.assertTrue(wait_until(lambda: b.count() == 1), self.h.log())
+        self.assertEqual(a.count(), 1)
