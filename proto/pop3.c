@@ -934,7 +934,9 @@ static void send_read_done(void *arg)
         return;
     }
     j->off += j->got;
-    if (j->got == 0 || pop3_msg_out_done(&j->out)) {
+    /* a short read of a regular file is its end: a message that fits in
+     * one chunk costs one pool job */
+    if (j->got < (ssize_t)sizeof j->buf || pop3_msg_out_done(&j->out)) {
         pop3_msg_out_end(&j->out, out);
         send_job_free(j);
         resume(s, P_TRANS);
