@@ -19,7 +19,7 @@ import subprocess
 import time
 import unittest
 
-from harness import Hatod, free_port, wait_for
+from harness import HATOD, Hatod, free_port, wait_for
 from test_queue_util import message, send
 
 PASSWORD = "correct horse"
@@ -458,6 +458,29 @@ class Limits(POP3Base):
         self.assertTrue(r.line().startswith(b"-ERR"))
         self.assertIn(b"Too many bad commands", r.line())
         self.assertTrue(r.closed())
+
+
+class Config(unittest.TestCase):
+    """The POP3 keys' checks (hatod -n)."""
+
+    def check(self, **kv):
+        h = Hatod(conf=dict({"pop3_listen": "127.0.0.1:%d" % free_port()}, **kv))
+        try:
+            return subprocess.run([HATOD, "-f", h.conf_path, "-n"], capture_output=True,
+                                  timeout=30)
+        finally:
+            h.cleanup()
+
+    def test_checks(self):
+        self.assertEqual(self.check().returncode, 0)
+        for kv, want in (({"pop3s_listen": "127.0.0.1:1"}, b"pop3s_listen: implicit TLS needs tls_cert_file"),
+                         ({"pop3_tls": "encrypt"}, b"pop3_tls: encrypt needs tls_cert_file"),
+                         ({"auth_plaintext_clients": "10.0.0.0/99"}, b"auth_plaintext_clients"),
+                         ({"pop3d_timeout": "0"}, b"pop3d_timeout: must be > 0"),
+                         ({"pop3_listen": "nowhere"}, b"pop3_listen: bad listen address")):
+            r = self.check(**kv)
+            self.assertNotEqual(r.returncode, 0, kv)
+            self.assertIn(want, r.stderr + r.stdout, kv)
 
 
 if __name__ == "__main__":
