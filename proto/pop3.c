@@ -270,12 +270,30 @@ static int mech_is_plaintext(const char *mech)
     return !strcasecmp(mech, "PLAIN") || !strcasecmp(mech, "LOGIN");
 }
 
+/* The server's SASL parameters plus, once TLS is up, the connection's
+ * channel binding (cb: SASL_CB_MAX octets): SCRAM-SHA-256-PLUS over TLS
+ * only, as on SMTP. */
+static struct sasl_params session_sasl(const struct psess *s, unsigned char *cb, size_t cblen)
+{
+    struct sasl_params p = s->srv->sasl;
+    const char *type = NULL;
+    int n = s->tls ? conn_tls_channel_binding(s->c, &type, cb, cblen) : -1;
+    if (n > 0) {
+        p.cb_type = type;
+        p.cb_data = cb;
+        p.cb_len = (size_t)n;
+    }
+    return p;
+}
+
 /* The mechanisms this session may use, space-separated, into buf. */
 static void mech_list(const struct psess *s, char *buf, size_t len)
 {
     char all[256];
+    unsigned char cb[SASL_CB_MAX];
+    struct sasl_params sp = session_sasl(s, cb, sizeof cb);
     size_t n = 0;
-    snprintf(all, sizeof all, "%s", sasl_mech_list(&s->srv->sasl));
+    snprintf(all, sizeof all, "%s", sasl_mech_list(&sp));
     buf[0] = '\0';
     for (char *save = NULL, *t = strtok_r(all, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
         if (mech_is_plaintext(t) && !plaintext_ok(s))
@@ -671,7 +689,9 @@ static void cmd_auth(struct psess *s, struct pop3_cmd *c)
         auth_list(s);
         return;
     }
-    const struct sasl_params *sp = &s->srv->sasl;
+    unsigned char cb[SASL_CB_MAX];
+    struct sasl_params params = session_sasl(s, cb, sizeof cb);
+    const struct sasl_params *sp = &params;
     if (!sasl_mech_offered(c->arg[0], sp) || (mech_is_plaintext(c->arg[0]) && !plaintext_ok(s))) {
         say(s, sasl_mech_offered(c->arg[0], sp)
                    ? "-ERR [AUTH] Plaintext authentication disallowed on non-secure connections"

@@ -99,6 +99,58 @@ class TLS(POP3Base):
         self.assertNotIn("pop3: login: user=bob", self.h.log())
 
 
+class ScramPlus(POP3Base):
+    TLS = True
+    CONF = {"auth_failure_limit": "20"}
+
+    def setUp(self):
+        super().setUp()
+        r = self.h.hatoctl("user", "passwd", "bob@example.test", "--with-scram",
+                           "--password-stdin", input=(PASSWORD + "\n").encode())
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def tls_session(self):
+        r = RawPOP(self.pop_port)
+        self.assertTrue(r.cmd("STLS").startswith(b"+OK"))
+        r.s, r.buf = ctx().wrap_socket(r.s, server_hostname="x"), b""
+        return r
+
+    def exchange(self, r, gs2, cb, mech="SCRAM-SHA-256-PLUS"):
+        nonce = b64(os.urandom(18))
+        bare = "n=bob@example.test,r=" + nonce
+        line = r.cmd("AUTH %s %s" % (mech, b64(gs2 + bare)))
+        if not line.startswith(b"+ "):
+            return line
+        first = base64.b64decode(line[2:]).decode()
+        attrs = dict(a.split("=", 1) for a in first.split(","))
+        salted = hashlib.pbkdf2_hmac("sha256", PASSWORD.encode(), base64.b64decode(attrs["s"]),
+                                     int(attrs["i"]))
+        ckey = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+        without = "c=%s,r=%s" % (b64(gs2.encode() + cb), attrs["r"])
+        auth_msg = ",".join((bare, first, without)).encode()
+        sig = hmac.new(hashlib.sha256(ckey).digest(), auth_msg, hashlib.sha256).digest()
+        line = r.cmd(b64(without + ",p=" + b64(bytes(a ^ b for a, b in zip(ckey, sig)))))
+        if not line.startswith(b"+ "):
+            return line
+        return r.cmd("")
+
+    def test_plus_over_tls_only(self):
+        from test_smtp_scram_plus import tls_exporter
+        r = RawPOP(self.pop_port)
+        r.cmd("CAPA")
+        self.assertNotIn(b"SCRAM-SHA-256-PLUS", b" ".join(r.multi()))
+        r.cmd("QUIT")
+        r = self.tls_session()
+        r.cmd("CAPA")
+        self.assertIn(b"SCRAM-SHA-256-PLUS", b" ".join(r.multi()))
+        self.assertTrue(self.exchange(r, "p=tls-exporter,,", tls_exporter(r.s)).startswith(b"+OK"))
+        r.cmd("QUIT")
+        # another connection's binding does not pass
+        other, r = self.tls_session(), self.tls_session()
+        self.assertTrue(self.exchange(r, "p=tls-exporter,,", tls_exporter(other.s))
+                        .startswith(b"-ERR [AUTH]"))
+
+
 class Encrypt(POP3Base):
     TLS = True
     CONF = {"pop3_tls": "encrypt"}
