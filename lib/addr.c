@@ -325,6 +325,11 @@ static size_t addr_utf8_seq(const unsigned char *s, size_t len)
     return n;
 }
 
+size_t addr_utf8_char(const char *s, size_t len)
+{
+    return len > 0 ? addr_utf8_seq((const unsigned char *)s, len) : 0;
+}
+
 enum addr_err addr_parse_path_utf8(const char *in, size_t len, int allow_null,
                                    struct addr *out, size_t *consumed, int *eight)
 {

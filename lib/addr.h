@@ -46,6 +46,9 @@ enum addr_err addr_parse_path(const char *in, size_t len, int allow_null,
  * U+10FFFF: ADDR_E_SYNTAX otherwise).  *eight tells whether there were any. */
 enum addr_err addr_parse_path_utf8(const char *in, size_t len, int allow_null,
                                    struct addr *out, size_t *consumed, int *eight);
+/* Octets of the well-formed UTF-8 character at s[0..len) (s[0] >= 0x80),
+ * or 0 if there is none there. */
+size_t addr_utf8_char(const char *s, size_t len);
 /* Parse a bare mailbox "local@domain" (no brackets) of exactly len octets:
  * for table files and command-line arguments. */
 enum addr_err addr_parse_mailbox(const char *in, size_t len, struct addr *out);

@@ -7,7 +7,10 @@
  * queue ID, so unique) and the line discipline: every line ends in CRLF and
  * is at most 998 octets (long values are folded, the original headers are
  * re-terminated and split).  Addresses and reasons are shown with bytes
- * outside printable ASCII replaced by '?'.  Pure text building: no I/O,
+ * outside printable ASCII replaced by '?', except that a report about an
+ * SMTPUTF8 message (RFC 6533) keeps well-formed UTF-8 and uses the global
+ * types: message/global-delivery-status with "utf-8" addresses,
+ * message/global-headers or message/global for the original.  Pure text building: no I/O,
  * no global state; the caller queues the result.
  */
 #ifndef _GNU_SOURCE
@@ -20,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/addr.h"
 #include "queue/bounce.h"
 
 #define BNC_FOLD_SOFT    78     /* fold lines longer than this at a space */
@@ -44,22 +48,30 @@ struct bnc {
     const char *host;
     char boundary[BNC_BOUNDARY_MAX + 1];
     int eightbit;              /* the original headers have 8-bit bytes */
+    int utf8;                  /* about an SMTPUTF8 message: RFC 6533 */
 };
 
 /* ------------------------------------------------------------------ */
 /* line output                                                         */
 
-/* Copy of s: controls become ' ' (tab, CR, LF) or '?', 8-bit bytes '?',
- * runs of spaces collapse, trailing space goes. */
-static char *bnc_clean(const char *s)
+/* Copy of s: controls become ' ' (tab, CR, LF) or '?', 8-bit bytes '?'
+ * (with utf8, a well-formed UTF-8 character stays), runs of spaces
+ * collapse, trailing space goes. */
+static char *bnc_clean(const char *s, int utf8)
 {
-    size_t n = strlen(s), o = 0, i;
+    size_t n = strlen(s), o = 0, i, k;
     char *c = malloc(n + 1);
 
     if (c == NULL)
         return NULL;
     for (i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
+        if (utf8 && ch >= 0x80 && (k = addr_utf8_char(s + i, n - i)) > 0) {
+            memcpy(c + o, s + i, k);
+            o += k;
+            i += k - 1;
+            continue;
+        }
         if (ch == '\t' || ch == '\r' || ch == '\n')
             ch = ' ';
         else if (ch < 0x20 || ch > 0x7e)
@@ -124,7 +136,7 @@ static int bnc_line(struct bnc *b, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return -1;
-    clean = bnc_clean(raw);
+    clean = bnc_clean(raw, b->utf8);
     free(raw);
     if (clean == NULL)
         return -1;
@@ -259,10 +271,10 @@ static int bnc_top_headers(struct bnc *b)
         bnc_line(b, "Message-ID: <%s@%s>", bnc_str(b->info->new_id), b->host) < 0 ||
         bnc_line(b, "Auto-Submitted: auto-replied") < 0 ||
         bnc_line(b, "MIME-Version: 1.0") < 0 ||
-        bnc_line(b, "Content-Type: multipart/report; report-type=delivery-status; boundary=\"%s\"",
-                 b->boundary) < 0)
+        bnc_line(b, "Content-Type: multipart/report; report-type=%s; boundary=\"%s\"",
+                 b->utf8 ? "global-delivery-status" : "delivery-status", b->boundary) < 0)
         return -1;
-    if (b->eightbit && bnc_line(b, "Content-Transfer-Encoding: 8bit") < 0)
+    if ((b->eightbit || b->utf8) && bnc_line(b, "Content-Transfer-Encoding: 8bit") < 0)
         return -1;
     return bnc_text(b, "\nThis is a MIME-encapsulated message.\n");
 }
@@ -271,7 +283,8 @@ static int bnc_part_start(struct bnc *b, const char *desc, const char *type)
 {
     return bnc_text(b, "\n") < 0 || bnc_line(b, "--%s", b->boundary) < 0 ||
            bnc_line(b, "Content-Description: %s", desc) < 0 ||
-           bnc_line(b, "Content-Type: %s", type) < 0 ? -1 : 0;
+           bnc_line(b, "Content-Type: %s", type) < 0 ||
+           (b->utf8 && bnc_line(b, "Content-Transfer-Encoding: 8bit") < 0) ? -1 : 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -328,7 +341,8 @@ static int bnc_human(struct bnc *b)
 {
     size_t i;
 
-    if (bnc_part_start(b, "Notification", "text/plain; charset=us-ascii") < 0 ||
+    if (bnc_part_start(b, "Notification",
+                       b->utf8 ? "text/plain; charset=utf-8" : "text/plain; charset=us-ascii") < 0 ||
         bnc_text(b, "\n") < 0 || bnc_human_intro(b) < 0 ||
         bnc_text(b, "\n" BNC_SIGNATURE "\n") < 0)
         return -1;
@@ -386,6 +400,15 @@ static int bnc_remote_mta(struct bnc *b, const char *remote)
     return bnc_line(b, "Remote-MTA: dns; %.*s", n, remote);
 }
 
+/* The address type for a: "utf-8" for a non-ASCII address (RFC 6533). */
+static const char *bnc_type(const struct bnc *b, const char *a)
+{
+    for (; b->utf8 && *a; a++)
+        if ((unsigned char)*a >= 0x80)
+            return "utf-8";
+    return "rfc822";
+}
+
 /* ORCPT= as given ("rfc822;a@b"), else the address before alias expansion. */
 static int bnc_orig_rcpt(struct bnc *b, const struct env_rcpt *r)
 {
@@ -396,7 +419,7 @@ static int bnc_orig_rcpt(struct bnc *b, const struct env_rcpt *r)
         return bnc_line(b, "Original-Recipient: %.*s; %s", (int)(semi - dorcpt), dorcpt,
                         semi + 1);
     if (orcpt[0] != '\0')
-        return bnc_line(b, "Original-Recipient: rfc822; %s", orcpt);
+        return bnc_line(b, "Original-Recipient: %s; %s", bnc_type(b, orcpt), orcpt);
     return 0;
 }
 
@@ -414,7 +437,8 @@ static int bnc_report_rcpt(struct bnc *b, const struct env_rcpt *r)
     const char *text = bnc_str(r->text), *remote = bnc_str(r->remote);
 
     if (bnc_text(b, "\n") < 0 || bnc_orig_rcpt(b, r) < 0 ||
-        bnc_line(b, "Final-Recipient: rfc822; %s", bnc_str(r->addr)) < 0)
+        bnc_line(b, "Final-Recipient: %s; %s", bnc_type(b, bnc_str(r->addr)),
+                 bnc_str(r->addr)) < 0)
         return -1;
     if (bnc_line(b, "Action: %s", bnc_action(b, r)) < 0 ||
         bnc_line(b, "Status: %s", bnc_status(b, r->dsn)) < 0)
@@ -435,13 +459,14 @@ static int bnc_report(struct bnc *b)
     size_t i;
 
     bnc_date((time_t)(b->e->arrival_us / 1000000), date, sizeof(date));
-    if (bnc_part_start(b, "Delivery report", "message/delivery-status") < 0 ||
+    if (bnc_part_start(b, "Delivery report", b->utf8 ? "message/global-delivery-status"
+                                                     : "message/delivery-status") < 0 ||
         bnc_text(b, "\n") < 0 ||
         (bnc_str(b->e->envid)[0] &&
          bnc_line(b, "Original-Envelope-Id: %s", b->e->envid) < 0) ||
         bnc_line(b, "Reporting-MTA: dns; %s", b->host) < 0 ||
         bnc_line(b, "X-Hato-Queue-ID: %s", b->e->id) < 0 ||
-        bnc_line(b, "X-Hato-Sender: rfc822; %s", sender) < 0 ||
+        bnc_line(b, "X-Hato-Sender: %s; %s", bnc_type(b, sender), sender) < 0 ||
         bnc_line(b, "Arrival-Date: %s", date) < 0)
         return -1;
     for (i = 0; i < b->e->nrcpt; i++)
@@ -514,16 +539,18 @@ static int bnc_copy_full(struct bnc *b, const char *m, size_t len)
 static int bnc_orig(struct bnc *b)
 {
     if (bnc_full(b)) {
-        if (bnc_part_start(b, "Undelivered Message", "message/rfc822") < 0 ||
-            (b->eightbit && bnc_line(b, "Content-Transfer-Encoding: 8bit") < 0) ||
+        if (bnc_part_start(b, "Undelivered Message",
+                           b->utf8 ? "message/global" : "message/rfc822") < 0 ||
+            (b->eightbit && !b->utf8 && bnc_line(b, "Content-Transfer-Encoding: 8bit") < 0) ||
             bnc_text(b, "\n") < 0)
             return -1;
         return bnc_copy_full(b, b->info->orig_full, b->info->orig_full_len);
     }
     if (b->info->orig_headers == NULL)
         return 0;
-    if (bnc_part_start(b, "Undelivered Message Headers", "text/rfc822-headers") < 0 ||
-        (b->eightbit && bnc_line(b, "Content-Transfer-Encoding: 8bit") < 0) ||
+    if (bnc_part_start(b, "Undelivered Message Headers",
+                       b->utf8 ? "message/global-headers" : "text/rfc822-headers") < 0 ||
+        (b->eightbit && !b->utf8 && bnc_line(b, "Content-Transfer-Encoding: 8bit") < 0) ||
         bnc_text(b, "\n") < 0)
         return -1;
     return bnc_copy_headers(b, b->info->orig_headers, b->info->orig_headers_len);
@@ -578,6 +605,7 @@ int bounce_build(const struct envelope *orig, enum bounce_kind kind,
     b.info = info;
     b.host = info->myhostname && info->myhostname[0] ? info->myhostname : BNC_DEFAULT_HOST;
     b.eightbit = bnc_has_8bit(info, kind);
+    b.utf8 = (orig->flags & ENV_F_SMTPUTF8) != 0;
     if (((orig->sender == NULL || orig->sender[0] == '\0' || (orig->flags & ENV_F_BOUNCE)) &&
          (info->to == NULL || kind != BOUNCE_FAILED)) || !bnc_any(&b)) {
         errno = ENOENT;             /* nobody to tell, or nothing to say */

@@ -672,7 +672,8 @@ static void dsn_built(void *arg)
         env_set_client(e, "local", "-", "DSN") == 0 &&
         env_add_rcpt(e, j->to ? j->to : j->env.sender, "") == 0) {
         e->arrival_us = time_now_us();
-        e->flags = ENV_F_BOUNCE | (j->to ? ENV_F_DOUBLE : 0);
+        e->flags = ENV_F_BOUNCE | (j->to ? ENV_F_DOUBLE : 0) |
+                   (j->env.flags & ENV_F_SMTPUTF8);   /* UTF-8 inside: RFC 6533 */
         if (queue_inject(s->q, j->text, j->len, e, dsn_committed, j) == 0)
             return;
     }

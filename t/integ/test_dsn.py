@@ -225,3 +225,35 @@ class DelayNotice(HatodTestCase):
                         h.log())
         self.assertEqual(h.maildir("bob@example.test"), [])
         self.assertNotIn("delay notification", h.log())
+
+
+class Utf8Report(HatodTestCase):
+    """A failure report about an SMTPUTF8 message (RFC 6533): the global
+    types, UTF-8 addresses with the "utf-8" type, sent to a UTF-8 sender."""
+    CONF = {"quota_full_permanent": "yes"}
+    USERS = ["bob@example.test *", "j\u00f6rg@example.test *",
+             "m\u00fcller@other.test * quota=20K"]
+
+    def test_global_report(self):
+        h = self.h
+        send_dsn(h, "j\u00f6rg@example.test", ["m\u00fcller@other.test"],
+                 ("From: j\u00f6rg@example.test\r\nSubject: gr\u00fc\u00dfe\r\n\r\n" +
+                  "x" * BIG + "\r\n").encode(), ["SMTPUTF8"])
+        self.assertTrue(h.wait_mail("j\u00f6rg@example.test", 1, 5), h.log())
+        data = mails(h, "j\u00f6rg@example.test")[0]
+        msg = email.message_from_bytes(data, policy=policy.compat32)
+        self.assertEqual(msg.get_content_type(), "multipart/report")
+        self.assertEqual(msg.get_param("report-type"), "global-delivery-status")
+        parts = msg.get_payload()
+        self.assertEqual([p.get_content_type() for p in parts],
+                         ["text/plain", "message/global-delivery-status", "message/global-headers"])
+        # email reads message/global-* as an enclosed message (RFC 6532
+        # allows 8-bit there): its bytes are the fields, blocks apart
+        raw = parts[1].get_payload()[0].as_bytes().decode("utf-8")
+        blocks = [email.message_from_string(b) for b in raw.replace("\r\n", "\n").split("\n\n")
+                  if b.strip()]
+        self.assertEqual(blocks[0]["X-Hato-Sender"], "utf-8; j\u00f6rg@example.test")
+        self.assertEqual(blocks[1]["Final-Recipient"], "utf-8; m\u00fcller@other.test")
+        self.assertEqual(blocks[1]["Action"], "failed")
+        self.assertIn(b"To: <j\xc3\xb6rg@example.test>\r\n", data)
+        self.assertIn("gr\u00fc\u00dfe", parts[2].get_payload()[0].as_bytes().decode("utf-8"))

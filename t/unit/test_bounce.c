@@ -359,6 +359,30 @@ static void test_dsn_fields(void)
     is_int(bounce_build(&e, BOUNCE_DELAYED, &in, &out, &len), -1, "no delay notice about a notice");
     env_clear(&e);
 
+    /* SMTPUTF8 (RFC 6533): the global types, UTF-8 kept, "utf-8" addresses */
+    mk(&e);
+    env_add_rcpt(&e, "m\xc3\xbcller@example.org", "");
+    env_rcpt_set(&e.rcpts[4], RCPT_BOUNCED, "5.2.2", "mailbox full f\xc3\xbcr m\xc3\xbcller \xff");
+    is_int(bounce_build(&e, BOUNCE_FAILED, &in, &out, &len), 0, "ASCII report about a UTF-8 rcpt");
+    ok(count(out, len, "Final-Recipient: rfc822; m??ller@example.org\r\n") == 1,
+       "without SMTPUTF8 non-ASCII shows as '?'");
+    free(out);
+    out = NULL;
+    e.flags |= ENV_F_SMTPUTF8;
+    is_int(bounce_build(&e, BOUNCE_FAILED, &in, &out, &len), 0, "report about an SMTPUTF8 message");
+    ok(count(out, len, "report-type=global-delivery-status;") == 1, "report-type global-delivery-status");
+    ok(count(out, len, "Content-Type: message/global-delivery-status\r\n") == 1, "global status part");
+    ok(count(out, len, "Content-Type: message/global-headers\r\n") == 1, "global headers part");
+    ok(count(out, len, "Content-Type: text/plain; charset=utf-8\r\n") == 1, "UTF-8 text part");
+    ok(count(out, len, "Final-Recipient: utf-8; m\xc3\xbcller@example.org\r\n") == 1,
+       "utf-8 address type, address kept");
+    ok(count(out, len, "Final-Recipient: rfc822; a@example.org\r\n") == 1, "ASCII ones stay rfc822");
+    ok(count(out, len, "f\xc3\xbcr m\xc3\xbcller ?") >= 1, "well-formed UTF-8 kept, a stray byte not");
+    ok(lines_ok(out, len, &longest), "CRLF discipline");
+    free(out);
+    out = NULL;
+    env_clear(&e);
+
     mk(&e);
     ok(!bounce_return_full(&e, 0) && bounce_return_full(&e, 1), "no RET: the config decides");
     e.ret = ENV_RET_FULL;
