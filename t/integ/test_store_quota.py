@@ -6,8 +6,9 @@ mailbox layout made at the first delivery."""
 import os
 import re
 import smtplib
+import socket
 
-from harness import HatodTestCase, wait_for
+from harness import HatodTestCase, RawSMTP, wait_for
 from test_queue_util import mails, message, send, send_ok, stays, wait_queue_empty
 
 
@@ -71,6 +72,37 @@ class RcptQuota(HatodTestCase):
         os.unlink(filler)
         os.unlink(os.path.join(box(h, "bob@example.test"), "maildirsize"))
         self.assertEqual(rcpt_reply(h, "bob@example.test")[0], 250)
+
+
+    def test_check_runs_off_the_loop(self):
+        """The usage read happens in the worker pool while the session
+        waits: with bob's maildirsize a FIFO nobody writes, his RCPT stays
+        unanswered but another session is served; writing the FIFO
+        (usage at the quota) brings the 452."""
+        h = self.h
+        d = box(h, "bob@example.test")
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+        fifo = os.path.join(d, "maildirsize")
+        os.mkfifo(fifo)
+        r = RawSMTP(h.port)
+        r.reply()
+        r.cmd("EHLO client.test")
+        r.cmd("MAIL FROM:<a@remote.test>")
+        r.send(b"RCPT TO:<bob@example.test>\r\n")
+        # another session meanwhile: a blocked loop would answer nothing
+        self.assertEqual(rcpt_reply(h, "alice@example.test")[0], 250)
+        r.s.settimeout(0.5)
+        try:
+            got = r.s.recv(100)
+        except (socket.timeout, TimeoutError):
+            got = b""
+        self.assertEqual(got, b"")                     # still waiting on the pool
+        r.s.settimeout(10)
+        with open(fifo, "w") as f:                     # opens once the reader is there
+            f.write("20480S\n20480 1\n")
+        self.assertEqual(r.reply(), (452, ["452 4.2.2 Mailbox full"]))
+        r.close()
 
 
 class RcptQuotaPermanent(HatodTestCase):
