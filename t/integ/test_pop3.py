@@ -331,6 +331,23 @@ class Commands(POP3Base):
         self.assertIn(b"@mx.example.test>", r.greeting)
         r.cmd("QUIT")
 
+    def test_pipelined_commands_in_one_segment(self):
+        # CAPA says PIPELINING: 100 RETRs of a 20 KB message and QUIT in one
+        # write are answered in order (the output's high-water mark pauses
+        # and resumes the command loop many times on the way)
+        self.deliver(1, size=20000)
+        r = RawPOP(self.pop_port, timeout=30)
+        r.cmd("USER bob@example.test")
+        r.cmd("PASS " + PASSWORD)
+        r.send(b"RETR 1\r\n" * 100 + b"STAT\r\nQUIT\r\n")
+        for i in range(100):
+            first = r.line()
+            self.assertTrue(first.startswith(b"+OK"), (i, first))
+            self.assertGreater(len(b"".join(r.multi())), 19000)
+        self.assertTrue(r.line().startswith(b"+OK 1 "))
+        self.assertTrue(r.line().startswith(b"+OK Logging out"))
+        self.assertTrue(r.closed())
+
     def test_commands_in_the_wrong_state(self):
         r = RawPOP(self.pop_port)
         self.assertTrue(r.cmd("STAT").startswith(b"-ERR"))
