@@ -71,6 +71,7 @@ struct psess {
     enum pstate state;
     struct line_reader lr, sasl_lr;
     int tls, greeted, eof, errors, output_blocked, shutting;
+    int in_dispatch;            /* a command (or SASL line) is being executed */
     char *user;                 /* USER's argument */
     char *login;                /* logged in as */
     char apop_ts[160];          /* the banner's <timestamp>, "" without APOP */
@@ -226,14 +227,17 @@ static void wait_state(struct psess *s)
     conn_read_enable(s->c, 0);
 }
 
-/* Back to reading commands in state st; what is buffered runs now. */
+/* Back to reading commands in state st; what is buffered runs now — by the
+ * command loop itself when this happens inside a command (no recursion
+ * under pipelining), else from here (a pool job or timer finished). */
 static void resume(struct psess *s, enum pstate st)
 {
     if (s->state == P_CLOSING)
         return;
     s->state = st;
     read_on(s);
-    process_input(s);
+    if (!s->in_dispatch)
+        process_input(s);
 }
 
 /* ------------------------------------------------------------ policy */
@@ -1156,7 +1160,9 @@ static void process_input(struct psess *s)
     while (s->state == P_AUTHZ || s->state == P_TRANS || s->state == P_SASL) {
         if (s->state == P_SASL) {
             size_t had = evbuffer_get_length(in);
+            s->in_dispatch = 1;
             sasl_input(s);
+            s->in_dispatch = 0;
             if (s->state == P_SASL && evbuffer_get_length(in) == had) {
                 if (s->eof)
                     session_free(s);
@@ -1181,7 +1187,9 @@ static void process_input(struct psess *s)
             bad_command(s, "Line too long");
             continue;
         }
+        s->in_dispatch = 1;
         dispatch(s, s->srv->line, len);
+        s->in_dispatch = 0;
     }
 }
 

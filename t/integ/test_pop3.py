@@ -348,6 +348,22 @@ class Commands(POP3Base):
         self.assertTrue(r.line().startswith(b"+OK Logging out"))
         self.assertTrue(r.closed())
 
+    def test_half_close_after_pipelined_quit(self):
+        # DELE, RETR, QUIT, then the client closes its side: every command is
+        # still answered, and the QUIT that arrived means UPDATE runs
+        self.deliver(2)
+        r = RawPOP(self.pop_port)
+        r.cmd("USER bob@example.test")
+        r.cmd("PASS " + PASSWORD)
+        r.send(b"DELE 1\r\nRETR 2\r\nQUIT\r\n")
+        r.s.shutdown(socket.SHUT_WR)
+        self.assertTrue(r.line().startswith(b"+OK"))
+        self.assertTrue(r.line().startswith(b"+OK"))
+        self.assertTrue(any(l.startswith(b"Subject: m") for l in r.multi()))
+        self.assertTrue(r.line().startswith(b"+OK Logging out, 1 messages deleted"))
+        self.assertTrue(r.closed())
+        self.assertEqual(len(self.h.maildir("bob@example.test")), 1)
+
     def test_commands_in_the_wrong_state(self):
         r = RawPOP(self.pop_port)
         self.assertTrue(r.cmd("STAT").startswith(b"-ERR"))
