@@ -6,10 +6,15 @@
  * example) and the POP-before-SMTP table (auth/popb4smtp.c).
  */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 
@@ -17,6 +22,7 @@
 #include "auth/popb4smtp.h"
 #include "proto/pop3_cmd.h"
 #include "proto/pop3_msg.h"
+#include "store/maildir.h"
 #include "store/pop3drop.h"
 #include "tap.h"
 
@@ -212,6 +218,80 @@ static void test_popb4smtp(void)
     is_int(popb4smtp_count(), 0, "cleared");
 }
 
+static void put(const char *dir, const char *name, const char *content)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/new/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fputs(content, f);
+        fclose(f);
+    }
+}
+
+/* The maildrop over a real Maildir: lock, listing with sizes as sent,
+ * UIDs that survive a reload, open after a rename, expunge. */
+static void test_maildrop(void)
+{
+    char dir[] = "/tmp/hato-test-pop3drop-XXXXXX", path[PATH_MAX];
+    if (!mkdtemp(dir)) {
+        ok(0, "mkdtemp");
+        return;
+    }
+    int fd = pop3drop_lock(dir);
+    ok(fd >= 0, "lock (creates the Maildir)");
+    errno = 0;
+    int fd2 = pop3drop_lock(dir);
+    ok(fd2 < 0 && errno == EWOULDBLOCK, "a second lock is refused (EWOULDBLOCK)");
+    close(fd);
+    fd2 = pop3drop_lock(dir);
+    ok(fd2 >= 0, "free again once closed");
+    close(fd2);
+
+    put(dir, "1764633600.M1P1Q1.host,S=10", "a: b\r\n\r\nx\r\n");       /* hato's: CRLF */
+    put(dir, "1764633601.77_1.mutthost", "a: b\n\nx\n.y");               /* LF, no end */
+    put(dir, "1764633602.M2P3.dove,S=5,W=9", "q\nr\n.");                 /* Dovecot's W= */
+    struct pop3drop *d = NULL;
+    ok(pop3drop_load(dir, &d) == 0 && d && d->n == 3, "three messages");
+    if (d && d->n == 3) {
+        is_int(d->msgs[0].size, 10, "hato's file: its size");
+        is_int(d->msgs[1].size, 15, "a foreign file: counted with CRLF (10 + 3 + 2)");
+        is_int(d->msgs[2].size, 9, "Dovecot's ,W=");
+        ok(d->msgs[0].uid < d->msgs[1].uid && d->msgs[1].uid < d->msgs[2].uid, "UID order");
+        uint32_t v = d->uidvalidity, u1 = d->msgs[1].uid;
+        struct pop3drop *e = NULL;
+        ok(pop3drop_load(dir, &e) == 0 && e->uidvalidity == v && e->msgs[1].uid == u1,
+           "the same UIDs on the next load");
+        snprintf(path, sizeof path, "%s/%s", dir, POP3DROP_SIZES);
+        ok(access(path, F_OK) == 0, "the count is cached");
+        /* another program moves a message to cur/ with flags: still opens */
+        char from[PATH_MAX], to[PATH_MAX];
+        snprintf(from, sizeof from, "%s/new/1764633601.77_1.mutthost", dir);
+        snprintf(to, sizeof to, "%s/cur/1764633601.77_1.mutthost:2,S", dir);
+        ok(rename(from, to) == 0, "renamed as mutt would");
+        int mfd = pop3drop_open(dir, &e->msgs[1]);
+        ok(mfd >= 0, "open finds it again through the index");
+        ok(strstr(e->msgs[1].rel, "cur/") == e->msgs[1].rel, "and follows it (%s)", e->msgs[1].rel);
+        if (mfd >= 0)
+            close(mfd);
+        uint32_t gone[2] = { d->msgs[0].uid, d->msgs[1].uid };
+        is_int(pop3drop_expunge(dir, gone, 2), 0, "expunge two");
+        is_int(pop3drop_expunge(dir, gone, 2), 0, "expunging them again is no error");
+        pop3drop_free(e);
+        e = NULL;
+        ok(pop3drop_load(dir, &e) == 0 && e->n == 1 && e->msgs[0].uid == d->msgs[2].uid,
+           "one left, its UID kept");
+        snprintf(path, sizeof path, "%s/new/1764633600.M1P1Q1.host,S=10", dir);
+        ok(access(path, F_OK) != 0, "the file is gone");
+        pop3drop_free(e);
+    }
+    pop3drop_free(d);
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        ok(0, "cleanup");
+}
+
 int main(void)
 {
     test_parser();
@@ -219,5 +299,6 @@ int main(void)
     test_sizes();
     test_apop();
     test_popb4smtp();
+    test_maildrop();
     return tap_done();
 }
