@@ -290,10 +290,38 @@ static void human_size(long long v, char *buf, size_t len)
         snprintf(buf, len, "%.1f %s", x, unit[u]);
 }
 
+/* RFC 5322 atext, plus '.' where a dot-atom may have it. */
+static int is_atext(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+           || c >= 0x80 || strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
+}
+
+/* "local@domain" for a header: the local part quoted unless a dot-atom. */
+static void header_address(const char *user, char *buf, size_t len)
+{
+    const char *at = strrchr(user, '@');
+    size_t ll = at ? (size_t)(at - user) : strlen(user), o = 0;
+    int atom = ll > 0 && user[0] != '.' && user[ll - 1] != '.';
+    for (size_t i = 0; i < ll && atom; i++)
+        atom = is_atext((unsigned char)user[i]) || (user[i] == '.' && user[i + 1] != '.');
+    if (atom) {
+        snprintf(buf, len, "%s", user);
+        return;
+    }
+    buf[o++] = '"';
+    for (size_t i = 0; i < ll && o + 4 < len; i++) {
+        if (user[i] == '"' || user[i] == '\\')
+            buf[o++] = '\\';
+        buf[o++] = user[i];
+    }
+    snprintf(buf + o, len - o, "\"%s", at ? at : "");
+}
+
 /* The warning mail (CRLF) for it into a malloc'd *out. */
 static int warning_text(const struct local_item *it, char **out)
 {
-    char date[64], used[32], limit[32];
+    char date[64], used[32], limit[32], to[2 * 320];
     const char *at = strrchr(it->user, '@');
     const char *domain = at ? at + 1 : it->user;
     long long pct = it->warn_usage / (it->quota / 100 > 0 ? it->quota / 100 : 1);
@@ -302,6 +330,7 @@ static int warning_text(const struct local_item *it, char **out)
     time_rfc5322(time(NULL), date, sizeof date);
     human_size(it->warn_usage, used, sizeof used);
     human_size(it->quota, limit, sizeof limit);
+    header_address(it->user, to, sizeof to);
     int n = asprintf(out,
         "From: Mail Delivery System <postmaster@%s>\r\n"
         "To: <%s>\r\n"
@@ -316,7 +345,7 @@ static int warning_text(const struct local_item *it, char **out)
         "\r\n"
         "When it is full, new mail for you is held and then returned to its\r\n"
         "senders.  Please delete messages you no longer need, and empty the\r\n"
-        "Trash folder.\r\n", domain, it->user, pct, date, time_now_us(), domain,
+        "Trash folder.\r\n", domain, to, pct, date, time_now_us(), domain,
         used, limit, pct);
     return n < 0 ? -1 : n;
 }

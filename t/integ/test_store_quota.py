@@ -166,7 +166,7 @@ class DeliveryQuota(HatodTestCase):
 class QuotaWarning(HatodTestCase):
     CONF = {"quota_warning_percent": "50"}
     USERS = ["bob@example.test * quota=40K", "alice@example.test *",
-             "carol@other.test * quota=20K"]
+             "carol@other.test * quota=20K", "a..b@example.test * quota=10K"]
 
     def warnings(self):
         return [m for m in mails(self.h, "bob@example.test") if b"quota warning" in m]
@@ -199,6 +199,15 @@ class QuotaWarning(HatodTestCase):
         send_ok(self, h, "alice@example.test", ["bob@example.test"], message("five", size=22 * 1024))
         self.assertTrue(wait_for(lambda: len(self.warnings()) == 1, 10), h.log())
         self.assertEqual(len(re.findall(r"quota warning to <bob@example.test>", h.log())), 2)
+
+
+    def test_warning_to_a_quoted_local_part(self):
+        h = self.h
+        send_ok(self, h, "alice@example.test", ['"a..b"@example.test'], message("q", size=6 * 1024))
+        self.assertTrue(h.wait_mail("a..b@example.test", 2, 10), h.log())
+        w = [m for m in mails(h, "a..b@example.test") if b"quota warning" in m]
+        self.assertEqual(len(w), 1)
+        self.assertIn(b'\r\nTo: <"a..b"@example.test>\r\n', w[0])
 
 
 class Layout(HatodTestCase):
