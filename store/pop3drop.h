@@ -45,7 +45,8 @@ int pop3drop_lock(const char *folder);
 int pop3drop_load(const char *folder, struct pop3drop **out);
 void pop3drop_free(struct pop3drop *d);
 /* Open message m read-only; when its file moved (another program renamed
- * it) the index is synced and the new name tried.  fd or -1 (errno). */
+ * it) the index is synced and the new name tried, and m->rel follows it.
+ * fd or -1 (errno). */
 int pop3drop_open(const char *folder, struct pop3drop_msg *m);
 /* Expunge these UIDs through the index.  Returns how many could not be
  * removed (0: all gone, also those gone already), -1 if the index could
