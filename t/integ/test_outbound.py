@@ -174,6 +174,24 @@ class Replies(OutboundBase):
         self.assertEqual(len([c for c in first if c.startswith("RCPT")]), 3)
         self.assertEqual(len([c for c in first if c.startswith("MAIL")]), 1)
 
+    def test_larger_than_the_servers_size_bounces_5_3_4(self):
+        s = self.sink(size=1000)
+        self.start()
+        self.send(["big@dom1.test"], "big", body="x" * 3000 + "\r\n")
+        self.wait_log(r"to=<big@dom1\.test>.*dsn=5\.3\.4, status=bounced \(message size \d+ "
+                      r"exceeds size limit 1000 of server mx\.dom1\.test\[127\.0\.0\.2\]")
+        self.assertFalse([c for c in s.commands if c.startswith("MAIL")])
+        self.assertIn("5.3.4", self.bounce_text())
+
+    def test_4_7_x_reply_defers_that_recipient(self):
+        s = self.sink()
+        self.start()
+        self.send(["throttle1@dom1.test", "ok1@dom1.test"], "slow down")
+        self.assertTrue(wait_until(lambda: s.count() == 1), self.h.log())
+        self.wait_log(r"to=<throttle1@dom1\.test>.*dsn=4\.7\.1, status=deferred \(host "
+                      r"mx\.dom1\.test\[127\.0\.0\.2\] said: 451 4\.7\.1")
+        self.assertEqual(s.messages[0].rcpts, ["ok1@dom1.test"])
+
     def test_recipient_limit_splits_transactions(self):
         s = self.sink()
         self.start({"smtp_destination_recipient_limit": "2"})
