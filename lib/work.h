@@ -43,6 +43,12 @@ struct work_pool *work_pool_new(struct event_base *base, int nthreads);
  * rest are shared, WORK_AUTH, WORK_FILTER and WORK_TLS may take all but one
  * of them, WORK_SCAN one. */
 void work_class_limits(int nthreads, enum work_class c, int *reserved, int *cap);
+/* WORK_AUTH jobs run at a lower CPU priority than the loop (nice + 10), and
+ * a thread returns to its own nice for other jobs, which an unprivileged
+ * process may do only with RLIMIT_NICE at 20 (or CAP_SYS_NICE): call this
+ * as root before dropping privileges to raise the limit.  0 or -1; the pool
+ * renices only if it finds it can come back. */
+int work_priority_prepare(void);
 /* Queue a job of class c.  Returns 0, or -1 if the pool is shutting down. */
 int work_submit(struct work_pool *pool, enum work_class c, work_fn fn, work_done_fn done,
                 void *arg);

@@ -286,6 +286,9 @@ static int drop_privileges(struct hatod *d, gid_t gid)
 {
     if (getuid() != 0 || !d->cfg.run_user[0])
         return 0;
+    /* so that the pool's threads may return to nice 0 after a password
+     * hash (lib/work.c; without it nothing is reniced) */
+    (void)work_priority_prepare();
     if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(d->run_uid) < 0) {
         log_err("cannot drop privileges to %s: %s", d->cfg.run_user, strerror(errno));
         return -1;

@@ -12,6 +12,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -293,9 +295,35 @@ static void check_limits(void)
     ok(res == 1 && cap == 3, "4 threads: one reserved to deliveries, which may use 3");
 }
 
+static int seen_nice[3];
+static void nice_probe(void *arg)
+{
+    errno = 0;
+    int n = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+    *(int *)arg = errno ? -100 : n;
+}
+
+/* A password hash runs niced below the loop; the thread's next job of
+ * another class runs at the thread's own priority again. */
+static void check_auth_nice(void)
+{
+    errno = 0;
+    int nice0 = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+    int want = nice0 + 10 > 19 ? 19 : nice0 + 10;
+    struct work_pool *p = work_pool_new(base, 1);
+    work_submit(p, WORK_COMMIT, nice_probe, NULL, &seen_nice[0]);
+    work_submit(p, WORK_AUTH, nice_probe, NULL, &seen_nice[1]);
+    work_submit(p, WORK_COMMIT, nice_probe, NULL, &seen_nice[2]);
+    work_pool_free(p);
+    is_int(seen_nice[0], nice0, "a commit job runs at the loop's nice");
+    is_int(seen_nice[1], want, "a password hash runs 10 nicer");
+    is_int(seen_nice[2], nice0, "the next commit job on that thread is back at the loop's nice");
+}
+
 static void test_classes(void)
 {
     check_limits();
+    check_auth_nice();
     /* DESIGN.md's login storm: more auth jobs than threads */
     saturate_then_probe(4, 1u << WORK_AUTH, 8, WORK_COMMIT, "auth storm");
     saturate_then_probe(2, 1u << WORK_AUTH, 8, WORK_COMMIT, "auth storm, 2 threads");
