@@ -2,8 +2,10 @@
 postfix package, its own config, queue and data directories under the
 test's temp dir, as ../shared/peers/peers-setup.sh does) listening on
 127.0.0.7 at smtp_client_port, offering STARTTLS with a self-signed
-certificate and delivering pf.test into one Maildir.  Skipped (counted as a
-failure by run.py) when Postfix is not installed."""
+certificate and delivering pf.test into one Maildir; and the other way, a
+second instance on 127.0.0.8 whose relayhost is hatod, which sends on by
+MX to a sink.  Skipped (counted as a failure by run.py) when Postfix is not
+installed."""
 import glob
 import os
 import pwd
@@ -18,7 +20,7 @@ POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 
 
 class PostfixPeer:
-    def __init__(self, root, port, cert, key):
+    def __init__(self, root, port, cert, key, addr="127.0.0.7", extra=""):
         self.etc = os.path.join(root, "pf-etc")
         self.spool = os.path.join(root, "pf-spool")
         self.data = os.path.join(root, "pf-data")
@@ -62,7 +64,8 @@ maillog_file_prefixes = /var, /dev/stdout, {root}
 smtpd_tls_security_level = may
 smtpd_tls_cert_file = {cert}
 smtpd_tls_key_file = {key}
-""".format(root=root, etc=self.etc, spool=self.spool, data=self.data, mail=self.mail, log=self.log,
+{extra}
+""".format(extra=extra, root=root, etc=self.etc, spool=self.spool, data=self.data, mail=self.mail, log=self.log,
            uid=nobody.pw_uid, gid=nobody.pw_gid, cert=cert, key=key))
         shutil.copy("/usr/share/postfix/master.cf.dist", os.path.join(self.etc, "master.cf"))
         for f in ("/usr/share/postfix/dynamicmaps.cf", "/etc/postfix/dynamicmaps.cf"):
@@ -73,8 +76,8 @@ smtpd_tls_key_file = {key}
         os.makedirs(os.path.join(self.etc, "postfix-files.d"), exist_ok=True)
         pc = ["postconf", "-c", self.etc]
         subprocess.run(pc + ["-MX", "smtp/inet"], check=True)
-        subprocess.run(pc + ["-M", "127.0.0.7:%d/inet=127.0.0.7:%d inet n - n - - smtpd"
-                             % (port, port)], check=True)
+        subprocess.run(pc + ["-M", "%s:%d/inet=%s:%d inet n - n - - smtpd"
+                             % (addr, port, addr, port)], check=True)
         subprocess.run(pc + ["-F", "*/*/chroot = n"], check=True)
         subprocess.run(["chown", "postfix:postfix", self.data], check=True)
         subprocess.run([POSTFIX, "-c", self.etc, "start"], capture_output=True, timeout=60)
@@ -116,6 +119,33 @@ class ToPostfix(OutboundBase):
             self.assertIn(b"\n.leading dot\n", data)        # unstuffed by Postfix
             self.assertIn(b"x" * 998, data)
             self.assertTrue(self.queue_empty(), self.h.log())
+        finally:
+            pf.stop()
+
+
+    def test_postfix_relays_through_hatod(self):
+        """The other way: Postfix's relayhost is hatod, which sends on by MX."""
+        s = self.sink()
+        self.start(dns=[])
+        cert, key = self_signed(self.tmp, "postfix.pf.test")
+        pf = PostfixPeer(self.tmp, self.port, cert, key, addr="127.0.0.8",
+                         extra="relayhost = [127.0.0.1]:%d\nsmtp_tls_security_level = none\n"
+                               "virtual_mailbox_domains =\nsmtp_host_lookup = native"
+                               % self.h.port)
+        try:
+            import smtplib
+            from test_outbound import msg
+            c = smtplib.SMTP("127.0.0.8", self.port, timeout=20)
+            c.sendmail("someone@pf.test", ["far@dom1.test"], msg("via postfix"))
+            c.quit()
+            self.assertTrue(wait_until(lambda: s.count() == 1, 30), self.h.log() + pf.read_log())
+            m = s.messages[0]
+            self.assertEqual(m.rcpts, ["far@dom1.test"])
+            self.assertEqual(m.sender, "someone@pf.test")
+            self.assertIn(b"by mx.example.test", m.data)         # hatod's Received:
+            self.assertIn(b"by postfix.pf.test", m.data)         # Postfix's
+            self.assertIn("status=sent", pf.read_log())
+            self.wait_log(r"to=<far@dom1\.test>, relay=mx\.dom1\.test\[127\.0\.0\.2\]")
         finally:
             pf.stop()
 
