@@ -7,8 +7,9 @@ import os
 import re
 import smtplib
 import socket
+import subprocess
 
-from harness import HatodTestCase, RawSMTP, wait_for
+from harness import HATOD, HatodTestCase, RawSMTP, wait_for
 from test_queue_util import mails, message, send, send_ok, stays, wait_queue_empty
 
 
@@ -223,3 +224,27 @@ class Layout(HatodTestCase):
             self.assertTrue(os.path.isfile(os.path.join(d, "." + name, "maildirfolder")))
         with open(os.path.join(d, "subscriptions")) as f:
             self.assertEqual(f.read(), "Sent\nDrafts\nTrash\nJunk\n")
+
+
+class QuotaConfig(HatodTestCase):
+    """hatod -n: the quota keys parse; quota_warning_percent is 0..100."""
+
+    def check(self, **conf):
+        self.h.conf.update(conf)
+        self.h.write_conf()
+        return subprocess.run([HATOD, "-f", self.h.conf_path, "-n"], capture_output=True,
+                              timeout=30)
+
+    def test_keys(self):
+        r = self.check(quota_full_permanent="yes", quota_warning_percent="90")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.check(quota_full_permanent="no", quota_warning_percent="0")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for key, val, why in (("quota_warning_percent", "101", b"must be 0 (off)..100"),
+                              ("quota_warning_percent", "-5", b"quota_warning_percent"),
+                              ("quota_warning_percent", "lots", b"quota_warning_percent"),
+                              ("quota_full_permanent", "maybe", b"quota_full_permanent")):
+            r = self.check(**{key: val})
+            self.assertEqual(r.returncode, 1, (key, val, r.stderr))
+            self.assertIn(why, r.stderr, (key, val))
+            self.h.conf.pop(key)
