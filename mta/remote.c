@@ -653,8 +653,11 @@ static void try_next_addr(struct job *j)
         if (j->mx_id)
             return;              /* the lookup is under way */
         j->mx_id = mx_lookup(j->ra->mx, j->d->nexthop, &j->ra->set.mxo, on_mx, j);
-        if (!j->mx_id) {
-            job_set_all(j, RCPT_BOUNCED, "5.1.2", "bad next hop syntax");
+        if (!j->mx_id) {         /* a configuration error: never the sender's fault */
+            char text[400];
+            snprintf(text, sizeof text, "cannot use next hop '%s' (transport_maps, relayhost)",
+                     j->d->nexthop);
+            job_set_all(j, RCPT_PENDING, "4.3.5", text);
             job_end(j);
         }
         return;

@@ -12,6 +12,7 @@
 
 #include "lib/hash.h"
 #include "mta/config.h"
+#include "mta/mx.h"
 #include "mta/transport.h"
 
 #define NBUCKETS 256
@@ -84,6 +85,14 @@ static void split_code(const char *v, const char *defcode, struct transport_rout
     snprintf(r->text, sizeof r->text, "%s", *p ? p : "delivery suspended by the transport");
 }
 
+/* "" (the domain) or what mx_lookup() can parse. */
+static int nexthop_ok(const char *v)
+{
+    char host[TRANSPORT_NEXTHOP_MAX];
+    int literal, port;
+    return !*v || mx_parse_nexthop(v, host, sizeof host, &literal, &port) == 0;
+}
+
 /* A transport_maps / default_transport value.  0, or -1 if unknown. */
 static int parse_value(const char *v, struct transport_route *r)
 {
@@ -106,7 +115,7 @@ static int parse_value(const char *v, struct transport_route *r)
     else if (v[0] != '[' && strchr(v, ':') && (!strchr(v, ':')[1] ||
              strspn(strchr(v, ':') + 1, "0123456789") != strlen(strchr(v, ':') + 1)))
         return -1;               /* "local:", "lmtp:...": not a transport hato has */
-    if (strlen(v) >= sizeof r->nexthop || strpbrk(v, " \t"))
+    if (strlen(v) >= sizeof r->nexthop || strpbrk(v, " \t") || !nexthop_ok(v))
         return -1;
     snprintf(r->nexthop, sizeof r->nexthop, "%s", v);
     return 0;
@@ -213,8 +222,14 @@ struct transport *transport_load(const struct hato_config *c, char *err, size_t 
                  c->default_transport);
         goto fail;
     }
-    if (t->def.kind == TR_SMTP && !t->def.nexthop[0])
+    if (t->def.kind == TR_SMTP && !t->def.nexthop[0]) {
+        if (strlen(c->relayhost) >= sizeof t->def.nexthop || !nexthop_ok(c->relayhost)) {
+            snprintf(err, errlen, "%s: relayhost: bad next hop '%s' (want host, [host] or "
+                     "[host]:port)", c->path, c->relayhost);
+            goto fail;
+        }
         snprintf(t->def.nexthop, sizeof t->def.nexthop, "%s", c->relayhost);
+    }
     for (size_t i = 0; i < c->ntransport_maps; i++)
         if (load_file(t, c->transport_maps[i], 0, err, errlen) < 0)
             goto fail;

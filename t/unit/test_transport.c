@@ -118,6 +118,11 @@ static void test_bad(void)
        "a key without a value (%s)", err);
     ok(load("local:", "", NULL, NULL, err, sizeof err) == NULL && strstr(err, "default_transport"),
        "a bad default_transport (%s)", err);
+    const char *unbal = file("unbal", "x.test [10.0.0.1:25\n");
+    ok(load("smtp", "", unbal, NULL, err, sizeof err) == NULL && strstr(err, "unbal:1:"),
+       "an unbalanced next hop (%s)", err);
+    ok(load("smtp", "[relay.test]:99999", NULL, NULL, err, sizeof err) == NULL &&
+       strstr(err, "relayhost"), "a bad relayhost port (%s)", err);
     char missing[128];
     snprintf(missing, sizeof missing, "hash:%s/none", dir);
     ok(load("smtp", "", missing, NULL, err, sizeof err) == NULL && strstr(err, "/none"),
