@@ -190,6 +190,12 @@ static char **list(const struct hato_config *c, const char *name, size_t *n)
     return v->list;
 }
 
+/* struct hato_config.smtp_timeouts[], in struct smtp_client_timeouts order */
+static const char *const smtp_timeout_keys[SMTP_TIMEOUTS] = { "smtp_connect_timeout",
+    "smtp_helo_timeout", "smtp_starttls_timeout", "smtp_mail_timeout", "smtp_rcpt_timeout",
+    "smtp_data_init_timeout", "smtp_data_xfer_timeout", "smtp_data_done_timeout",
+    "smtp_rset_timeout", "smtp_quit_timeout" };
+
 static void fill(struct hato_config *c)
 {
     c->myhostname = str(c, "myhostname");
@@ -273,12 +279,8 @@ static void fill(struct hato_config *c)
     c->smtp_mx_address_limit = num(c, "smtp_mx_address_limit");
     c->smtp_mx_session_limit = num(c, "smtp_mx_session_limit");
     c->smtp_address_preference = num(c, "smtp_address_preference");
-    static const char *const tmo[SMTP_TIMEOUTS] = { "smtp_connect_timeout", "smtp_helo_timeout",
-        "smtp_starttls_timeout", "smtp_mail_timeout", "smtp_rcpt_timeout",
-        "smtp_data_init_timeout", "smtp_data_xfer_timeout", "smtp_data_done_timeout",
-        "smtp_rset_timeout", "smtp_quit_timeout" };
     for (int i = 0; i < SMTP_TIMEOUTS; i++)
-        c->smtp_timeouts[i] = num(c, tmo[i]);
+        c->smtp_timeouts[i] = num(c, smtp_timeout_keys[i]);
     c->minimal_backoff_time = num(c, "minimal_backoff_time");
     c->maximal_backoff_time = num(c, "maximal_backoff_time");
     c->maximal_queue_lifetime = num(c, "maximal_queue_lifetime");
@@ -391,8 +393,7 @@ static int check_outbound(const struct hato_config *c, char *err, size_t errlen)
     }
     for (int i = 0; i < SMTP_TIMEOUTS; i++)
         if (c->smtp_timeouts[i] <= 0 || c->smtp_timeouts[i] > 86400)
-            return bad(c, "smtp_connect_timeout", err, errlen, "%s",
-                       "smtp_*_timeout must be 1s..1d");
+            return bad(c, smtp_timeout_keys[i], err, errlen, "%s", "must be 1s..1d");
     return 0;
 }
 

@@ -222,14 +222,13 @@ struct transport *transport_load(const struct hato_config *c, char *err, size_t 
                  c->default_transport);
         goto fail;
     }
-    if (t->def.kind == TR_SMTP && !t->def.nexthop[0]) {
-        if (strlen(c->relayhost) >= sizeof t->def.nexthop || !nexthop_ok(c->relayhost)) {
-            snprintf(err, errlen, "%s: relayhost: bad next hop '%s' (want host, [host] or "
-                     "[host]:port)", c->path, c->relayhost);
-            goto fail;
-        }
-        snprintf(t->def.nexthop, sizeof t->def.nexthop, "%s", c->relayhost);
+    if (strlen(c->relayhost) >= sizeof t->def.nexthop || !nexthop_ok(c->relayhost)) {
+        snprintf(err, errlen, "%s: relayhost: bad next hop '%s' (want host, [host] or "
+                 "[host]:port)", c->path, c->relayhost);
+        goto fail;
     }
+    if (t->def.kind == TR_SMTP && !t->def.nexthop[0])
+        snprintf(t->def.nexthop, sizeof t->def.nexthop, "%s", c->relayhost);
     for (size_t i = 0; i < c->ntransport_maps; i++)
         if (load_file(t, c->transport_maps[i], 0, err, errlen) < 0)
             goto fail;

@@ -132,6 +132,26 @@ class Relay(OutboundBase):
             h.cleanup()
 
 
+class ConfigChecks(OutboundBase):
+    def check(self, conf):
+        from harness import Hatod, HATOD
+        import subprocess
+        h = Hatod(conf=conf)
+        try:
+            return subprocess.run([HATOD, "-f", h.conf_path, "-n"], capture_output=True, timeout=30)
+        finally:
+            h.cleanup()
+
+    def test_bad_outbound_values_name_their_key(self):
+        for conf, words in [({"smtp_data_done_timeout": "0"}, b"smtp_data_done_timeout: must be"),
+                            ({"smtp_client_concurrency": "0"}, b"smtp_client_concurrency: must be"),
+                            ({"smtp_tls_fallback": "sometimes"}, b"smtp_tls_fallback"),
+                            ({"relayhost": "[relay.test"}, b"relayhost: bad next hop")]:
+            r = self.check(conf)
+            self.assertNotEqual(r.returncode, 0, conf)
+            self.assertIn(words, r.stderr + r.stdout, conf)
+
+
 class Concurrency(OutboundBase):
     def test_global_cap_seen_by_the_sink(self):
         s = self.sink(slow=0.3)
