@@ -8,8 +8,8 @@
  *
  * Password hashing (WORK_AUTH) runs at a lower CPU priority (nice
  * WORK_AUTH_NICE more) than the loop and the other jobs: on a busy machine a
- * login storm then waits for CPU rather than the loop (bench/auth-tls: the
- * loop's run-queue wait per wakeup fell from 170-510 to 70-150 us).  A
+ * login storm then waits for CPU rather than the loop (bench/RESULTS.md,
+ * "AUTH PLAIN logins/s": a small effect next to the machine's own load).  A
  * thread goes back to nice 0 for its next job of another class, which an
  * unprivileged thread may do only under RLIMIT_NICE 20 (or with
  * CAP_SYS_NICE): the daemon raises the limit before the privilege drop
