@@ -33,7 +33,6 @@ struct dest {
     void *wait_head, *wait_tail; /* jobs waiting for a slot (remote.c's, linked by it) */
     void *idle;                  /* idle sessions (remote.c's, linked by it) */
     size_t nidle;
-    int nresetting;              /* its sessions between a job's end and READY (RSET) */
     struct dest *next;           /* hash chain */
     struct dest *blocked_next;   /* on the table's list of destinations waiting for a global slot */
     int blocked;

@@ -53,7 +53,6 @@ struct session {
     struct dest *d;
     struct smtp_client *cl;
     struct job *job;             /* the job it serves; NULL while idle */
-    int resetting;               /* RSET sent after a job: READY goes to the cache */
     int quitting;                /* QUIT sent (the cache time ran out) */
     int handshake;               /* reached READY once */
     int on_idle;                 /* in its destination's cache */
@@ -342,7 +341,7 @@ static void job_deferred_dead(struct job *j)
 /* ------------------------------------------------------------ sessions */
 
 /* Global slots in use: every started job (with its session, if any) and
- * every session that serves none (cached, resetting, quitting). */
+ * every session that serves none (cached or quitting). */
 static unsigned slots_used(const struct remote_agent *ra)
 {
     return ra->jobs_active + (ra->sessions - ra->owned);
@@ -379,8 +378,6 @@ static void session_free(struct session *s)
     struct remote_agent *ra = s->ra;
     session_unlink_idle(s);
     session_set_job(s, NULL);
-    if (s->resetting)
-        s->d->nresetting--;
     smtp_client_free(s->cl);
     if (s->idle_timer)
         event_free(s->idle_timer);
@@ -491,10 +488,6 @@ static void session_idle(struct session *s)
 {
     struct remote_agent *ra = s->ra;
     struct dest *d = s->d;
-    if (s->resetting) {
-        s->resetting = 0;
-        d->nresetting--;
-    }
     if (!d->wait_head && dest_any_blocked(ra->dests)) {
         session_gone(ra, s);     /* its slot is wanted elsewhere */
         return;
@@ -600,7 +593,7 @@ static void session_cb(void *arg, uint64_t id, enum smtp_client_event ev)
     switch (ev) {
     case SMTP_CLIENT_READY:
         s->handshake = 1;
-        if (s->resetting || !j) {
+        if (!j) {
             session_idle(s);
             return;
         }
@@ -617,7 +610,7 @@ static void session_cb(void *arg, uint64_t id, enum smtp_client_event ev)
             on_failed(s, j);
             return;
         }
-        session_gone(s->ra, s);  /* idle or resetting: the server closed it */
+        session_gone(s->ra, s);  /* idle: the server closed it */
         return;
     case SMTP_CLIENT_CLOSED:
         session_gone(s->ra, s);
@@ -772,10 +765,8 @@ static void pump_dest(struct remote_agent *ra, struct dest *d, long long now)
             session_take(d, j);
             continue;
         }
-        /* a new connection only while the destination's sessions (busy,
-         * and coming back from RSET) stay within its window */
-        if (d->active + d->nresetting >= d->window)
-            return;
+        /* (an idle session would have been taken above: a new connection
+         * only when the destination has none to reuse) */
         if (slots_used(ra) >= ra->set.concurrency && !evict_idle(ra, d)) {
             dest_block(ra->dests, d);
             return;
