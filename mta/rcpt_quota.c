@@ -4,7 +4,11 @@
  * their quotas.  In the pool: store_quota_check() on each (maildirsize; a
  * missing Maildir is empty).  Owns the list of checks in flight, so a
  * cancelled one (the session went away, or the chain is freed with its
- * generation) is never resumed and never touches the filter again.
+ * generation) is never resumed and never touches the filter again, and a
+ * small cache of mailboxes found with room: for RQ_CACHE_US after a read
+ * such a mailbox is answered on the loop without a pool job.  Only "room"
+ * is cached, never "full" (a stale "room" costs a deferral at delivery,
+ * which checks again; a stale "full" would refuse mail there is room for).
  */
 #include <errno.h>
 #include <limits.h>
@@ -13,7 +17,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "lib/hash.h"
 #include "lib/log.h"
+#include "lib/timeutil.h"
 #include "lib/work.h"
 #include "mta/rcpt_quota.h"
 #include "mta/router.h"
@@ -22,6 +28,8 @@
 #include "store/path.h"
 
 #define RQ_TARGETS_MAX 8     /* an alias to more mailboxes is not checked here */
+#define RQ_CACHE       256   /* mailboxes remembered with room (direct-mapped) */
+#define RQ_CACHE_US    1000000LL
 
 struct rq;
 
@@ -30,16 +38,50 @@ struct rq_job {
     void *token;
     char *dirs[RQ_TARGETS_MAX];
     long long quotas[RQ_TARGETS_MAX];
+    int room[RQ_TARGETS_MAX];       /* pool: this Maildir exists and has room */
     size_t n;
     int full;                       /* pool: every mailbox is full */
     struct rq_job *prev, *next;
+};
+
+struct rq_seen {
+    char *dir;                      /* NULL: empty slot */
+    long long quota;
+    long long until_us;             /* monotonic: room known until then */
 };
 
 struct rq {
     const struct tables *tables;
     char maildirs[PATH_MAX];        /* state_directory/mail */
     struct rq_job *jobs;            /* in flight */
+    struct rq_seen cache[RQ_CACHE];
 };
+
+static struct rq_seen *cache_slot(struct rq *rq, const char *dir)
+{
+    return &rq->cache[hash_str(dir) % RQ_CACHE];
+}
+
+/* Room in dir under quota known from a read less than RQ_CACHE_US ago? */
+static int cache_has_room(struct rq *rq, const char *dir, long long quota, long long now)
+{
+    const struct rq_seen *c = cache_slot(rq, dir);
+    return c->dir && c->quota == quota && c->until_us > now && strcmp(c->dir, dir) == 0;
+}
+
+static void cache_put(struct rq *rq, const char *dir, long long quota, long long now)
+{
+    struct rq_seen *c = cache_slot(rq, dir);
+    if (!c->dir || strcmp(c->dir, dir) != 0) {
+        char *d = strdup(dir);
+        if (!d)
+            return;
+        free(c->dir);
+        c->dir = d;
+    }
+    c->quota = quota;
+    c->until_us = now + RQ_CACHE_US;
+}
 
 static void job_unlink(struct rq_job *j)
 {
@@ -69,12 +111,13 @@ static void job_run(void *arg)
     j->full = j->n > 0;
     for (size_t i = 0; i < j->n && j->full; i++) {
         if (stat(j->dirs[i], &st) != 0) {
-            j->full = 0;
+            j->full = 0;                /* not made yet: not cached either */
             break;
         }
         int r = store_quota_check(j->dirs[i], 1, j->quotas[i]);
         if (r < 0)
             log_warn("quota: %s: cannot read the usage: %s", j->dirs[i], strerror(errno));
+        j->room[i] = r == 0;
         j->full = r == 1;
     }
 }
@@ -88,6 +131,10 @@ static void job_done(void *arg)
         return;
     }
     job_unlink(j);
+    long long now = time_mono_us();
+    for (size_t i = 0; i < j->n; i++)
+        if (j->room[i])
+            cache_put(rq, j->dirs[i], j->quotas[i], now);
     struct filter_reply r = { 0 };
     enum filter_verdict v = FILTER_CONTINUE;
     if (j->full) {
@@ -142,6 +189,12 @@ static enum filter_verdict rq_rcpt(void *ctx, const struct filter_txn *t, struct
         job_free(j);
         return FILTER_CONTINUE;
     }
+    long long now = time_mono_us();
+    for (size_t i = 0; i < j->n; i++)
+        if (cache_has_room(rq, j->dirs[i], j->quotas[i], now)) {
+            job_free(j);                /* one with room: no need to read */
+            return FILTER_CONTINUE;
+        }
     j->rq = rq;
     j->token = token;
     if (work_submit(t->pool, WORK_FILTER, job_run, job_done, j) < 0) {
@@ -170,6 +223,8 @@ static void rq_free(void *ctx)
     struct rq *rq = ctx;
     while (rq->jobs)
         job_unlink(rq->jobs);
+    for (size_t i = 0; i < RQ_CACHE; i++)
+        free(rq->cache[i].dir);
     free(rq);
 }
 
