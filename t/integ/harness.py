@@ -70,7 +70,7 @@ class Hatod:
             "queue_run_delay": "1s",
             # remote mail waits in the queue unless a test routes it out
             # (the outbound tests set default_transport = smtp)
-            "default_transport": "retry:4.4.0 no outbound transport yet",
+            "default_transport": "retry:4.4.0 remote delivery off in this test",
         }
         self.conf.update(conf or {})
         if users is None:

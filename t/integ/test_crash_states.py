@@ -55,7 +55,7 @@ QUEUED = re.compile(rb"^250 [^\r\n]*queued as ([0-9A-F]{16})", re.M)
 TOKEN = re.compile(rb"X-Crash-Token: (\d+)")
 
 # (recipients, size of the body): local users, a remote domain that stays
-# queued ("no outbound transport yet"), and one message to both, whose
+# queued ("remote delivery off in this test"), and one message to both, whose
 # envelope rewrite records the local delivery.
 MESSAGES = [(["bob@example.test"], 300), (["alice@example.test"], 5000),
             (["someone@remote.test"], 200), (["bob@example.test"], 70000),

@@ -84,7 +84,7 @@ class QueueControl(HatodTestCase):
         out = r.stdout.decode()
         for want in ("queue id: " + qid, "queue: deferred", "sender: <a@remote.test>",
                      "recipient: friend@remote.test", "  status: pending",
-                     "  last reply: 4.4.0 no outbound transport yet", "  host: local",
+                     "  last reply: 4.4.0 remote delivery off in this test", "  host: local",
                      "  tls: none", "  attempts: 1", "next attempt: ", "headers:",
                      "  Subject: ctl"):
             self.assertIn(want, out)

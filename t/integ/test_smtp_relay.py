@@ -13,7 +13,7 @@ class RelayAllowed(SMTPCase):
         qid = self.send_message(r, "a@remote.test", ["someone@far.test"],
                                 b"Subject: out\r\n\r\nx\r\n.\r\n")
         time.sleep(1.0)
-        # no outbound transport yet: the message stays in the queue
+        # remote delivery off in this test: the message stays in the queue
         self.assertEqual(self.h.queue_ids(), [qid], self.h.log())
         self.assertTrue(os.path.exists(os.path.join(self.h.state, "queue", "msg", qid)))
 

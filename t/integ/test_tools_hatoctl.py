@@ -236,7 +236,7 @@ class Queue(ToolsCase):
         self.assertEqual(sorted(r["address"] for r in one["recipients"]),
                          ["bob@example.test", "far@remote.test"])
         reasons = {r["address"]: r["delay_reason"] for r in one["recipients"]}
-        self.assertEqual(reasons["far@remote.test"], "no outbound transport yet")
+        self.assertEqual(reasons["far@remote.test"], "remote delivery off in this test")
         self.assertEqual(reasons["bob@example.test"], "deferred transport")
         self.assertEqual(two["sender"], "")
         self.assertEqual(two["recipients"][0]["address"], "alice@example.test")
