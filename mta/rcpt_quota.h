@@ -4,8 +4,9 @@
  * their quota is refused "452 4.2.2 Mailbox full" (with
  * quota_full_permanent "552 5.2.2").  The usage is read from maildirsize
  * in the worker pool (WORK_FILTER) while the session waits, never on the
- * loop; an unlimited target, a remote recipient or a failed read lets the
- * recipient through (delivery checks again, mta/local.c).
+ * loop, except that a mailbox found with room in the last second is taken
+ * to have it still; an unlimited target, a remote recipient or a failed
+ * read lets the recipient through (delivery checks again, mta/local.c).
  */
 #ifndef HATO_RCPT_QUOTA_H
 #define HATO_RCPT_QUOTA_H
