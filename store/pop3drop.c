@@ -17,13 +17,19 @@
 #include <unistd.h>
 
 #include "lib/fsutil.h"
+#include "lib/log.h"
 #include "store/index.h"
+#include "store/layout.h"
 #include "store/maildir.h"
 #include "store/pop3drop.h"
 
 int pop3drop_lock(const char *folder)
 {
     char path[PATH_MAX];
+    /* the folders a first delivery makes, for a mailbox never delivered to
+     * or made by another program; a failure costs only the folders */
+    if (store_layout_ensure(folder) != 0)
+        log_warn("pop3: %s: cannot make the mailbox's folders: %s", folder, strerror(errno));
     if (maildir_create(folder) != 0)
         return -1;
     if (snprintf(path, sizeof path, "%s/%s", folder, POP3DROP_LOCK) >= (int)sizeof path) {
@@ -94,9 +100,18 @@ static int64_t name_wsize(const char *name)
     return (*p == '\0' || *p == ',' || *p == ':') ? v : -1;
 }
 
-static int rel_of(const struct store_msg *m, char **out)
+/* m's file relative to the folder.  In new/, hato's files never carry
+ * ":2,"; anyone else's may (Dovecot and mutt flag files left in new/), so
+ * the index finds which name exists (a stat, for foreign files only). */
+static int rel_of(const struct store_index *ix, const struct store_msg *m, char **out)
 {
-    char info[40] = "";
+    char info[40] = "", path[PATH_MAX];
+    if (!m->in_cur && !pop3drop_name_is_ours(m->name) &&
+        store_index_msg_path(ix, m, path, sizeof path) == 0) {
+        size_t fl = strlen(ix->folder);
+        if (strncmp(path, ix->folder, fl) == 0 && path[fl] == '/')
+            return (*out = strdup(path + fl + 1)) ? 0 : -1;
+    }
     if (m->in_cur)
         store_flags_format(m->flags, m->keywords, info, sizeof info);
     return asprintf(out, "%s/%s%s", m->in_cur ? "cur" : "new", m->name, info) < 0 ? -1 : 0;
@@ -262,7 +277,7 @@ int pop3drop_load(const char *folder, struct pop3drop **out)
     cache_load(folder, &cache, ix->n);
     for (size_t i = 0; i < ix->n; i++) {
         struct pop3drop_msg *m = &d->msgs[d->n];
-        if (rel_of(&ix->msgs[i], &m->rel) < 0)
+        if (rel_of(ix, &ix->msgs[i], &m->rel) < 0)
             goto fail;
         m->uid = ix->msgs[i].uid;
         m->size = wire_size(&cache, folder, &ix->msgs[i], m->rel);
@@ -315,7 +330,7 @@ int pop3drop_open(const char *folder, struct pop3drop_msg *m)
     }
     const struct store_msg *sm = store_index_find(ix, m->uid);
     char *rel = NULL;
-    if (sm && rel_of(sm, &rel) == 0) {
+    if (sm && rel_of(ix, sm, &rel) == 0) {
         free(m->rel);            /* the session's copy follows the file */
         m->rel = rel;
         fd = open_rel(folder, m->rel);

@@ -244,6 +244,18 @@ class Commands(POP3Base):
         self.assertEqual(usage(), before - sizes[0] - sizes[2])   # hato's files: sizes as stored
         self.assertEqual(len(self.h.maildir("bob@example.test")), 1)
 
+    def test_login_makes_the_folders(self):
+        # a mailbox never delivered to gets the special folders and the
+        # subscriptions file at its first login, as at first delivery
+        p = self.pop("alice@example.test")
+        self.assertTrue(p.stat()[0] == 0)
+        p.quit()
+        root = self.mailbox("alice@example.test")
+        for f in ("Sent", "Drafts", "Trash", "Junk"):
+            self.assertTrue(os.path.isdir(os.path.join(root, "." + f, "cur")), f)
+        with open(os.path.join(root, "subscriptions")) as f:
+            self.assertIn("Sent", f.read().split())
+
     def test_lock_in_use(self):
         self.deliver(1)
         p = self.pop()
@@ -433,6 +445,18 @@ class Sizes(POP3Base):
             f.write(b"ab\r\n")               # would count 4
         p = self.pop()
         self.assertEqual(int(p.list()[1][1].split()[1]), 7)
+        p.quit()
+
+    def test_flagged_file_in_new_is_retrieved(self):
+        # Dovecot and mutt leave files flagged in new/ as NAME:2,S; LIST
+        # counts it and RETR opens it under that name
+        self.deliver(1)
+        content = b"Subject: seen\r\n\r\nflagged in new\r\n"
+        with open(os.path.join(self.mailbox(), "new", "1700000003.M9P9.dove:2,S"), "wb") as f:
+            f.write(content)
+        p = self.pop()
+        self.assertEqual(int(p.list()[1][1].split()[1]), len(content))
+        self.assertEqual(p.retr(2)[1], [b"Subject: seen", b"", b"flagged in new"])
         p.quit()
 
     def test_dovecot_w_size_is_used(self):
