@@ -168,6 +168,35 @@ static int env_replace(char **slot, const char *s, size_t max)
     return 0;
 }
 
+/* One slot to fill by env_replace_all; copy is its scratch space. */
+struct env_repl {
+    char **slot;
+    const char *val;
+    size_t max;
+    char *copy;
+};
+
+/* Copies every val (at most max octets) first; only if all copies exist are the
+ * slots freed and replaced, so on -1 (ENOMEM) every slot keeps its old value. */
+static int env_replace_all(struct env_repl *r, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        r[i].copy = env_strdup_max(r[i].val, r[i].max);
+        if (r[i].copy == NULL) {
+            while (i-- > 0)
+                free(r[i].copy);
+            return -1;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        free(*r[i].slot);
+        *r[i].slot = r[i].copy;
+    }
+    return 0;
+}
+
 static int env_too_long(const char *s)
 {
     if (s != NULL && strlen(s) > ENV_MAX_FIELD) {
@@ -187,26 +216,15 @@ int env_set_sender(struct envelope *e, const char *sender)
 int env_set_client(struct envelope *e, const char *client, const char *helo,
                    const char *proto)
 {
-    char *c, *h, *p;
+    struct env_repl r[] = {
+        { &e->client, client, ENV_MAX_FIELD, NULL },
+        { &e->helo, helo, ENV_MAX_FIELD, NULL },
+        { &e->proto, proto, ENV_MAX_FIELD, NULL },
+    };
 
     if (env_too_long(client) || env_too_long(helo) || env_too_long(proto))
         return -1;
-    c = env_strdup_max(client, ENV_MAX_FIELD);
-    h = env_strdup_max(helo, ENV_MAX_FIELD);
-    p = env_strdup_max(proto, ENV_MAX_FIELD);
-    if (c == NULL || h == NULL || p == NULL) {
-        free(c);
-        free(h);
-        free(p);
-        return -1;
-    }
-    free(e->client);
-    free(e->helo);
-    free(e->proto);
-    e->client = c;
-    e->helo = h;
-    e->proto = p;
-    return 0;
+    return env_replace_all(r, sizeof(r) / sizeof(r[0]));
 }
 
 static int env_grow(struct envelope *e)
@@ -294,23 +312,17 @@ static int env_state_ok(int st)
 int env_rcpt_set(struct env_rcpt *r, enum rcpt_state st, const char *dsn,
                  const char *text)
 {
-    char *d, *t;
+    struct env_repl v[] = {
+        { &r->dsn, dsn, ENV_MAX_DSN, NULL },
+        { &r->text, text, ENV_MAX_TEXT, NULL },
+    };
 
     if (!env_state_ok((int)st)) {
         errno = EINVAL;
         return -1;
     }
-    d = env_strdup_max(dsn, ENV_MAX_DSN);
-    t = env_strdup_max(text, ENV_MAX_TEXT);
-    if (d == NULL || t == NULL) {
-        free(d);
-        free(t);
+    if (env_replace_all(v, sizeof(v) / sizeof(v[0])) < 0)
         return -1;
-    }
-    free(r->dsn);
-    free(r->text);
-    r->dsn = d;
-    r->text = t;
     r->state = st;
     return 0;
 }
@@ -318,18 +330,13 @@ int env_rcpt_set(struct env_rcpt *r, enum rcpt_state st, const char *dsn,
 int env_rcpt_set_remote(struct env_rcpt *r, const char *remote, const char *tls,
                         long long when)
 {
-    char *a = env_strdup_max(remote, ENV_MAX_REMOTE);
-    char *b = env_strdup_max(tls, ENV_MAX_TLS);
+    struct env_repl v[] = {
+        { &r->remote, remote, ENV_MAX_REMOTE, NULL },
+        { &r->tls, tls, ENV_MAX_TLS, NULL },
+    };
 
-    if (a == NULL || b == NULL) {
-        free(a);
-        free(b);
+    if (env_replace_all(v, sizeof(v) / sizeof(v[0])) < 0)
         return -1;
-    }
-    free(r->remote);
-    free(r->tls);
-    r->remote = a;
-    r->tls = b;
     if (r->attempts < INT_MAX)
         r->attempts++;
     r->last_try = when > 0 ? when : 0;
