@@ -1,6 +1,6 @@
 /*
  * lib/fsutil.c — checked file-system helpers behind lib/fsutil.h: whole
- * writes, directory fsync, mkdir -p, atomic replacement (tmp + fsync +
+ * writes, path joins, directory fsync, mkdir and mkdir -p, atomic replacement (tmp + fsync +
  * rename + directory fsync) and bounded whole-file reads.  Every call that
  * can fail is checked; on failure errno is what the failing call set.
  * Blocking by nature: callers on the event loop hand these to lib/work.c.
@@ -129,6 +129,22 @@ static int fs_mkdirs_how(const char *path, mode_t mode, int flushed)
         buf[i] = path[i];
     }
     return 0;
+}
+
+int fs_join(char *buf, size_t len, const char *a, const char *b)
+{
+    int r = snprintf(buf, len, "%s/%s", a, b);
+
+    if (r < 0 || (size_t)r >= len) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return 0;
+}
+
+int fs_mkdir(const char *path, mode_t mode)
+{
+    return fs_mkdir_one(path, mode, 0);
 }
 
 int fs_mkdirs(const char *path, mode_t mode)

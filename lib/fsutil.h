@@ -1,6 +1,6 @@
 /*
- * lib/fsutil.h — small, checked file-system helpers: whole writes, fsync of
- * a directory, mkdir -p, atomic file replacement, whole-file reads.
+ * lib/fsutil.h — small, checked file-system helpers: whole writes, path
+ * joins, fsync of a directory, mkdir and mkdir -p, atomic file replacement, whole-file reads.
  */
 #ifndef HATO_FSUTIL_H
 #define HATO_FSUTIL_H
@@ -16,6 +16,11 @@ int fs_write_all(int fd, const void *buf, size_t len);
 int fs_rename_noreplace(const char *from, const char *to);
 /* fsync a directory by path.  0 or -1. */
 int fs_fsync_dir(const char *path);
+/* "a/b" into buf.  0, or -1/ENAMETOOLONG when it does not fit. */
+int fs_join(char *buf, size_t len, const char *a, const char *b);
+/* mkdir of one directory with mode; an existing directory is fine, anything
+ * else in its place is -1/ENOTDIR.  0 or -1 (errno). */
+int fs_mkdir(const char *path, mode_t mode);
 /* mkdir -p with mode for created components.  0 or -1. */
 int fs_mkdirs(const char *path, mode_t mode);
 /* fs_mkdirs, and every directory it makes is fsynced into its parent

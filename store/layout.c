@@ -26,33 +26,6 @@ const char *const store_special_folders[STORE_NSPECIAL] = { "Sent", "Drafts", "T
 /* Tmp names for the subscriptions file: unique across threads. */
 static atomic_ulong layout_counter;
 
-static int join(char *buf, size_t len, const char *a, const char *b)
-{
-    int r = snprintf(buf, len, "%s/%s", a, b);
-
-    if (r < 0 || (size_t)r >= len) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    return 0;
-}
-
-/* mkdir; an existing directory is fine, anything else in its place is not. */
-static int mkdir_ok(const char *path)
-{
-    struct stat st;
-
-    if (mkdir(path, LAYOUT_MODE) == 0)
-        return 0;
-    if (errno != EEXIST || stat(path, &st) != 0)
-        return -1;
-    if (!S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
-
 /* An empty file, made if missing. */
 static int touch(const char *path)
 {
@@ -70,17 +43,18 @@ static int folder_ensure(const char *root, const char *name)
     char dir[PATH_MAX], leaf[16], path[PATH_MAX];
 
     snprintf(leaf, sizeof(leaf), ".%s", name);
-    if (join(dir, sizeof(dir), root, leaf) != 0 || join(path, sizeof(path), dir, "tmp") != 0)
+    if (fs_join(dir, sizeof(dir), root, leaf) != 0 ||
+        fs_join(path, sizeof(path), dir, "tmp") != 0)
         return -1;
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return 0;                       /* there: one stat per folder */
-    if (mkdir_ok(dir) != 0)
+    if (fs_mkdir(dir, LAYOUT_MODE) != 0)
         return -1;
     for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
-        if (join(path, sizeof(path), dir, subs[i]) != 0 || mkdir_ok(path) != 0)
+        if (fs_join(path, sizeof(path), dir, subs[i]) != 0 || fs_mkdir(path, LAYOUT_MODE) != 0)
             return -1;
-    if (join(path, sizeof(path), dir, "maildirfolder") != 0)
+    if (fs_join(path, sizeof(path), dir, "maildirfolder") != 0)
         return -1;
     return touch(path);
 }
@@ -94,7 +68,7 @@ static int subscriptions_ensure(const char *root)
     size_t n = 0;
     int fd, r, saved;
 
-    if (join(path, sizeof(path), root, STORE_SUBSCRIPTIONS) != 0)
+    if (fs_join(path, sizeof(path), root, STORE_SUBSCRIPTIONS) != 0)
         return -1;
     if (access(path, F_OK) == 0)
         return 0;
@@ -129,7 +103,7 @@ int store_layout_ensure(const char *root)
         return 0;
     char tmp[PATH_MAX];
     struct stat st;
-    if (join(tmp, sizeof(tmp), root, "tmp") != 0)
+    if (fs_join(tmp, sizeof(tmp), root, "tmp") != 0)
         return -1;
     if ((stat(tmp, &st) != 0 || !S_ISDIR(st.st_mode)) && maildir_create(root) != 0)
         return -1;

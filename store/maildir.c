@@ -69,19 +69,6 @@ static void err_io(struct maildir_err *e, const char *what, int errnum)
     err_set(e, 1, "4.3.0", text);
 }
 
-/* ---- small file helpers ---------------------------------------------- */
-
-static int path_join(char *buf, size_t len, const char *a, const char *b)
-{
-    int r = snprintf(buf, len, "%s/%s", a, b);
-
-    if (r < 0 || (size_t)r >= len) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    return 0;
-}
-
 /* ---- unique names ---------------------------------------------------- */
 
 static char maildir_host[MAILDIR_HOST_MAX];   /* escaped, set once */
@@ -190,10 +177,10 @@ static int scan_folder(const char *folder, long long *bytes, long long *count)
 {
     char path[PATH_MAX];
 
-    if (path_join(path, sizeof(path), folder, "new") != 0
+    if (fs_join(path, sizeof(path), folder, "new") != 0
         || scan_dir(path, bytes, count) != 0)
         return -1;
-    if (path_join(path, sizeof(path), folder, "cur") != 0
+    if (fs_join(path, sizeof(path), folder, "cur") != 0
         || scan_dir(path, bytes, count) != 0)
         return -1;
     return 0;
@@ -219,7 +206,7 @@ static int scan_all(const char *dir, long long *bytes, long long *count)
             continue;
         if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
             continue;
-        if (path_join(path, sizeof(path), dir, de->d_name) != 0
+        if (fs_join(path, sizeof(path), dir, de->d_name) != 0
             || scan_folder(path, bytes, count) != 0) {
             closedir(d);
             return -1;
@@ -242,9 +229,9 @@ static int size_file_write(const char *dir, long long quota, long long bytes,
         return -1;
     }
     if (unique_name(name, sizeof(name), n) != 0
-        || path_join(tdir, sizeof(tdir), dir, "tmp") != 0
-        || path_join(tmp, sizeof(tmp), tdir, name) != 0
-        || path_join(dst, sizeof(dst), dir, MAILDIR_SIZE_FILE) != 0)
+        || fs_join(tdir, sizeof(tdir), dir, "tmp") != 0
+        || fs_join(tmp, sizeof(tmp), tdir, name) != 0
+        || fs_join(dst, sizeof(dst), dir, MAILDIR_SIZE_FILE) != 0)
         return -1;
     fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, MAILDIR_FILE_MODE);
     if (fd < 0)
@@ -379,7 +366,7 @@ static int size_file_read(const char *dir, long long *quota, long long *bytes)
     size_t got = 0;
     int fd;
 
-    if (path_join(path, sizeof(path), dir, MAILDIR_SIZE_FILE) != 0)
+    if (fs_join(path, sizeof(path), dir, MAILDIR_SIZE_FILE) != 0)
         return -1;
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -454,7 +441,7 @@ static int size_file_append(const char *dir, long long bytes, long long count)
     char path[PATH_MAX], line[2 * MAILDIR_LINE_MAX];
     int fd, n;
 
-    if (path_join(path, sizeof(path), dir, MAILDIR_SIZE_FILE) != 0)
+    if (fs_join(path, sizeof(path), dir, MAILDIR_SIZE_FILE) != 0)
         return 0;
     fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
     if (fd < 0)
@@ -485,22 +472,6 @@ void maildir_usage_add(const char *dir, long long bytes, long long count)
 
 /* ---- delivery -------------------------------------------------------- */
 
-/* mkdir of one directory; an existing directory is fine. */
-static int mkdir_sub(const char *path)
-{
-    struct stat st;
-
-    if (mkdir(path, MAILDIR_MODE) == 0)
-        return 0;
-    if (errno != EEXIST || stat(path, &st) != 0)
-        return -1;
-    if (!S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
-
 int maildir_create(const char *dir)
 {
     static const char *const subs[] = { "cur", "new", "tmp" };
@@ -516,11 +487,11 @@ int maildir_create(const char *dir)
     if (fs_mkdirs_flushed(dir, MAILDIR_MODE) != 0)
         return -1;
     for (i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
-        if (path_join(path, sizeof(path), dir, subs[i]) != 0)
+        if (fs_join(path, sizeof(path), dir, subs[i]) != 0)
             return -1;
         if (i == 2 && fs_fsync_dir(dir) != 0)
             return -1;
-        if (mkdir_sub(path) != 0)
+        if (fs_mkdir(path, MAILDIR_MODE) != 0)
             return -1;
     }
     return 0;
@@ -533,7 +504,7 @@ static int ensure_maildir(const char *dir, int *created)
     char path[PATH_MAX];
     struct stat st;
 
-    if (path_join(path, sizeof(path), dir, "tmp") == 0 && stat(path, &st) == 0
+    if (fs_join(path, sizeof(path), dir, "tmp") == 0 && stat(path, &st) == 0
         && S_ISDIR(st.st_mode))
         return 0;
     *created = 1;
@@ -617,7 +588,7 @@ int store_quota_check(const char *dir, long long size, long long quota)
 /* Path of the quota warning marker into buf.  0 or -1. */
 static int warn_marker(const char *dir, char *buf, size_t len)
 {
-    return path_join(buf, len, dir, MAILDIR_WARN_FILE);
+    return fs_join(buf, len, dir, MAILDIR_WARN_FILE);
 }
 
 int store_quota_warn(const char *dir, long long quota, int percent, long long *usage)

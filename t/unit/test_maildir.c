@@ -1,6 +1,7 @@
 /*
  * t/unit/test_maildir.c — store/maildir.c: names, byte-exact content,
- * S=, quota (4.2.2), maildirsize recompute, abort, concurrent deliveries.
+ * S=, quota (4.2.2), maildirsize recompute, abort, concurrent deliveries;
+ * the lib/fsutil.c path join and mkdir it (and store/layout.c) build on.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/fsutil.h"
 #include "store/maildir.h"
 #include "t/unit/tap.h"
 
@@ -390,6 +392,28 @@ static void test_errors(void)
     is_int(t.fd, -1, "no fd after failed begin");
 }
 
+static void test_fs_helpers(void)
+{
+    char buf[8], dir[PATH_MAX], file[PATH_MAX];
+    struct stat st;
+
+    is_int(fs_join(buf, sizeof(buf), "abc", "def"), 0, "fs_join: a/b that fits");
+    is_str(buf, "abc/def", "fs_join: a/b");
+    errno = 0;
+    is_int(fs_join(buf, sizeof(buf), "abcd", "def"), -1, "fs_join: one octet too long");
+    is_int(errno, ENAMETOOLONG, "ENAMETOOLONG");
+    path_of(dir, sizeof(dir), root, "fsdir");
+    is_int(fs_mkdir(dir, 0700), 0, "fs_mkdir makes a directory");
+    ok(stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0700,
+       "a directory with the mode given");
+    is_int(fs_mkdir(dir, 0700), 0, "fs_mkdir: an existing directory is fine");
+    path_of(file, sizeof(file), root, "fsfile");
+    write_file(file, "x", 1);
+    errno = 0;
+    is_int(fs_mkdir(file, 0700), -1, "fs_mkdir: a file in its place is refused");
+    is_int(errno, ENOTDIR, "ENOTDIR");
+}
+
 int main(void)
 {
     snprintf(root, sizeof(root), "/tmp/hato-test-maildir-XXXXXX");
@@ -404,6 +428,7 @@ int main(void)
     test_recompute();
     test_threads();
     test_errors();
+    test_fs_helpers();
     rm_rf(root);
     return tap_done();
 }
