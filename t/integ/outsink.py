@@ -15,7 +15,8 @@ import socket
 import ssl
 import subprocess
 import threading
-import time
+
+from harness import wait_for
 
 
 def free_port_on(addrs):
@@ -252,10 +253,5 @@ class Sink:
 
 
 def wait_until(pred, timeout=15.0, step=0.05):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
+    """harness.wait_for with the outbound tests' longer default wait."""
+    return wait_for(pred, timeout, step)
