@@ -25,6 +25,7 @@
 #include <openssl/ssl.h>
 
 #include "auth/apop.h"
+#include "auth/login_fail.h"
 #include "auth/passwd.h"
 #include "auth/sasl.h"
 #include "auth/throttle.h"
@@ -38,10 +39,10 @@
 #include "proto/pop3.h"
 #include "proto/pop3_cmd.h"
 #include "proto/pop3_msg.h"
+#include "proto/sessions.h"
 #include "store/path.h"
 #include "store/pop3drop.h"
 
-#define POP3_BUCKETS      1024
 #define POP3_LOCK_BUCKETS 1024
 #define POP3_PIPELINE     64              /* command lines buffered before reading stops */
 #define POP3_OUTPUT_HIGH  (256 * 1024)    /* stop reading (and executing) above this */
@@ -63,7 +64,7 @@ enum pstate {
 struct send_job;
 
 struct psess {
-    unsigned long long id;
+    struct sess_link link;      /* id and the server's table */
     struct pop3_server *srv;
     struct conn *c;
     struct sockaddr_storage peer;
@@ -92,7 +93,6 @@ struct psess {
     struct send_job *send;      /* RETR/TOP between chunks (NULL while a chunk job runs) */
     void (*on_close)(void *);
     void *close_arg;
-    struct psess *hnext;
 };
 
 struct lock_ent {
@@ -106,10 +106,9 @@ struct pop3_server {
     struct pop3_server_params p;
     char *myhostname, *banner, *mail_root;
     struct iplist *plaintext;
-    struct psess *buckets[POP3_BUCKETS];
+    struct sess_table sessions;
     struct lock_ent *locks[POP3_LOCK_BUCKETS];
-    size_t nsessions, nbusy_jobs;
-    unsigned long long next_id;
+    size_t nbusy_jobs;
     int shutting;
     struct sasl_params sasl;
     char line[POP3_LINE_MAX + 1];
@@ -121,33 +120,6 @@ static void session_free(struct psess *s);
 static void start_session_greeting(struct psess *s);
 
 /* ------------------------------------------------------------ tables */
-
-static struct psess *session_find(struct pop3_server *srv, unsigned long long id)
-{
-    for (struct psess *s = srv->buckets[id % POP3_BUCKETS]; s; s = s->hnext)
-        if (s->id == id)
-            return s;
-    return NULL;
-}
-
-static void session_link(struct psess *s)
-{
-    struct psess **b = &s->srv->buckets[s->id % POP3_BUCKETS];
-    s->hnext = *b;
-    *b = s;
-    s->srv->nsessions++;
-}
-
-static void session_unlink(struct psess *s)
-{
-    struct psess **pp = &s->srv->buckets[s->id % POP3_BUCKETS];
-    while (*pp && *pp != s)
-        pp = &(*pp)->hnext;
-    if (*pp) {
-        *pp = s->hnext;
-        s->srv->nsessions--;
-    }
-}
 
 /* The in-process half of the maildrop lock (the flock is the other): a
  * second session of this hatod is refused without a trip to the pool. */
@@ -346,7 +318,7 @@ static void login_lock_load(void *arg)
 static void login_loaded(void *arg)
 {
     struct login_job *j = arg;
-    struct psess *s = session_find(j->srv, j->sid);
+    struct psess *s = sess_table_find(&j->srv->sessions, j->sid);
     if (!s || s->state != P_WAIT) {
         lock_release(j->srv, j->folder);      /* the client left meanwhile */
         login_job_free(j);
@@ -411,8 +383,7 @@ static int folder_of(const struct psess *s, const char *login, char *buf, size_t
 static void login_ok(struct psess *s, const char *login, const char *mech)
 {
     char folder[POP3_FOLDER_MAX];
-    if (s->srv->ops.throttle)
-        throttle_success(s->srv->ops.throttle, (const struct sockaddr *)&s->peer);
+    login_success(s->srv->ops.throttle, (const struct sockaddr *)&s->peer);
     free(s->login);
     s->login = strdup(login);
     if (!s->login || folder_of(s, login, folder, sizeof folder) < 0) {
@@ -439,7 +410,7 @@ static void login_ok(struct psess *s, const char *login, const char *mech)
     s->folder = NULL;
     if (j && (j->folder = strdup(folder)) && (s->folder = strdup(folder))) {
         j->srv = s->srv;
-        j->sid = s->id;
+        j->sid = s->link.id;
         j->lockfd = -1;
         wait_state(s);
         if (work_submit(s->srv->ops.pool, WORK_FILTER, login_lock_load, login_loaded, j) == 0)
@@ -472,17 +443,8 @@ static void on_fail_timer(evutil_socket_t fd, short what, void *arg)
  * sleeps). */
 static void login_failed(struct psess *s, const char *mech, const char *why)
 {
-    int locked_now = 0;
-    long long delay = 0;
-    log_warn(AUTH_FAILURE_LOG_FMT, "unknown", s->peer_addr, mech, why ? why : "authentication failure");
-    if (s->srv->ops.throttle) {
-        char key[THROTTLE_KEY_MAX];
-        delay = throttle_failure(s->srv->ops.throttle, (const struct sockaddr *)&s->peer,
-                                 time_mono_us() / 1000000, &locked_now);
-        throttle_key(s->srv->ops.throttle, (const struct sockaddr *)&s->peer, key, sizeof key);
-        if (locked_now)
-            log_warn("auth lockout: %s locked out after failed logins", key);
-    }
+    long long delay = login_failure(s->srv->ops.throttle, (const struct sockaddr *)&s->peer,
+                                    NULL, s->peer_addr, mech, why);
     if (!s->fail_timer)
         s->fail_timer = evtimer_new(s->srv->base, on_fail_timer, s);
     if (delay <= 0 || !s->fail_timer) {
@@ -499,9 +461,7 @@ static void login_failed(struct psess *s, const char *mech, const char *why)
 /* A client locked out meanwhile (by another session) guesses no more. */
 static int locked_out(struct psess *s)
 {
-    if (!s->srv->ops.throttle ||
-        throttle_locked(s->srv->ops.throttle, (const struct sockaddr *)&s->peer,
-                        time_mono_us() / 1000000) <= 0)
+    if (login_locked(s->srv->ops.throttle, (const struct sockaddr *)&s->peer) <= 0)
         return 0;
     say(s, "-ERR [SYS/TEMP] Too many failed logins, try again later");
     close_after_reply(s);
@@ -519,7 +479,7 @@ struct verify_ctx {
 static void pass_verified(void *arg, enum auth_verdict v)
 {
     struct verify_ctx *a = arg;
-    struct psess *s = session_find(a->srv, a->sid);
+    struct psess *s = sess_table_find(&a->srv->sessions, a->sid);
     if (s && s->state == P_WAIT && !s->sasl) {
         if (v == AUTH_PASS)
             login_ok(s, a->user, "PASS");
@@ -559,7 +519,7 @@ static void cmd_pass(struct psess *s, struct pop3_cmd *c)
     struct verify_ctx *a = calloc(1, sizeof *a);
     if (a && (a->user = strdup(s->user))) {
         a->srv = s->srv;
-        a->sid = s->id;
+        a->sid = s->link.id;
         wait_state(s);
         if (auth_verify(s->srv->ops.pool, s->srv->ops.users(s->gen), s->user, c->arg[0],
                         pass_verified, a) == 0) {
@@ -610,7 +570,7 @@ static void sasl_result(struct psess *s, struct sasl_result *r);
 static void sasl_verified_cb(void *arg, enum auth_verdict v)
 {
     struct verify_ctx *a = arg;
-    struct psess *s = session_find(a->srv, a->sid);
+    struct psess *s = sess_table_find(&a->srv->sessions, a->sid);
     free(a->user);
     free(a);
     if (!s || s->state != P_WAIT || !s->sasl)
@@ -639,7 +599,7 @@ static void sasl_result(struct psess *s, struct sasl_result *r)
         a = calloc(1, sizeof *a);
         if (a) {
             a->srv = s->srv;
-            a->sid = s->id;
+            a->sid = s->link.id;
             wait_state(s);
             if (auth_verify(s->srv->ops.pool, s->srv->ops.users(s->gen), r->authcid,
                             r->password, sasl_verified_cb, a) == 0)
@@ -925,7 +885,7 @@ static void send_next(struct psess *s, struct send_job *j)
 static void send_read_done(void *arg)
 {
     struct send_job *j = arg;
-    struct psess *s = session_find(j->srv, j->sid);
+    struct psess *s = sess_table_find(&j->srv->sessions, j->sid);
     if (!s || s->state != P_SEND) {
         send_job_free(j);                 /* the client left meanwhile */
         return;
@@ -986,7 +946,7 @@ static void send_start(struct psess *s, size_t idx, long top)
         return;
     }
     j->srv = s->srv;
-    j->sid = s->id;
+    j->sid = s->link.id;
     j->msg.uid = s->drop->msgs[idx].uid;
     j->msg.size = s->drop->msgs[idx].size;
     j->fd = -1;
@@ -1037,7 +997,7 @@ static void update_run(void *arg)
 static void update_done(void *arg)
 {
     struct update_job *j = arg;
-    struct psess *s = session_find(j->srv, j->sid);
+    struct psess *s = sess_table_find(&j->srv->sessions, j->sid);
     j->srv->nbusy_jobs--;
     lock_release(j->srv, j->folder);
     if (j->failed != 0)
@@ -1069,7 +1029,7 @@ static void cmd_quit(struct psess *s, struct pop3_cmd *c)
             if (s->deleted[i])
                 j->uids[j->n++] = s->drop->msgs[i].uid;
         j->srv = s->srv;
-        j->sid = s->id;
+        j->sid = s->link.id;
         j->folder = s->folder;            /* the job owns the lock from here */
         j->lockfd = s->lockfd;
         if (work_submit(s->srv->ops.pool, WORK_FILTER, update_run, update_done, j) == 0) {
@@ -1290,7 +1250,7 @@ static void on_conn(struct conn *c, enum conn_event ev, void *arg)
  * took it over.  Nothing is deleted here. */
 static void session_free(struct psess *s)
 {
-    session_unlink(s);
+    sess_table_remove(&s->srv->sessions, &s->link);
     if (s->send)
         send_job_free(s->send);
     if (s->lockfd >= 0)
@@ -1325,11 +1285,8 @@ static void apop_timestamp(struct psess *s)
 
 static void start_session_greeting(struct psess *s)
 {
-    long long left = 0;
     s->greeted = 1;
-    if (s->srv->ops.throttle)
-        left = throttle_locked(s->srv->ops.throttle, (const struct sockaddr *)&s->peer,
-                               time_mono_us() / 1000000);
+    long long left = login_locked(s->srv->ops.throttle, (const struct sockaddr *)&s->peer);
     if (left > 0) {
         say(s, "-ERR [SYS/TEMP] Too many failed logins, try again later");
         log_info("pop3: refused %s: locked out for %lld s more after failed logins",
@@ -1369,7 +1326,6 @@ int pop3_session_start(struct pop3_server *srv, int fd, int implicit_tls,
     struct psess *s = calloc(1, sizeof *s);
     if (!s)
         return start_failed(srv, fd, on_close, close_arg);
-    s->id = ++srv->next_id;
     s->srv = srv;
     s->lockfd = -1;
     if (peer && peerlen <= sizeof s->peer) {
@@ -1393,7 +1349,7 @@ int pop3_session_start(struct pop3_server *srv, int fd, int implicit_tls,
     s->gen = srv->ops.gen_ref(srv->ops.ctx);
     s->on_close = on_close;
     s->close_arg = close_arg;
-    session_link(s);
+    sess_table_add(&srv->sessions, &s->link, s);
     if (implicit_tls) {
         SSL_CTX *ctx = tls_ctx(s);
         if (!ctx || conn_starttls(s->c, ctx, 1, NULL) < 0) {
@@ -1472,7 +1428,7 @@ struct pop3_server *pop3_server_new(struct event_base *base, const struct pop3_s
 
 size_t pop3_server_sessions(const struct pop3_server *srv)
 {
-    return srv ? srv->nsessions : 0;
+    return srv ? srv->sessions.n : 0;
 }
 
 size_t pop3_server_busy(const struct pop3_server *srv)
@@ -1480,30 +1436,31 @@ size_t pop3_server_busy(const struct pop3_server *srv)
     return srv ? srv->nbusy_jobs : 0;
 }
 
+static void shutdown_one(void *owner, void *arg)
+{
+    struct psess *s = owner;
+    (void)arg;
+    s->shutting = 1;
+    if (s->state == P_AUTHZ || s->state == P_TRANS) {
+        say(s, "-ERR [SYS/TEMP] Server shutting down");
+        close_after_reply(s);
+    }
+}
+
 void pop3_server_shutdown(struct pop3_server *srv)
 {
     if (!srv)
         return;
     srv->shutting = 1;
-    for (size_t b = 0; b < POP3_BUCKETS; b++) {
-        for (struct psess *s = srv->buckets[b], *next; s; s = next) {
-            next = s->hnext;
-            s->shutting = 1;
-            if (s->state == P_AUTHZ || s->state == P_TRANS) {
-                say(s, "-ERR [SYS/TEMP] Server shutting down");
-                close_after_reply(s);
-            }
-        }
-    }
+    sess_table_each(&srv->sessions, shutdown_one, NULL);
 }
 
 void pop3_server_free(struct pop3_server *srv)
 {
     if (!srv)
         return;
-    for (size_t b = 0; b < POP3_BUCKETS; b++)
-        while (srv->buckets[b])
-            session_free(srv->buckets[b]);
+    for (struct psess *s; (s = sess_table_any(&srv->sessions));)
+        session_free(s);
     for (size_t b = 0; b < POP3_LOCK_BUCKETS; b++)
         while (srv->locks[b]) {
             struct lock_ent *e = srv->locks[b];

@@ -29,11 +29,13 @@
 #include "proto/from_header.h"
 #include "proto/lineio.h"
 #include "proto/local_headers.h"
+#include "proto/sessions.h"
 #include "proto/smtp_cmd.h"
 #include "proto/smtp_data.h"
 #include "proto/smtp_server.h"
 #include "auth/passwd.h"
 #include "auth/sasl.h"
+#include "auth/login_fail.h"
 #include "auth/throttle.h"
 #include "auth/users.h"
 #include "queue/envelope.h"
@@ -42,7 +44,6 @@
 #define SMTP_OUTPUT_MAX    (256 * 1024)    /* stop executing commands above this */
 #define SMTP_DATA_CHUNK    (64 * 1024)     /* DATA decoded per step */
 #define SMTP_DATA_INPUT    (256 * 1024)    /* input buffered in DATA (one read event) */
-#define SMTP_BUCKETS       4096
 
 enum sess_state {
     S_CMD,          /* reading and executing commands */
@@ -56,7 +57,7 @@ enum sess_state {
 };
 
 struct session {
-    unsigned long long id;
+    struct sess_link link;      /* id and the server's table */
     struct smtp_server *srv;
     struct conn *c;
     enum smtp_mode mode;
@@ -99,7 +100,6 @@ struct session {
     struct filter_chain *filters;   /* that generation's */
     void (*on_close)(void *);
     void *close_arg;
-    struct session *hnext;
 };
 
 struct smtp_server {
@@ -108,9 +108,7 @@ struct smtp_server {
     struct smtp_server_ops ops;
     struct smtp_server_params p;
     char *strings[4];           /* owned copies of the params' strings */
-    struct session *buckets[SMTP_BUCKETS];
-    size_t nsessions;
-    unsigned long long next_id;
+    struct sess_table sessions;
     int shutting;
     char databuf[2 * SMTP_DATA_CHUNK + 4];   /* decoder output, loop-only */
     char authline[SASL_LINE_MAX + 3];        /* an AUTH answer, loop-only */
@@ -135,33 +133,6 @@ static void txn_reset(struct session *s);
 static void flush_local_headers(struct session *s);
 
 /* ------------------------------------------------------------ session table */
-
-static struct session *session_find(struct smtp_server *srv, unsigned long long id)
-{
-    for (struct session *s = srv->buckets[id % SMTP_BUCKETS]; s; s = s->hnext)
-        if (s->id == id)
-            return s;
-    return NULL;
-}
-
-static void session_link(struct session *s)
-{
-    struct session **b = &s->srv->buckets[s->id % SMTP_BUCKETS];
-    s->hnext = *b;
-    *b = s;
-    s->srv->nsessions++;
-}
-
-static void session_unlink(struct session *s)
-{
-    struct session **pp = &s->srv->buckets[s->id % SMTP_BUCKETS];
-    while (*pp && *pp != s)
-        pp = &(*pp)->hnext;
-    if (*pp) {
-        *pp = s->hnext;
-        s->srv->nsessions--;
-    }
-}
 
 /* ------------------------------------------------------------ output */
 
@@ -322,7 +293,7 @@ static void txn_reset(struct session *s)
 
 static void txn_view(struct session *s)
 {
-    s->txn.session_id = s->id;
+    s->txn.session_id = s->link.id;
     s->txn.client = s->mode == SMTP_MODE_LOCAL ? NULL : (struct sockaddr *)&s->peer;
     s->txn.client_addr = s->peer_addr;
     s->txn.helo = s->helo ? s->helo : "";
@@ -835,18 +806,8 @@ static void on_auth_timer(evutil_socket_t fd, short what, void *arg)
  * after the throttle's delay — the session waits, the loop does not. */
 static void auth_failed(struct session *s, const struct sasl_result *r)
 {
-    int locked_now = 0;
-    long long delay = 0;
-    log_warn(AUTH_FAILURE_LOG_FMT, s->helo ? s->helo : "unknown", s->peer_addr,
-             r->mech ? r->mech : "?", r->reason ? r->reason : "authentication failure");
-    if (s->srv->ops.throttle) {
-        char key[THROTTLE_KEY_MAX];
-        delay = throttle_failure(s->srv->ops.throttle, (const struct sockaddr *)&s->peer,
-                                 time_mono_us() / 1000000, &locked_now);
-        throttle_key(s->srv->ops.throttle, (const struct sockaddr *)&s->peer, key, sizeof key);
-        if (locked_now)
-            log_warn("auth lockout: %s locked out after failed logins", key);
-    }
+    long long delay = login_failure(s->srv->ops.throttle, (const struct sockaddr *)&s->peer,
+                                    s->helo, s->peer_addr, r->mech, r->reason);
     if (!s->auth_timer)
         s->auth_timer = evtimer_new(s->srv->base, on_auth_timer, s);
     if (delay <= 0 || !s->auth_timer) {
@@ -868,8 +829,7 @@ static void auth_succeeded(struct session *s, const struct sasl_result *r)
         auth_resume(s);
         return;
     }
-    if (s->srv->ops.throttle)
-        throttle_success(s->srv->ops.throttle, (const struct sockaddr *)&s->peer);
+    login_success(s->srv->ops.throttle, (const struct sockaddr *)&s->peer);
     log_info("client=%s, sasl_method=%s, sasl_username=%s", s->peer_addr, r->mech, s->auth_user);
     reply(s, 235, "2.7.0", "Authentication successful");
     auth_resume(s);
@@ -878,7 +838,7 @@ static void auth_succeeded(struct session *s, const struct sasl_result *r)
 static void auth_verified(void *arg, enum auth_verdict v)
 {
     struct auth_ctx *a = arg;
-    struct session *s = session_find(a->srv, a->session_id);
+    struct session *s = sess_table_find(&a->srv->sessions, a->session_id);
     free(a);
     if (!s || s->state != S_AUTH_WAIT || !s->sasl)
         return;                  /* the client left meanwhile */
@@ -901,7 +861,7 @@ static void auth_verify_start(struct session *s, const struct sasl_result *r)
     struct auth_ctx *a = malloc(sizeof *a);
     if (a) {
         a->srv = s->srv;
-        a->session_id = s->id;
+        a->session_id = s->link.id;
         s->state = S_AUTH_WAIT;
         conn_read_enable(s->c, 0);
         if (auth_verify(s->srv->ops.pool, s->srv->ops.users(s->gen), r->authcid, r->password,
@@ -957,9 +917,7 @@ static void cmd_auth(struct session *s, const char *arg)
         return;
     }
     /* locked out meanwhile (from another session): no more guesses here */
-    if (s->srv->ops.throttle &&
-        throttle_locked(s->srv->ops.throttle, (const struct sockaddr *)&s->peer,
-                        time_mono_us() / 1000000) > 0) {
+    if (login_locked(s->srv->ops.throttle, (const struct sockaddr *)&s->peer) > 0) {
         reply(s, 421, "4.7.0", "%s Error: too many failed logins, try again later",
               s->srv->p.myhostname);
         close_after_reply(s);
@@ -1107,7 +1065,7 @@ static void dispatch(struct session *s, const char *line, size_t len)
 static void commit_done(void *arg, int err)
 {
     struct commit_ctx *c = arg;
-    struct session *s = session_find(c->srv, c->session_id);
+    struct session *s = sess_table_find(&c->srv->sessions, c->session_id);
     if (err) {
         log_err("%s: queue commit failed: %s", c->env.id, strerror(err));
     } else {
@@ -1150,7 +1108,7 @@ static void eom_commit(struct session *s)
         return;
     }
     c->srv = s->srv;
-    c->session_id = s->id;
+    c->session_id = s->link.id;
     c->env = s->env;              /* the transaction's envelope moves to the commit */
     env_init(&s->env);
     s->writing = 0;
@@ -1518,7 +1476,7 @@ static void session_free(struct session *s)
     s->frun = NULL;
     txn_reset(s);
     s->srv->ops.gen_unref(s->srv->ops.ctx, s->gen);
-    session_unlink(s);
+    sess_table_remove(&s->srv->sessions, &s->link);
     conn_free(s->c);
     free(s->helo);
     sasl_free(s->sasl);
@@ -1556,7 +1514,7 @@ static int start_failed(struct smtp_server *srv, struct session *s, int fd,
 {
     log_err("cannot start a session for %s: out of memory", s ? s->peer_addr : "a client");
     if (s) {
-        session_unlink(s);
+        sess_table_remove(&s->srv->sessions, &s->link);
         srv->ops.gen_unref(srv->ops.ctx, s->gen);
         free(s);
     }
@@ -1573,7 +1531,6 @@ int smtp_session_start(struct smtp_server *srv, int fd, struct evbuffer *pending
     struct session *s = calloc(1, sizeof *s);
     if (!s)
         return start_failed(srv, NULL, fd, on_close, close_arg);
-    s->id = ++srv->next_id;
     s->srv = srv;
     s->mode = mode;
     s->uid = uid;
@@ -1589,7 +1546,7 @@ int smtp_session_start(struct smtp_server *srv, int fd, struct evbuffer *pending
     env_init(&s->env);
     s->w.fd = -1;
     s->gen = srv->ops.gen_ref(srv->ops.ctx, &s->filters);
-    session_link(s);
+    sess_table_add(&srv->sessions, &s->link, s);
     struct conn_limits lim = {
         .input_max = command_input_max(srv),
         .output_high = SMTP_OUTPUT_MAX,
@@ -1631,9 +1588,8 @@ static void greet(struct session *s)
     s->greeted = 1;
     s->state = S_CMD;
     long long left = 0;
-    if (s->mode != SMTP_MODE_LOCAL && s->srv->ops.throttle)
-        left = throttle_locked(s->srv->ops.throttle, (const struct sockaddr *)&s->peer,
-                               time_mono_us() / 1000000);
+    if (s->mode != SMTP_MODE_LOCAL)
+        left = login_locked(s->srv->ops.throttle, (const struct sockaddr *)&s->peer);
     if (left > 0) {
         /* locked out after failed logins: every service says so at once */
         reply(s, 421, "4.7.0", "%s Error: too many failed logins, try again later",
@@ -1691,44 +1647,47 @@ struct smtp_server *smtp_server_new(struct event_base *base, struct queue *q,
 
 size_t smtp_server_sessions(const struct smtp_server *srv)
 {
-    return srv->nsessions;
+    return srv->sessions.n;
+}
+
+static void count_busy(void *owner, void *arg)
+{
+    const struct session *s = owner;
+    if (s->have_mail || s->state == S_COMMITTING || s->state == S_DATA)
+        (*(size_t *)arg)++;
 }
 
 size_t smtp_server_busy(const struct smtp_server *srv)
 {
     size_t n = 0;
-    for (size_t b = 0; b < SMTP_BUCKETS; b++)
-        for (const struct session *s = srv->buckets[b]; s; s = s->hnext)
-            if (s->have_mail || s->state == S_COMMITTING || s->state == S_DATA)
-                n++;
+    sess_table_each((struct sess_table *)&srv->sessions, count_busy, &n);
     return n;
+}
+
+static void shutdown_one(void *owner, void *arg)
+{
+    struct session *s = owner;
+    (void)arg;
+    s->shutting = 1;
+    if (s->state == S_CMD && !s->have_mail) {
+        reply(s, 421, "4.3.2", "%s Service shutting down, closing transmission channel",
+              s->srv->p.myhostname);
+        close_after_reply(s);
+    }
 }
 
 void smtp_server_shutdown(struct smtp_server *srv)
 {
     srv->shutting = 1;
-    for (size_t b = 0; b < SMTP_BUCKETS; b++) {
-        struct session *s = srv->buckets[b];
-        while (s) {
-            struct session *next = s->hnext;
-            s->shutting = 1;
-            if (s->state == S_CMD && !s->have_mail) {
-                reply(s, 421, "4.3.2", "%s Service shutting down, closing transmission channel",
-                      srv->p.myhostname);
-                close_after_reply(s);
-            }
-            s = next;
-        }
-    }
+    sess_table_each(&srv->sessions, shutdown_one, NULL);
 }
 
 void smtp_server_free(struct smtp_server *srv)
 {
     if (!srv)
         return;
-    for (size_t b = 0; b < SMTP_BUCKETS; b++)
-        while (srv->buckets[b])
-            session_free(srv->buckets[b]);
+    for (struct session *s; (s = sess_table_any(&srv->sessions));)
+        session_free(s);
     for (int i = 0; i < 4; i++)
         free(srv->strings[i]);
     free(srv);

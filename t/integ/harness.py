@@ -178,15 +178,37 @@ class Hatod:
         subprocess.run(["rm", "-rf", self.dir])
 
 
-class RawSMTP:
+class RawSocket:
+    """What the byte-exact clients share: self.s (the socket), self.buf
+    (what was received and not yet consumed)."""
+
+    def send(self, data):
+        self.s.sendall(data)
+
+    def closed(self, timeout=5):
+        """True if the server closed the connection (EOF) within timeout."""
+        self.s.settimeout(timeout)
+        try:
+            while True:
+                d = self.s.recv(65536)
+                if not d:
+                    return True
+                self.buf += d
+        except (socket.timeout, TimeoutError):
+            return False
+        except ConnectionResetError:
+            return True
+
+    def close(self):
+        self.s.close()
+
+
+class RawSMTP(RawSocket):
     """A byte-exact SMTP client over a socket, for what smtplib won't send."""
 
     def __init__(self, port, host="127.0.0.1", timeout=10):
         self.s = socket.create_connection((host, port), timeout)
         self.buf = b""
-
-    def send(self, data):
-        self.s.sendall(data)
 
     def reply(self):
         """One whole (possibly multi-line) reply: (code, [lines])."""
@@ -205,23 +227,6 @@ class RawSMTP:
     def cmd(self, line):
         self.send(line if isinstance(line, bytes) else line.encode() + b"\r\n")
         return self.reply()
-
-    def closed(self, timeout=5):
-        """True if the server closed the connection (EOF) within timeout."""
-        self.s.settimeout(timeout)
-        try:
-            while True:
-                d = self.s.recv(65536)
-                if not d:
-                    return True
-                self.buf += d
-        except (socket.timeout, TimeoutError):
-            return False
-        except ConnectionResetError:
-            return True
-
-    def close(self):
-        self.s.close()
 
 
 class HatodTestCase(unittest.TestCase):

@@ -19,7 +19,7 @@ import subprocess
 import time
 import unittest
 
-from harness import HATOD, Hatod, free_port, wait_for
+from harness import HATOD, Hatod, RawSocket, free_port, wait_for
 from test_queue_util import message, send
 
 PASSWORD = "correct horse"
@@ -37,16 +37,13 @@ def ctx():
     return c
 
 
-class RawPOP:
+class RawPOP(RawSocket):
     """A byte-exact POP3 client for what poplib will not send."""
 
     def __init__(self, port, host="127.0.0.1", timeout=10, source="127.0.0.1"):
         self.s = socket.create_connection((host, port), timeout, source_address=(source, 0))
         self.buf = b""
         self.greeting = self.line()
-
-    def send(self, data):
-        self.s.sendall(data)
 
     def line(self):
         while b"\r\n" not in self.buf:
@@ -68,22 +65,6 @@ class RawPOP:
             if l == b".":
                 return lines
             lines.append(l[1:] if l.startswith(b"..") else l)
-
-    def closed(self, timeout=5):
-        self.s.settimeout(timeout)
-        try:
-            while True:
-                d = self.s.recv(65536)
-                if not d:
-                    return True
-                self.buf += d
-        except (socket.timeout, TimeoutError):
-            return False
-        except ConnectionResetError:
-            return True
-
-    def close(self):
-        self.s.close()
 
 
 class POP3Base(unittest.TestCase):

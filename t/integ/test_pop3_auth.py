@@ -19,6 +19,7 @@ import time
 import unittest
 
 from harness import wait_for
+from scram_client import ScramClient
 from test_pop3 import PASSWORD, POP3Base, RawPOP, ctx
 from test_queue_util import message
 
@@ -116,20 +117,11 @@ class ScramPlus(POP3Base):
         return r
 
     def exchange(self, r, gs2, cb, mech="SCRAM-SHA-256-PLUS"):
-        nonce = b64(os.urandom(18))
-        bare = "n=bob@example.test,r=" + nonce
-        line = r.cmd("AUTH %s %s" % (mech, b64(gs2 + bare)))
+        sc = ScramClient("bob@example.test", b64(os.urandom(18)), gs2, cb)
+        line = r.cmd("AUTH %s %s" % (mech, b64(sc.first())))
         if not line.startswith(b"+ "):
             return line
-        first = base64.b64decode(line[2:]).decode()
-        attrs = dict(a.split("=", 1) for a in first.split(","))
-        salted = hashlib.pbkdf2_hmac("sha256", PASSWORD.encode(), base64.b64decode(attrs["s"]),
-                                     int(attrs["i"]))
-        ckey = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-        without = "c=%s,r=%s" % (b64(gs2.encode() + cb), attrs["r"])
-        auth_msg = ",".join((bare, first, without)).encode()
-        sig = hmac.new(hashlib.sha256(ckey).digest(), auth_msg, hashlib.sha256).digest()
-        line = r.cmd(b64(without + ",p=" + b64(bytes(a ^ b for a, b in zip(ckey, sig)))))
+        line = r.cmd(b64(sc.final(PASSWORD, base64.b64decode(line[2:]).decode())))
         if not line.startswith(b"+ "):
             return line
         return r.cmd("")
@@ -238,28 +230,15 @@ class Mechanisms(POP3Base):
     def test_scram_sha_256(self):
         for pw, ok in ((PASSWORD, True), ("wrong", False)):
             r = self.login_raw()
-            nonce = b64(os.urandom(18))
-            bare = "n=bob@example.test,r=" + nonce
-            line = r.cmd("AUTH SCRAM-SHA-256 " + b64("n,," + bare))
+            sc = ScramClient("bob@example.test", b64(os.urandom(18)))
+            line = r.cmd("AUTH SCRAM-SHA-256 " + b64(sc.first()))
             self.assertTrue(line.startswith(b"+ "), line)
-            first = base64.b64decode(line[2:]).decode()
-            attrs = dict(a.split("=", 1) for a in first.split(","))
-            salted = hashlib.pbkdf2_hmac("sha256", pw.encode(), base64.b64decode(attrs["s"]),
-                                         int(attrs["i"]))
-            ckey = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-            stored = hashlib.sha256(ckey).digest()
-            without = "c=biws,r=" + attrs["r"]
-            auth_msg = ",".join((bare, first, without)).encode()
-            sig = hmac.new(stored, auth_msg, hashlib.sha256).digest()
-            proof = b64(bytes(a ^ b for a, b in zip(ckey, sig)))
-            line = r.cmd(b64(without + ",p=" + proof))
+            line = r.cmd(b64(sc.final(pw, base64.b64decode(line[2:]).decode())))
             if not ok:
                 self.assertTrue(line.startswith(b"-ERR [AUTH]"), line)
                 continue
             self.assertTrue(line.startswith(b"+ "), line)   # server-final as a challenge
-            skey = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-            want = b64(hmac.new(skey, auth_msg, hashlib.sha256).digest())
-            self.assertEqual(base64.b64decode(line[2:]).decode(), "v=" + want)
+            self.assertEqual(base64.b64decode(line[2:]).decode(), sc.server_final())
             self.assertTrue(r.cmd("").startswith(b"+OK"))
             r.cmd("QUIT")
 

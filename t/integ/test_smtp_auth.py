@@ -6,8 +6,6 @@ submission, the growing delay and the lockout after failures, relay for
 authenticated clients.  Real clients: smtplib (PLAIN, LOGIN, CRAM-MD5) and a
 SCRAM exchange computed here as RFC 5802 says."""
 import base64
-import hashlib
-import hmac
 import os
 import re
 import smtplib
@@ -17,6 +15,7 @@ import subprocess
 import time
 
 from harness import Hatod, RawSMTP, free_port, wait_for
+from scram_client import ScramClient
 from test_queue_util import message
 import unittest
 
@@ -134,31 +133,19 @@ class Auth(AuthBase):
 
     def scram(self, user, pw, expect):
         s = self.submission()
-        nonce = base64.b64encode(os.urandom(18)).decode()
-        bare = "n=%s,r=%s" % (user, nonce)
+        sc = ScramClient(user, base64.b64encode(os.urandom(18)).decode())
         code, text = s.docmd("AUTH", "SCRAM-SHA-256 " + base64.b64encode(
-            ("n,," + bare).encode()).decode())
+            sc.first().encode()).decode())
         self.assertEqual(code, 334, text)
-        first = base64.b64decode(text).decode()
-        attrs = dict(a.split("=", 1) for a in first.split(","))
-        self.assertTrue(attrs["r"].startswith(nonce))
-        salted = hashlib.pbkdf2_hmac("sha256", pw.encode(), base64.b64decode(attrs["s"]),
-                                     int(attrs["i"]))
-        ckey = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-        stored = hashlib.sha256(ckey).digest()
-        without = "c=biws,r=" + attrs["r"]
-        auth_msg = ",".join((bare, first, without)).encode()
-        sig = hmac.new(stored, auth_msg, hashlib.sha256).digest()
-        proof = base64.b64encode(bytes(a ^ b for a, b in zip(ckey, sig))).decode()
-        code, text = s.docmd(base64.b64encode((without + ",p=" + proof).encode()).decode())
+        final = sc.final(pw, base64.b64decode(text).decode())
+        self.assertTrue(sc.attrs["r"].startswith(sc.nonce))
+        code, text = s.docmd(base64.b64encode(final.encode()).decode())
         if expect == 535:
             self.assertEqual(code, 535, text)
             return
         self.assertEqual(code, 334, text)            # server-final as a challenge
-        final = base64.b64decode(text).decode()
-        skey = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-        want = base64.b64encode(hmac.new(skey, auth_msg, hashlib.sha256).digest()).decode()
-        self.assertEqual(final, "v=" + want, "the server proved the wrong key")
+        self.assertEqual(base64.b64decode(text).decode(), sc.server_final(),
+                         "the server proved the wrong key")
         code, text = s.docmd("")
         self.assertEqual(code, expect, text)
         s.quit()

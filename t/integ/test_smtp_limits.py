@@ -19,6 +19,21 @@ def build_shim(name, outdir):
     return so
 
 
+def start_with_shim(h, name, **knobs):
+    """Start hatod h with shims/NAME.c preloaded (knobs: its environment
+    variables) and wait until it listens; RuntimeError with the log if it
+    exits instead."""
+    env = dict(os.environ, **knobs)
+    env["LD_PRELOAD"] = build_shim(name, h.dir)
+    # the shim loads before an ASan runtime; that is fine here
+    env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+    h.env = env
+    h.start(wait=False)
+    if not wait_for(lambda: h.proc.poll() is not None or port_listening(h.port), 10) \
+            or h.proc.poll() is not None:
+        raise RuntimeError("hatod did not start:\n" + h.log())
+
+
 class RecipientLimit(SMTPCase):
     CONF = {"smtpd_recipient_limit": "3"}
 
@@ -239,16 +254,7 @@ class ConnectionCountAfterFailedStarts(SMTPCase):
 
     def setUp(self):
         self.h = Hatod(conf=self.CONF)
-        env = dict(os.environ)
-        env["LD_PRELOAD"] = build_shim("fail_add_cb", self.h.dir)
-        env["HATO_SHIM_FAIL_ADD_CB"] = str(self.FAILS)
-        # the shim loads before an ASan runtime; that is fine here
-        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
-        self.h.env = env
-        self.h.start(wait=False)
-        if not wait_for(lambda: self.h.proc.poll() is not None or port_listening(self.h.port), 10) \
-                or self.h.proc.poll() is not None:
-            raise RuntimeError("hatod did not start:\n" + self.h.log())
+        start_with_shim(self.h, "fail_add_cb", HATO_SHIM_FAIL_ADD_CB=str(self.FAILS))
 
     def test_failed_starts_release_their_slot(self):
         for i in range(self.FAILS):

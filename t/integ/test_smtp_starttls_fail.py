@@ -10,8 +10,7 @@ import subprocess
 import unittest
 
 from harness import Hatod, RawSMTP, wait_for
-from test_smtp_helpers import port_listening
-from test_smtp_limits import build_shim
+from test_smtp_limits import start_with_shim
 
 
 class StartTLSFailsAfter220(unittest.TestCase):
@@ -23,15 +22,7 @@ class StartTLSFailsAfter220(unittest.TestCase):
         self.h.write_conf()
         r = self.h.hatoctl("tls", "selfsigned", "mx.example.test")
         self.assertEqual(r.returncode, 0, r.stderr)
-        env = dict(os.environ)
-        env["LD_PRELOAD"] = build_shim("fail_ssl_new", self.h.dir)
-        env["HATO_SHIM_FAIL_SSL_NEW"] = "1"
-        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
-        self.h.env = env
-        self.h.start(wait=False)
-        if not wait_for(lambda: self.h.proc.poll() is not None or port_listening(self.h.port), 10) \
-                or self.h.proc.poll() is not None:
-            raise RuntimeError("hatod did not start:\n" + self.h.log())
+        start_with_shim(self.h, "fail_ssl_new", HATO_SHIM_FAIL_SSL_NEW="1")
 
     def tearDown(self):
         self.h.stop()

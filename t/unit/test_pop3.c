@@ -3,7 +3,8 @@
  * (proto/pop3_cmd.c), the message as sent (proto/pop3_msg.c, trickle-fed
  * one octet at a time and compared with one block), the sizes as sent and
  * hato's own names (store/pop3drop.c), the APOP digest (RFC 1939's own
- * example) and the POP-before-SMTP table (auth/popb4smtp.c).
+ * example), the POP-before-SMTP table (auth/popb4smtp.c) and the
+ * session-id table POP3 and SMTP share (proto/sessions.c).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,6 +23,7 @@
 #include "auth/popb4smtp.h"
 #include "proto/pop3_cmd.h"
 #include "proto/pop3_msg.h"
+#include "proto/sessions.h"
 #include "store/maildir.h"
 #include "store/pop3drop.h"
 #include "tap.h"
@@ -292,8 +294,53 @@ static void test_maildrop(void)
         ok(0, "cleanup");
 }
 
+struct fake_sess {
+    struct sess_link link;
+    struct sess_table *t;
+    int seen;
+};
+
+/* sess_table_each: the callback frees (removes) the one it is given */
+static void drop_one(void *owner, void *arg)
+{
+    struct fake_sess *f = owner;
+    f->seen++;
+    (*(int *)arg)++;
+    sess_table_remove(f->t, &f->link);
+    f->link.next = NULL;                /* as good as freed: each must not follow it */
+}
+
+static void test_sessions(void)
+{
+    static struct sess_table t;         /* zeroed: empty */
+    static struct fake_sess f[SESS_BUCKETS + 3];
+    size_t n = sizeof f / sizeof f[0];
+    ok(sess_table_any(&t) == NULL && sess_table_find(&t, 1) == NULL, "sessions: empty");
+    for (size_t i = 0; i < n; i++) {
+        f[i].t = &t;
+        sess_table_add(&t, &f[i].link, &f[i]);
+    }
+    ok(t.n == n && f[0].link.id == 1 && f[n - 1].link.id == n, "sessions: ids from 1 in order");
+    /* ids 1 and SESS_BUCKETS + 1 share a bucket: each is found as itself */
+    ok(sess_table_find(&t, 1) == &f[0] && sess_table_find(&t, SESS_BUCKETS + 1) == &f[SESS_BUCKETS],
+       "sessions: two ids in one bucket");
+    sess_table_remove(&t, &f[0].link);
+    ok(sess_table_find(&t, 1) == NULL && sess_table_find(&t, SESS_BUCKETS + 1) == &f[SESS_BUCKETS] &&
+       t.n == n - 1, "sessions: removed, its bucket mate stays");
+    sess_table_remove(&t, &f[0].link);
+    ok(t.n == n - 1, "sessions: removing twice changes nothing");
+    struct fake_sess late = { .t = &t };
+    sess_table_add(&t, &late.link, &late);
+    ok(late.link.id == n + 1, "sessions: an id is never reused");
+    int calls = 0;
+    sess_table_each(&t, drop_one, &calls);
+    ok(calls == (int)n && t.n == 0 && sess_table_any(&t) == NULL && f[1].seen == 1 && f[0].seen == 0,
+       "sessions: each visits every session once while they remove themselves");
+}
+
 int main(void)
 {
+    test_sessions();
     test_parser();
     test_msg_out();
     test_sizes();
