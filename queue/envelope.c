@@ -40,6 +40,17 @@
 /* ------------------------------------------------------------------ */
 /* memory                                                              */
 
+/* Every empty string field points here instead of a 1-octet malloc (a
+ * 32-octet chunk each: most recipients have six empty fields).  Never
+ * written to; env_str_free skips it. */
+static char env_empty[1];
+
+static void env_str_free(char *s)
+{
+    if (s != env_empty)
+        free(s);
+}
+
 void env_init(struct envelope *e)
 {
     memset(e, 0, sizeof(*e));
@@ -47,13 +58,13 @@ void env_init(struct envelope *e)
 
 static void rcpt_free(struct env_rcpt *r)
 {
-    free(r->addr);
-    free(r->orcpt);
-    free(r->dsn);
-    free(r->text);
-    free(r->dsn_orcpt);
-    free(r->remote);
-    free(r->tls);
+    env_str_free(r->addr);
+    env_str_free(r->orcpt);
+    env_str_free(r->dsn);
+    env_str_free(r->text);
+    env_str_free(r->dsn_orcpt);
+    env_str_free(r->remote);
+    env_str_free(r->tls);
     memset(r, 0, sizeof(*r));
 }
 
@@ -140,11 +151,11 @@ void env_clear(struct envelope *e)
     for (i = 0; i < e->nrcpt; i++)
         rcpt_free(&e->rcpts[i]);
     free(e->rcpts);
-    free(e->sender);
-    free(e->client);
-    free(e->helo);
-    free(e->proto);
-    free(e->envid);
+    env_str_free(e->sender);
+    env_str_free(e->client);
+    env_str_free(e->helo);
+    env_str_free(e->proto);
+    env_str_free(e->envid);
     env_init(e);
 }
 
@@ -154,6 +165,8 @@ static char *env_strdup_max(const char *s, size_t max)
     if (s == NULL)
         s = "";
     size_t n = strlen(s);
+    if (n == 0 || max == 0)
+        return env_empty;
     return strndup(s, n < max ? n : max);
 }
 
@@ -163,7 +176,7 @@ static int env_replace(char **slot, const char *s, size_t max)
 
     if (copy == NULL)
         return -1;
-    free(*slot);
+    env_str_free(*slot);
     *slot = copy;
     return 0;
 }
@@ -186,12 +199,12 @@ static int env_replace_all(struct env_repl *r, size_t n)
         r[i].copy = env_strdup_max(r[i].val, r[i].max);
         if (r[i].copy == NULL) {
             while (i-- > 0)
-                free(r[i].copy);
+                env_str_free(r[i].copy);
             return -1;
         }
     }
     for (i = 0; i < n; i++) {
-        free(*r[i].slot);
+        env_str_free(*r[i].slot);
         *r[i].slot = r[i].copy;
     }
     return 0;
@@ -726,6 +739,10 @@ static int env_dec(const char *tok, int dash_empty, char **out)
         free(s);
         return -1;
     }
+    if (s[0] == '\0') {
+        free(s);
+        s = env_empty;
+    }
     *out = s;
     return 0;
 }
@@ -785,13 +802,13 @@ static int env_split(char *s, char **tok, size_t n)
 
 static void env_rcpt_tmp_free(struct env_rcpt *r)
 {
-    free(r->addr);
-    free(r->orcpt);
-    free(r->dsn);
-    free(r->text);
-    free(r->dsn_orcpt);
-    free(r->remote);
-    free(r->tls);
+    env_str_free(r->addr);
+    env_str_free(r->orcpt);
+    env_str_free(r->dsn);
+    env_str_free(r->text);
+    env_str_free(r->dsn_orcpt);
+    env_str_free(r->remote);
+    env_str_free(r->tls);
 }
 
 /* Version 2's NOTIFY ATTEMPTS LAST (tok[3], tok[5], tok[6]) and the
@@ -965,8 +982,8 @@ int env_parse(const char *buf, size_t len, struct envelope *e, char *err, size_t
         c.lineno = 0;
         rc = env_fail(&c, "missing key");
     }
-    if (rc == 1 && tmp.envid == NULL && (tmp.envid = strdup("")) == NULL)
-        rc = env_fail(&c, "out of memory");
+    if (rc == 1 && tmp.envid == NULL)
+        tmp.envid = env_empty;
     env_clear(e);
     if (rc != 1) {
         env_clear(&tmp);
@@ -996,6 +1013,13 @@ int env_copy(struct envelope *dst, const struct envelope *src)
         env_replace(&tmp.helo, src->helo, SIZE_MAX) < 0 ||
         env_replace(&tmp.proto, src->proto, SIZE_MAX) < 0)
         goto fail;
+    /* exactly nrcpt slots: a copy (the scheduler's) does not grow */
+    if (src->nrcpt > 0) {
+        tmp.rcpts = malloc(src->nrcpt * sizeof(*tmp.rcpts));
+        if (tmp.rcpts == NULL)
+            goto fail;
+        tmp.rcpt_cap = src->nrcpt;
+    }
     for (i = 0; i < src->nrcpt; i++) {
         if (env_push_rcpt(&tmp, &src->rcpts[i]) < 0)
             goto fail;

@@ -16,6 +16,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +41,7 @@
 #define SCHED_BATCH        64             /* attempts started / finished per loop pass */
 #define SCHED_HEADERS_MAX  (64 * 1024)    /* original headers quoted in a DSN */
 #define HEAP_NONE          SIZE_MAX
+#define SCHED_TRIM_MIN     1000           /* queued at once before an emptied queue trims the heap */
 
 enum smsg_phase { PH_IDLE, PH_DELIVERING, PH_BOUNCING, PH_WRITING, PH_MOVING };
 
@@ -77,6 +81,7 @@ struct scheduler {
     struct event *ready_ev;      /* drains the ready list */
     struct smsg *ready_head, **ready_tail;
     size_t active;               /* attempts holding a slot */
+    size_t peak;                 /* most messages queued since the last trim */
     int stopped;
 };
 
@@ -225,6 +230,26 @@ static void smsg_free(struct smsg *m)
     free(m);
 }
 
+/* The queue is empty after a big backlog: give the freed heap back to the
+ * kernel (glibc keeps it otherwise, fragmented, and the peak PSS stays). */
+static void trim_if_empty(struct scheduler *s)
+{
+    if (s->count != 0 || s->peak < SCHED_TRIM_MIN)
+        return;
+    s->peak = 0;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
+/* A message's files are gone: drop it from the table and free it. */
+static void forget(struct scheduler *s, struct smsg *m)
+{
+    table_del(s, m);
+    smsg_free(m);
+    trim_if_empty(s);
+}
+
 static void start_message(struct scheduler *s, struct smsg *m);
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -366,6 +391,8 @@ int sched_add(struct scheduler *s, const struct envelope *env)
     m->hnext = s->buckets[h];
     s->buckets[h] = m;
     s->count++;
+    if (s->count > s->peak)
+        s->peak = s->count;
     schedule(s, m, env->next_try);
     return 0;
 }
@@ -379,6 +406,16 @@ static int prepare_results(struct smsg *m)
     m->res = calloc(m->env.nrcpt ? m->env.nrcpt : 1, sizeof *m->res);
     m->touched = calloc(m->env.nrcpt ? m->env.nrcpt : 1, 1);
     return m->res && m->touched ? 0 : -1;
+}
+
+/* The attempt's results are in the envelope: the arrays (about 1 KiB per
+ * recipient) are not kept while the message waits. */
+static void drop_results(struct smsg *m)
+{
+    free(m->res);
+    free(m->touched);
+    m->res = NULL;
+    m->touched = NULL;
 }
 
 static void defer_rcpt(struct smsg *m, size_t i, const char *dsn, const char *text)
@@ -782,6 +819,7 @@ static void finish_attempt(struct scheduler *s, struct smsg *m)
     m->phase = PH_BOUNCING;
     m->env.attempts++;
     apply_results(s, m);
+    drop_results(m);
     expire(s, m, now);
     m->bounces_pending = 1;      /* held while the jobs start */
     report_failures(s, m);
@@ -847,8 +885,7 @@ static void removed(void *arg, int err)
         log_err("%s: cannot remove the queue files: %s", r->id, strerror(err));
     if (m) {
         log_info("%s: removed", r->id);
-        table_del(r->s, m);
-        smsg_free(m);
+        forget(r->s, m);
     }
     slot_release(r->s);
     free(r);
@@ -938,8 +975,7 @@ static void deleted(void *arg, int err)
         log_err("%s: cannot remove the queue files: %s", r->id, strerror(err));
     if (m) {
         log_info("%s: removed (deleted by the operator)", r->id);
-        table_del(r->s, m);
-        smsg_free(m);
+        forget(r->s, m);
     }
     free(r);
 }
