@@ -2,7 +2,8 @@
  * proto/pop3_msg.c — the octets of a message as RETR/TOP send them:
  * line ends, dot-stuffing, TOP's cut, the final dot.  Owns no buffer: it
  * appends to the caller's evbuffer a line's run at a time (memchr for the
- * LF), so a big message costs a pass, not a copy per octet.
+ * LF; for RETR, runs of lines that need no change as one append), so a big
+ * message costs a pass, not a copy per octet.
  */
 #include <string.h>
 
@@ -44,8 +45,49 @@ static int line_end(struct pop3_msg_out *m, struct evbuffer *out)
     return 0;
 }
 
+static int add_run(struct evbuffer *out, const char *in, size_t from, size_t to)
+{
+    return to > from ? evbuffer_add(out, in + from, to - from) : 0;
+}
+
+/* RETR: no cut, so no line counting; what needs no change (CRLF lines not
+ * starting with a dot: all of a message hato stored) leaves in one run per
+ * chunk instead of two appends per line. */
+static int feed_whole(struct pop3_msg_out *m, const char *in, size_t n, struct evbuffer *out)
+{
+    size_t run = 0, i = 0;      /* in[run, i) goes out as it is */
+    while (i < n) {
+        if (m->bol) {
+            m->bol = 0;
+            if (in[i] == '.') {
+                if (add_run(out, in, run, i) < 0 || evbuffer_add(out, ".", 1) < 0)
+                    return -1;
+                run = i;
+            }
+        }
+        const char *lf = memchr(in + i, '\n', n - i);
+        if (!lf) {
+            m->cr = in[n - 1] == '\r';
+            i = n;
+            break;
+        }
+        size_t end = (size_t)(lf - in);
+        if (!(end > i ? in[end - 1] == '\r' : m->cr)) {    /* a bare LF: CRLF */
+            if (add_run(out, in, run, end) < 0 || evbuffer_add(out, "\r\n", 2) < 0)
+                return -1;
+            run = end + 1;
+        }
+        m->cr = 0;
+        m->bol = 1;
+        i = end + 1;
+    }
+    return add_run(out, in, run, i);
+}
+
 int pop3_msg_out_feed(struct pop3_msg_out *m, const char *in, size_t n, struct evbuffer *out)
 {
+    if (m->top < 0)
+        return feed_whole(m, in, n, out);
     size_t i = 0;
     while (i < n && !m->done) {
         if (m->bol) {

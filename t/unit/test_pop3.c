@@ -126,6 +126,8 @@ static void test_msg_out(void)
     check_send("last line without newline", "A: b\r\n\r\nend", -1, "A: b\r\n\r\nend\r\n.\r\n");
     check_send("bare CR kept", "A: b\r\n\r\na\rb\r\n", -1, "A: b\r\n\r\na\rb\r\n.\r\n");
     check_send("empty message", "", -1, ".\r\n");
+    check_send("mixed ends and dots", "a\r\n.b\nc\r\n\r\n.\n\n\r\r\n.", -1,
+               "a\r\n..b\r\nc\r\n\r\n..\r\n\r\n\r\r\n..\r\n.\r\n");
     check_send("TOP 0", "A: b\r\nC: d\r\n\r\nl1\r\nl2\r\n", 0, "A: b\r\nC: d\r\n\r\n.\r\n");
     check_send("TOP 1", "A: b\r\n\r\nl1\r\n.l2\r\nl3\r\n", 1, "A: b\r\n\r\nl1\r\n.\r\n");
     check_send("TOP 2 with a dot line", "A: b\n\n.l1\n.l2\nl3\n", 2, "A: b\r\n\r\n..l1\r\n..l2\r\n.\r\n");
