@@ -36,8 +36,8 @@
 #include "store/maildir.h"
 
 #define IX_MAGIC        "HATOIX01"
-#define IX_HDR          32
-#define IX_FIXED        68            /* record octets before the name */
+#define IX_HDR          STORE_INDEX_HDR_LEN
+#define IX_FIXED        STORE_INDEX_REC_FIXED   /* record octets before the name */
 #define IX_REC_MIN      (IX_FIXED + 8)
 #define IX_REC_MAX      (IX_FIXED + NAME_MAX + 8)
 #define IX_MODE         0600
@@ -61,7 +61,7 @@ static void crc_init(void)
     }
 }
 
-static uint32_t crc32_of(const unsigned char *p, size_t len)
+uint32_t store_index_crc32(const unsigned char *p, size_t len)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     uint32_t c = 0xFFFFFFFFu;
@@ -214,17 +214,7 @@ const struct store_msg *store_index_find(const struct store_index *ix, uint32_t 
 
 /* ---- records ----------------------------------------------------------- */
 
-struct rec {
-    int type;
-    uint32_t uid, uidnext, flags;
-    uint64_t modseq, keywords;
-    int64_t size, date, hdr_end;
-    int in_cur;
-    const char *name;          /* not NUL-terminated */
-    size_t name_len;
-};
-
-static size_t rec_encode(const struct rec *r, unsigned char *out)
+size_t store_index_rec_encode(const struct store_index_rec *r, unsigned char *out)
 {
     size_t len = IX_FIXED + r->name_len + 8;
 
@@ -243,18 +233,18 @@ static size_t rec_encode(const struct rec *r, unsigned char *out)
     out[65] = (unsigned char)(r->name_len >> 8);
     out[66] = (unsigned char)(r->in_cur != 0);
     memcpy(out + IX_FIXED, r->name, r->name_len);
-    put32(out + IX_FIXED + r->name_len, crc32_of(out, IX_FIXED + r->name_len));
+    put32(out + IX_FIXED + r->name_len, store_index_crc32(out, IX_FIXED + r->name_len));
     put32(out + IX_FIXED + r->name_len + 4, (uint32_t)len);
     return len;
 }
 
 /* A whole record at p (len octets, len already in range): 0, or -1. */
-static int rec_decode(const unsigned char *p, size_t len, struct rec *r)
+static int rec_decode(const unsigned char *p, size_t len, struct store_index_rec *r)
 {
     size_t nl = (size_t)p[64] | (size_t)p[65] << 8;
 
     if (nl != len - IX_REC_MIN || get32(p + len - 4) != len
-        || get32(p + len - 8) != crc32_of(p, len - 8))
+        || get32(p + len - 8) != store_index_crc32(p, len - 8))
         return -1;
     r->type = p[4];
     r->uid = get32(p + 8);
@@ -271,7 +261,7 @@ static int rec_decode(const unsigned char *p, size_t len, struct rec *r)
     return 0;
 }
 
-static int msg_push(struct store_index *ix, const struct rec *r)
+static int msg_push(struct store_index *ix, const struct store_index_rec *r)
 {
     struct store_msg *m;
 
@@ -300,7 +290,7 @@ static int msg_push(struct store_index *ix, const struct rec *r)
 }
 
 /* Apply one decoded record.  0, or -1 when it breaks an invariant. */
-static int rec_apply(struct store_index *ix, const struct rec *r)
+static int rec_apply(struct store_index *ix, const struct store_index_rec *r)
 {
     long p;
 
@@ -337,7 +327,7 @@ static int rec_apply(struct store_index *ix, const struct rec *r)
 
 static int hdr_decode(struct store_index *ix, const unsigned char *p)
 {
-    if (memcmp(p, IX_MAGIC, 8) != 0 || get32(p + 28) != crc32_of(p, 28))
+    if (memcmp(p, IX_MAGIC, 8) != 0 || get32(p + 28) != store_index_crc32(p, 28))
         return -1;
     ix->uidvalidity = get32(p + 8);
     ix->uidnext = get32(p + 12);
@@ -348,21 +338,23 @@ static int hdr_decode(struct store_index *ix, const unsigned char *p)
     return 0;
 }
 
-/* A snapshot's header: the folder's state, and how many APPEND records
- * (one per message, UID order, modseqs up to the header's) follow. */
-static void hdr_encode(const struct store_index *ix, unsigned char *p)
+/* A header (store/index.h).  A snapshot's gives the folder's state, and how
+ * many APPEND records (one per message, UID order, modseqs up to the
+ * header's) follow. */
+void store_index_hdr_encode(unsigned char *p, uint32_t uidvalidity, uint32_t uidnext,
+                            uint32_t nsnap, uint64_t highestmodseq)
 {
     memset(p, 0, IX_HDR);
     memcpy(p, IX_MAGIC, 8);
-    put32(p + 8, ix->uidvalidity);
-    put32(p + 12, ix->uidnext);
-    put32(p + 16, (uint32_t)ix->n);
-    put64(p + 20, ix->highestmodseq);
-    put32(p + 28, crc32_of(p, 28));
+    put32(p + 8, uidvalidity);
+    put32(p + 12, uidnext);
+    put32(p + 16, nsnap);
+    put64(p + 20, highestmodseq);
+    put32(p + 28, store_index_crc32(p, 28));
 }
 
 /* A snapshot record: an APPEND below the header's UIDNEXT and modseq. */
-static int snap_apply(struct store_index *ix, const struct rec *r)
+static int snap_apply(struct store_index *ix, const struct store_index_rec *r)
 {
     uint32_t last = ix->n ? ix->msgs[ix->n - 1].uid : 0;
 
@@ -386,7 +378,7 @@ static int snap_apply(struct store_index *ix, const struct rec *r)
 static int hole_skip(const unsigned char *buf, size_t len, size_t *off)
 {
     size_t p = *off;
-    struct rec r;
+    struct store_index_rec r;
 
     while (p < len && buf[p] == 0)
         p++;
@@ -425,7 +417,7 @@ size_t store_index_feed(struct store_index *ix, const unsigned char *buf, size_t
     }
     while (len - off >= 4) {
         size_t rl = get32(buf + off);
-        struct rec r;
+        struct store_index_rec r;
         if (rl == 0) {
             int h = hole_skip(buf, len, &off);
             if (h == 0)
@@ -833,7 +825,7 @@ struct out {
     size_t len, cap;
 };
 
-static int out_rec(struct out *o, const struct rec *r)
+static int out_rec(struct out *o, const struct store_index_rec *r)
 {
     if (o->len + IX_REC_MAX > o->cap) {
         size_t cap = o->cap ? o->cap * 2 : 64 * 1024;
@@ -845,7 +837,7 @@ static int out_rec(struct out *o, const struct rec *r)
         o->p = v;
         o->cap = cap;
     }
-    o->len += rec_encode(r, o->p + o->len);
+    o->len += store_index_rec_encode(r, o->p + o->len);
     return 0;
 }
 
@@ -881,12 +873,14 @@ static int snapshot_write(struct store_index *ix)
     o.p = malloc(o.cap);
     if (o.p == NULL)
         goto out;
-    hdr_encode(ix, o.p);
+    store_index_hdr_encode(o.p, ix->uidvalidity, ix->uidnext, (uint32_t)ix->n,
+                           ix->highestmodseq);
     o.len = IX_HDR;
     for (size_t i = 0; i < ix->n; i++) {
         const struct store_msg *m = &ix->msgs[i];
-        struct rec r = { REC_APPEND, m->uid, ix->uidnext, m->flags, m->modseq, m->keywords,
-                         m->size, m->date, m->hdr_end, m->in_cur, m->name, strlen(m->name) };
+        struct store_index_rec r = { REC_APPEND, m->uid, ix->uidnext, m->flags, m->modseq,
+                                     m->keywords, m->size, m->date, m->hdr_end, m->in_cur,
+                                     m->name, strlen(m->name) };
         /* modseqs must grow through the file: the header holds the base */
         if (out_rec(&o, &r) != 0)
             goto out;
@@ -1135,11 +1129,11 @@ struct sync_work {
     const struct store_msg **byname;
 };
 
-static struct rec rec_change(struct store_index *ix, int type, const struct store_msg *m,
-                             uint64_t modseq)
+static struct store_index_rec rec_change(struct store_index *ix, int type,
+                                         const struct store_msg *m, uint64_t modseq)
 {
-    struct rec r = { type, m->uid, ix->uidnext, m->flags, modseq, m->keywords,
-                     0, 0, 0, m->in_cur, "", 0 };
+    struct store_index_rec r = { type, m->uid, ix->uidnext, m->flags, modseq, m->keywords,
+                                 0, 0, 0, m->in_cur, "", 0 };
     return r;
 }
 
@@ -1163,7 +1157,7 @@ static int sync_diff(struct store_index *ix, struct listing *l, struct sync_work
             continue;
         }
         const struct store_msg *m = w->byname[k++];
-        struct rec r;
+        struct store_index_rec r;
         if (c > 0) {
             if (msg_file_exists(ix, m))
                 continue;             /* missed by a racing readdir */
@@ -1213,8 +1207,9 @@ static int sync_new(struct store_index *ix, struct sync_work *w, uint64_t *ms,
         }
         /* UIDNEXT only rises record by record: Dovecot's next on the last */
         uint32_t next = ad && j + 1 == w->nnf && uid + 1 < ad->next ? ad->next : uid + 1;
-        struct rec r = { REC_APPEND, uid, next, f->d->flags, ++*ms, f->d->keywords,
-                         f->size, f->date, f->hdr_end, f->d->in_cur, f->d->name, f->d->base_len };
+        struct store_index_rec r = { REC_APPEND, uid, next, f->d->flags, ++*ms,
+                                     f->d->keywords, f->size, f->date, f->hdr_end,
+                                     f->d->in_cur, f->d->name, f->d->base_len };
         uid++;
         if (out_rec(&w->o, &r) != 0)
             return -1;
@@ -1365,7 +1360,8 @@ int store_index_set_flags(struct store_index *ix, uint32_t uid, uint32_t flags,
         if (rc == 1 && attempt == 0 && sync_locked(ix, 0) == 0)
             continue;                   /* renamed by someone else: learn how */
         if (rc == 0) {
-            struct rec r = rec_change(ix, REC_FLAGS, &ix->msgs[p], ix->highestmodseq + 1);
+            struct store_index_rec r = rec_change(ix, REC_FLAGS, &ix->msgs[p],
+                                                  ix->highestmodseq + 1);
             r.flags = flags;
             r.keywords = keywords;
             r.in_cur = 1;
@@ -1415,7 +1411,7 @@ int store_index_expunge(struct store_index *ix, uint32_t uid)
     else if (where == 0 && errno != ENOENT)
         rc = -1;
     if (rc == 0) {
-        struct rec r = rec_change(ix, REC_EXPUNGE, m, ix->highestmodseq + 1);
+        struct store_index_rec r = rec_change(ix, REC_EXPUNGE, m, ix->highestmodseq + 1);
         rc = out_rec(&o, &r) != 0 ? -1 : append_out(ix, &o, 0);
     }
     free(o.p);
@@ -1430,7 +1426,7 @@ static int tail_state(struct store_index *ix)
 {
     unsigned char h[IX_HDR], t[IX_REC_MAX];
     struct stat st;
-    struct rec r;
+    struct store_index_rec r;
     uint32_t rl;
 
     if (fstat(ix->fd, &st) != 0 || st.st_size < IX_HDR
@@ -1482,9 +1478,10 @@ static int deliver_append(struct store_index *ix, const char *name, const struct
         errno = EINVAL;
         return -1;
     }
-    struct rec r = { REC_APPEND, ix->uidnext, ix->uidnext + 1, 0, ix->highestmodseq + 1, 0,
-                     m->size, m->date, m->hdr_end, 0, name, nl };
-    len = rec_encode(&r, buf);
+    struct store_index_rec r = { REC_APPEND, ix->uidnext, ix->uidnext + 1, 0,
+                                 ix->highestmodseq + 1, 0, m->size, m->date, m->hdr_end, 0,
+                                 name, nl };
+    len = store_index_rec_encode(&r, buf);
     if (fs_write_all(ix->fd, buf, len) != 0)
         return -1;
     return nosync ? 0 : fdatasync(ix->fd);

@@ -113,6 +113,33 @@ int store_index_flush(const char *folder);
 struct store_index *store_index_new_empty(void);
 size_t store_index_feed(struct store_index *ix, const unsigned char *buf, size_t len);
 
+/* The writer's encoders, for the fuzzer and tests that build index files
+ * (store/index.c's top comment has the layout; little-endian, CRC-32 as
+ * zlib's). */
+#define STORE_INDEX_HDR_LEN   32    /* header octets */
+#define STORE_INDEX_REC_FIXED 68    /* record octets before the name */
+
+/* One record as stored. */
+struct store_index_rec {
+    int type;              /* 1 APPEND, 2 FLAGS, 3 EXPUNGE (others are refused) */
+    uint32_t uid, uidnext, flags;
+    uint64_t modseq, keywords;
+    int64_t size, date, hdr_end;
+    int in_cur;
+    const char *name;      /* not NUL-terminated */
+    size_t name_len;       /* at most NAME_MAX */
+};
+
+/* CRC-32 of len octets at p. */
+uint32_t store_index_crc32(const unsigned char *p, size_t len);
+/* r into out (STORE_INDEX_REC_FIXED + name_len + 8 octets, checksummed);
+ * returns that length. */
+size_t store_index_rec_encode(const struct store_index_rec *r, unsigned char *out);
+/* A header into out (STORE_INDEX_HDR_LEN octets, checksummed); nsnap is how
+ * many snapshot records follow it. */
+void store_index_hdr_encode(unsigned char *out, uint32_t uidvalidity, uint32_t uidnext,
+                            uint32_t nsnap, uint64_t highestmodseq);
+
 /* Maildir info ("2,FRS" or "2,Sab"): flags and keywords.  Unknown letters are
  * ignored. */
 void store_flags_parse(const char *info, uint32_t *flags, uint64_t *keywords);

@@ -12,6 +12,7 @@
  * octets + name + CRC + length) with valid checksums, and at the end
  * optionally one octet flipped — so the fuzzer explores what the records
  * mean (UIDs, UIDNEXT, MODSEQ, names, snapshot counts), not just framing.
+ * The file is written by store/index.c's own encoders, not a copy here.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -27,30 +28,6 @@ static void check(const struct store_index *ix)
         if (i && ix->msgs[i].uid <= ix->msgs[i - 1].uid)
             abort();
     }
-}
-
-static uint32_t crc32_of(const unsigned char *p, size_t len)
-{
-    uint32_t c = 0xFFFFFFFFu;
-
-    while (len--) {
-        c ^= *p++;
-        for (int k = 0; k < 8; k++)
-            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-    }
-    return c ^ 0xFFFFFFFFu;
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
 }
 
 /* Octets of the program, 0 once it runs out. */
@@ -69,51 +46,54 @@ static uint8_t take(struct prog *g)
 
 #define FZ_MAX (64 * 1024)
 
+#define FZ_NAME_MAX 24
+
+/* One record from the program into out (store/index.c's encoder); its
+ * length.  *uidnext and *modseq are the folder's, carried along. */
+static size_t build_rec(struct prog *g, uint32_t *uidnext, uint64_t *modseq, unsigned char *out)
+{
+    uint8_t op = take(g), d = take(g), nl = 1 + take(g) % FZ_NAME_MAX;
+    char name[FZ_NAME_MAX];
+    struct store_index_rec r;
+
+    memset(&r, 0, sizeof(r));
+    r.type = (op & 0xF0) == 0xF0 ? op & 0x0f : 1 + op % 3;   /* rarely any type */
+    if (r.type != 1 && (op & 0x30) != 0x30)
+        nl = 0;                              /* FLAGS and EXPUNGE carry no name */
+    if (r.type == 1)
+        r.uid = *uidnext + (d & 3);          /* APPEND: at or over UIDNEXT */
+    else
+        r.uid = d % *uidnext + (op == 0x7e); /* FLAGS/EXPUNGE: an earlier UID (or not) */
+    *uidnext = r.type == 1 ? r.uid + 1 + (take(g) & 1) : *uidnext + (d >> 6 == 3);
+    *modseq += 1 + (d >> 7 && (op & 0x40)) - (op == 0x7f);
+    r.uidnext = *uidnext;
+    r.modseq = *modseq;
+    r.flags = take(g) & 0x3f;
+    r.keywords = take(g);
+    r.size = take(g);
+    r.in_cur = op & 1;
+    for (size_t i = 0; i < nl; i++) {
+        uint8_t c = take(g);                 /* rarely a character names may not hold */
+        name[i] = c < 4 ? "/\0:\n"[c] : "abcx.,S=1"[c % 9];
+    }
+    r.name = name;
+    r.name_len = nl;
+    return store_index_rec_encode(&r, out);
+}
+
 /* An index file from the program into out; its length. */
 static size_t build(struct prog *g, unsigned char *out)
 {
-    uint32_t uidnext = 1 + take(g) % 4, uid = 0;
+    uint32_t uidnext = 1 + take(g) % 4;
     uint64_t modseq = 1 + take(g) % 3;
-    size_t o = 32;
-
-    memcpy(out, "HATOIX01", 8);
-    put32(out + 8, 1 + take(g));                 /* UIDVALIDITY */
-    put32(out + 12, uidnext);
+    uint32_t uidvalidity = 1 + take(g);
     uint8_t snap = take(g);
-    put32(out + 16, snap < 200 ? 0 : snap % 4);  /* snapshot records: mostly a log */
-    put64(out + 20, modseq);
-    put32(out + 28, crc32_of(out, 28));
-    while (g->n > 0 && o + 68 + 32 + 8 <= FZ_MAX) {
-        uint8_t op = take(g), d = take(g), nl = 1 + take(g) % 24;
-        unsigned char *r = out + o;
-        memset(r, 0, 68);
-        int type = (op & 0xF0) == 0xF0 ? op & 0x0f : 1 + op % 3;   /* rarely any type */
-        if (type != 1 && (op & 0x30) != 0x30)
-            nl = 0;                              /* FLAGS and EXPUNGE carry no name */
-        if (type == 1)
-            uid = uidnext + (d & 3);             /* APPEND: at or over UIDNEXT */
-        else
-            uid = d % uidnext + (op == 0x7e);    /* FLAGS/EXPUNGE: an earlier UID (or not) */
-        uidnext = type == 1 ? uid + 1 + (take(g) & 1) : uidnext + (d >> 6 == 3);
-        modseq += 1 + (d >> 7 && (op & 0x40)) - (op == 0x7f);
-        r[4] = (unsigned char)type;
-        put32(r + 8, uid);
-        put32(r + 12, uidnext);
-        put64(r + 16, modseq);
-        put32(r + 24, take(g) & 0x3f);           /* flags */
-        put64(r + 32, take(g));                  /* keywords */
-        put64(r + 40, take(g));                  /* size */
-        r[64] = nl;
-        r[66] = op & 1;
-        for (size_t i = 0; i < nl; i++) {
-            uint8_t c = take(g);                 /* rarely a character names may not hold */
-            r[68 + i] = (unsigned char)(c < 4 ? "/\0:\n"[c] : "abcx.,S=1"[c % 9]);
-        }
-        put32(r, (uint32_t)(68 + nl + 8));
-        put32(r + 68 + nl, crc32_of(r, 68 + nl));
-        put32(r + 68 + nl + 4, (uint32_t)(68 + nl + 8));
-        o += 68 + nl + 8;
-    }
+    size_t o = STORE_INDEX_HDR_LEN;
+
+    /* snapshot records: mostly a log */
+    store_index_hdr_encode(out, uidvalidity, uidnext, snap < 200 ? 0 : snap % 4, modseq);
+    while (g->n > 0 && o + STORE_INDEX_REC_FIXED + FZ_NAME_MAX + 16 <= FZ_MAX)
+        o += build_rec(g, &uidnext, &modseq, out + o);
     return o;
 }
 

@@ -3,8 +3,8 @@
  * reopen, flag changes (ours and others' renames), expunge, delivery appends,
  * concurrent writers (threads and forked processes) never duplicating a UID,
  * a truncated or corrupt index (torn tail cut; corruption → new UIDVALIDITY),
- * kill -9 of a writer at random points, compaction, and the reader fed one
- * byte at a time against one block.
+ * kill -9 of a writer at random points, compaction, the reader fed one
+ * byte at a time against one block, and the exported encoders (the fuzzer's).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -710,6 +710,35 @@ static void test_trickle(void)
     free(buf);
 }
 
+/* ---- the exported encoders -------------------------------------------- */
+
+static void test_encoders(void)
+{
+    unsigned char buf[STORE_INDEX_HDR_LEN + 2 * (STORE_INDEX_REC_FIXED + 16)];
+    struct store_index_rec r = { 1, 7, 8, STORE_F_SEEN, 5, 2, 1234, 99, 40, 1, "a.b", 3 };
+    size_t n = STORE_INDEX_HDR_LEN, len;
+
+    is_int(store_index_crc32((const unsigned char *)"123456789", 9), 0xCBF43926u,
+           "CRC-32 check value");
+    store_index_hdr_encode(buf, 42, 7, 0, 4);
+    len = store_index_rec_encode(&r, buf + n);
+    is_int(len, STORE_INDEX_REC_FIXED + 3 + 8, "record length");
+    n += len;
+    struct store_index *ix = store_index_new_empty();
+    is_int(store_index_feed(ix, buf, n), n, "header and record applied");
+    ok(ix->uidvalidity == 42 && ix->uidnext == 8 && ix->highestmodseq == 5 && ix->n == 1,
+       "the header's and the record's folder state");
+    ok(ix->n == 1 && ix->msgs[0].uid == 7 && ix->msgs[0].flags == STORE_F_SEEN &&
+       ix->msgs[0].keywords == 2 && ix->msgs[0].size == 1234 && ix->msgs[0].date == 99 &&
+       ix->msgs[0].hdr_end == 40 && ix->msgs[0].in_cur == 1 &&
+       strcmp(ix->msgs[0].name, "a.b") == 0, "the record's message");
+    store_index_close(ix);
+    buf[STORE_INDEX_HDR_LEN + 9] ^= 1;           /* the UID: the CRC no longer matches */
+    ix = store_index_new_empty();
+    is_int(store_index_feed(ix, buf, n), STORE_INDEX_HDR_LEN, "a flipped octet: refused");
+    store_index_close(ix);
+}
+
 /* ---- flags ------------------------------------------------------------- */
 
 static void test_flags(void)
@@ -735,6 +764,7 @@ int main(void)
         return 2;
     snprintf(root, sizeof(root), "%s", tmpl);
     test_flags();
+    test_encoders();
     test_basic();
     test_deliver();
     test_compact();
