@@ -478,40 +478,13 @@ static int bnc_report(struct bnc *b)
 /* ------------------------------------------------------------------ */
 /* part 3: the original headers                                         */
 
-/* Copy the header section with CRLF line ends, lines split before 998
- * octets, NULs as '?', stopping at the blank line that ends it. */
-static int bnc_copy_headers(struct bnc *b, const char *h, size_t len)
+/* Copy with CRLF line ends, lines split before BNC_FOLD_HARD octets, NULs
+ * as '?'.  headers: stop at the blank line that ends the header section,
+ * and split a long line as a folded header ("\r\n " goes on with it);
+ * otherwise the whole text, a long line split in two. */
+static int bnc_copy(struct bnc *b, const char *m, size_t len, int headers)
 {
-    size_t i, col = 0;
-
-    for (i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)h[i];
-        if (c == '\r' || c == '\n') {
-            if (c == '\r' && i + 1 < len && h[i + 1] == '\n')
-                i++;
-            if (col == 0)
-                break;              /* end of the header section */
-            if (fputs("\r\n", b->f) == EOF)
-                return -1;
-            col = 0;
-            continue;
-        }
-        if (col >= BNC_FOLD_HARD) {
-            if (fputs("\r\n ", b->f) == EOF)
-                return -1;
-            col = 1;
-        }
-        if (putc(c == 0 ? '?' : c, b->f) == EOF)
-            return -1;
-        col++;
-    }
-    return col > 0 && fputs("\r\n", b->f) == EOF ? -1 : 0;
-}
-
-/* The whole original with CRLF line ends, lines split before 998 octets,
- * NULs as '?'. */
-static int bnc_copy_full(struct bnc *b, const char *m, size_t len)
-{
+    const char *split = headers ? "\r\n " : "\r\n";
     size_t i, col = 0;
 
     for (i = 0; i < len; i++) {
@@ -519,15 +492,17 @@ static int bnc_copy_full(struct bnc *b, const char *m, size_t len)
         if (c == '\r' || c == '\n') {
             if (c == '\r' && i + 1 < len && m[i + 1] == '\n')
                 i++;
+            if (headers && col == 0)
+                break;              /* end of the header section */
             if (fputs("\r\n", b->f) == EOF)
                 return -1;
             col = 0;
             continue;
         }
         if (col >= BNC_FOLD_HARD) {
-            if (fputs("\r\n", b->f) == EOF)
+            if (fputs(split, b->f) == EOF)
                 return -1;
-            col = 0;
+            col = headers ? 1 : 0;
         }
         if (putc(c == 0 ? '?' : c, b->f) == EOF)
             return -1;
@@ -536,24 +511,24 @@ static int bnc_copy_full(struct bnc *b, const char *m, size_t len)
     return col > 0 && fputs("\r\n", b->f) == EOF ? -1 : 0;
 }
 
+/* The part that returns the original: the whole message (a failure with
+ * orig_full) or its header section; none without either. */
 static int bnc_orig(struct bnc *b)
 {
-    if (bnc_full(b)) {
-        if (bnc_part_start(b, "Undelivered Message",
-                           b->utf8 ? "message/global" : "message/rfc822") < 0 ||
-            (b->eightbit && !b->utf8 && bnc_line(b, "Content-Transfer-Encoding: 8bit") < 0) ||
-            bnc_text(b, "\n") < 0)
-            return -1;
-        return bnc_copy_full(b, b->info->orig_full, b->info->orig_full_len);
-    }
-    if (b->info->orig_headers == NULL)
+    int full = bnc_full(b);
+    const char *m = full ? b->info->orig_full : b->info->orig_headers;
+    size_t len = full ? b->info->orig_full_len : b->info->orig_headers_len;
+    const char *type = full ? (b->utf8 ? "message/global" : "message/rfc822")
+                            : (b->utf8 ? "message/global-headers" : "text/rfc822-headers");
+
+    if (m == NULL)
         return 0;
-    if (bnc_part_start(b, "Undelivered Message Headers",
-                       b->utf8 ? "message/global-headers" : "text/rfc822-headers") < 0 ||
+    if (bnc_part_start(b, full ? "Undelivered Message" : "Undelivered Message Headers",
+                       type) < 0 ||
         (b->eightbit && !b->utf8 && bnc_line(b, "Content-Transfer-Encoding: 8bit") < 0) ||
         bnc_text(b, "\n") < 0)
         return -1;
-    return bnc_copy_headers(b, b->info->orig_headers, b->info->orig_headers_len);
+    return bnc_copy(b, m, len, !full);
 }
 
 /* ------------------------------------------------------------------ */

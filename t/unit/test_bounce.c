@@ -262,6 +262,8 @@ static void test_long_and_dirty(void)
         ok(strstr(out, "Subject: a\r\nX-A: b\r\nX-B: c\xc3\xa9\r\nX-Long: zzz") != NULL,
            "original header line ends normalised");
         ok(strstr(out, "X-Nul: ?!\r\n") != NULL, "NUL replaced");
+        is_int(count(out, len, "\r\n zz"), 3, "a 3000-octet header line folded three times");
+        is_int(count(out, len, "\r\nzz"), 0, "  always as a continuation (\"\\r\\n \")");
         ok(strstr(out, "body") == NULL, "original body not included");
         is_int(count(out, len, "Content-Transfer-Encoding: 8bit\r\n"), 2, "8bit declared");
         ok(count(out, len, "Diagnostic-Code: X-Hato; xxx") == 1, "long diagnostic present");
@@ -270,6 +272,34 @@ static void test_long_and_dirty(void)
     free(text);
     free(hdrs);
     free(addr);
+    env_clear(&e);
+}
+
+/* The whole original: blank line kept, a long line split with no folding
+ * space, a NUL as '?'. */
+static void test_full_long_line(void)
+{
+    struct envelope e;
+    struct bounce_info in = info(HDRS);
+    char full[2100], *out = NULL;
+    size_t len = 0, longest = 0, hl = strlen("Subject: s\r\n\r\n");
+
+    memcpy(full, "Subject: s\r\n\r\n", hl);
+    memset(full + hl, 'q', 2000);
+    memcpy(full + hl + 2000, "\0x\r\n", 4);
+    in.orig_full = full;
+    in.orig_full_len = hl + 2004;
+    mk(&e);
+    is_int(bounce_build(&e, BOUNCE_FAILED, &in, &out, &len), 0, "failed DSN, long body line");
+    int good = out != NULL && lines_ok(out, len, &longest);
+    ok(good, "CRLF, <= 998 (longest %zu)", longest);
+    if (out != NULL) {
+        is_int(count(out, len, "Subject: s\r\n\r\nqq"), 1, "the blank line kept");
+        is_int(count(out, len, "\r\nqq"), 3, "2000 octets: split twice");
+        is_int(count(out, len, "\r\n qq"), 0, "  with no folding space");
+        is_int(count(out, len, "q?x\r\n"), 1, "NUL replaced");
+    }
+    free(out);
     env_clear(&e);
 }
 
@@ -401,5 +431,6 @@ int main(void)
     test_delayed();
     test_nothing();
     test_long_and_dirty();
+    test_full_long_line();
     return tap_done();
 }
