@@ -153,8 +153,10 @@ void env_clear(struct envelope *e)
     free(e->rcpts);
     env_str_free(e->sender);
     env_str_free(e->client);
-    env_str_free(e->helo);
-    env_str_free(e->proto);
+    if (!e->client_packed) {
+        env_str_free(e->helo);
+        env_str_free(e->proto);
+    }
     env_str_free(e->envid);
     env_init(e);
 }
@@ -226,18 +228,39 @@ int env_set_sender(struct envelope *e, const char *sender)
     return env_replace(&e->sender, sender, ENV_MAX_FIELD);
 }
 
+/* client, helo and proto in one block (client points at its start, the
+ * other two into it): set together, read only for logs, bounces and
+ * `queue show`, so one malloc instead of three.  NULL = "". */
+static int env_pack_client(struct envelope *e, const char *client, const char *helo,
+                           const char *proto)
+{
+    size_t lc = client ? strlen(client) : 0, lh = helo ? strlen(helo) : 0;
+    size_t lp = proto ? strlen(proto) : 0;
+    char *b = malloc(lc + lh + lp + 3);
+
+    if (b == NULL)
+        return -1;
+    memcpy(b, client ? client : "", lc + 1);
+    memcpy(b + lc + 1, helo ? helo : "", lh + 1);
+    memcpy(b + lc + lh + 2, proto ? proto : "", lp + 1);
+    env_str_free(e->client);
+    if (!e->client_packed) {
+        env_str_free(e->helo);
+        env_str_free(e->proto);
+    }
+    e->client = b;
+    e->helo = b + lc + 1;
+    e->proto = b + lc + lh + 2;
+    e->client_packed = 1;
+    return 0;
+}
+
 int env_set_client(struct envelope *e, const char *client, const char *helo,
                    const char *proto)
 {
-    struct env_repl r[] = {
-        { &e->client, client, ENV_MAX_FIELD, NULL },
-        { &e->helo, helo, ENV_MAX_FIELD, NULL },
-        { &e->proto, proto, ENV_MAX_FIELD, NULL },
-    };
-
     if (env_too_long(client) || env_too_long(helo) || env_too_long(proto))
         return -1;
-    return env_replace_all(r, sizeof(r) / sizeof(r[0]));
+    return env_pack_client(e, client, helo, proto);
 }
 
 static int env_grow(struct envelope *e)
@@ -1009,9 +1032,7 @@ int env_copy(struct envelope *dst, const struct envelope *src)
     tmp.ret = src->ret;
     if (env_replace(&tmp.envid, src->envid, SIZE_MAX) < 0 ||
         env_replace(&tmp.sender, src->sender, SIZE_MAX) < 0 ||
-        env_replace(&tmp.client, src->client, SIZE_MAX) < 0 ||
-        env_replace(&tmp.helo, src->helo, SIZE_MAX) < 0 ||
-        env_replace(&tmp.proto, src->proto, SIZE_MAX) < 0)
+        env_pack_client(&tmp, src->client, src->helo, src->proto) < 0)
         goto fail;
     /* exactly nrcpt slots: a copy (the scheduler's) does not grow */
     if (src->nrcpt > 0) {

@@ -100,6 +100,7 @@ struct envelope {
     int warned;
     int flags;
     int ret;              /* enum env_ret */
+    int client_packed;    /* private: helo and proto live in client's block */
     char *envid;          /* DSN ENVID= decoded, or "" */
     struct env_rcpt *rcpts;
     size_t nrcpt;

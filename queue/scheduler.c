@@ -48,21 +48,23 @@ enum smsg_phase { PH_IDLE, PH_DELIVERING, PH_BOUNCING, PH_WRITING, PH_MOVING };
 /* An operator's verb for a message in an attempt: applied when it ends. */
 enum smsg_want { WANT_NONE, WANT_HOLD, WANT_DELETE };
 
+/* One per queued message, for as long as it is queued: kept small (the
+ * 8-octet fields first, the flags as bytes at the end; bench/sched-mem). */
 struct smsg {
     struct envelope env;
-    enum smsg_phase phase;
-    int outstanding;             /* agent deliveries not yet done */
     long long due;               /* unix seconds */
     size_t heap_pos;
-    int flush;                   /* next run ignores defer_transports */
-    int held;                    /* in hold/: never scheduled */
-    enum smsg_want want;         /* hold or delete once the attempt ends */
     long long started_us;
-    struct sched_result *res;    /* per recipient, this attempt */
+    struct sched_result *res;    /* per recipient, only while an attempt runs */
     unsigned char *touched;
-    int bounces_pending;         /* DSN jobs/commits outstanding */
     struct smsg *hnext;
     struct smsg *ready_next;     /* on the ready list (attempt finished) */
+    int outstanding;             /* agent deliveries not yet done */
+    int bounces_pending;         /* DSN jobs/commits outstanding */
+    unsigned char phase;         /* enum smsg_phase */
+    unsigned char want;          /* enum smsg_want: hold or delete once the attempt ends */
+    unsigned char flush;         /* next run ignores defer_transports */
+    signed char held;            /* 1 in hold/: never scheduled; -1 holding, -2 releasing */
 };
 
 struct scheduler {
