@@ -254,6 +254,20 @@ static void try_next_addr(struct job *j);
 static void session_release(struct session *s);
 static void session_idle(struct session *s);
 
+/* The job's memory: its arrays and itself (job_new's failure path too). */
+static void job_free_mem(struct job *j)
+{
+    for (size_t i = 0; j->dsnp && i < j->n; i++)
+        free(j->dsnp[i]);
+    free(j->dsnp);
+    free(j->k);
+    free(j->decided);
+    free(j->rc);
+    free(j->rk);
+    free(j->mxr);
+    free(j);
+}
+
 static void job_free(struct job *j)
 {
     if (j->mx_id)
@@ -264,15 +278,7 @@ static void job_free(struct job *j)
         j->ra->all_jobs = j->all_next;
     if (j->all_next)
         j->all_next->all_prev = j->all_prev;
-    for (size_t i = 0; j->dsnp && i < j->n; i++)
-        free(j->dsnp[i]);
-    free(j->dsnp);
-    free(j->k);
-    free(j->decided);
-    free(j->rc);
-    free(j->rk);
-    free(j->mxr);
-    free(j);
+    job_free_mem(j);
 }
 
 static void delivery_job_ended(struct delivery *dv)
@@ -806,12 +812,7 @@ static struct job *job_new(struct remote_agent *ra, struct delivery *dv, struct 
     j->rk = calloc(cap, sizeof *j->rk);
     j->dsnp = calloc(cap, sizeof *j->dsnp);
     if (!j->k || !j->decided || !j->rc || !j->rk || !j->dsnp) {
-        free(j->dsnp);
-        free(j->k);
-        free(j->decided);
-        free(j->rc);
-        free(j->rk);
-        free(j);
+        job_free_mem(j);                /* nothing linked yet, n == 0 */
         return NULL;
     }
     const struct envelope *e = dv->sd->env;
