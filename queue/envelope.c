@@ -823,17 +823,6 @@ static int env_split(char *s, char **tok, size_t n)
     return -1;
 }
 
-static void env_rcpt_tmp_free(struct env_rcpt *r)
-{
-    env_str_free(r->addr);
-    env_str_free(r->orcpt);
-    env_str_free(r->dsn);
-    env_str_free(r->text);
-    env_str_free(r->dsn_orcpt);
-    env_str_free(r->remote);
-    env_str_free(r->tls);
-}
-
 /* Version 2's NOTIFY ATTEMPTS LAST (tok[3], tok[5], tok[6]) and the
  * strings DSNORCPT REMOTE TLS (tok[4], tok[7], tok[8]). */
 static int env_parse_rcpt_v2(char **tok, struct env_rcpt *r)
@@ -879,7 +868,7 @@ static int env_parse_rcpt(struct env_parse_ctx *c, char *val)
         env_fail(c, "out of memory");
     else
         rc = 0;
-    env_rcpt_tmp_free(&r);
+    rcpt_free(&r);                  /* env_push_rcpt kept copies */
     return rc;
 }
 
