@@ -2,7 +2,9 @@
  * auth/throttle.c — per-client login-failure counts, lockouts, delays.
  *
  * Owns: a fixed-size table of clients (allocated once: max_entries nodes,
- * chained hash buckets seeded per table so an attacker cannot aim keys at
+ * handed out from the low end on first use so the untouched rest stays
+ * zero pages the kernel never backs — 65,536 nodes are 7.5 MiB of address
+ * space, not of memory; chained hash buckets seeded per table so an attacker cannot aim keys at
  * one chain, and a least-recently-touched list for eviction).  Knows
  * nothing of sessions or logging: the caller logs with the formats in
  * throttle.h.
@@ -37,6 +39,7 @@ struct throttle {
     size_t *bucket;          /* heads, NIL = empty */
     size_t nbucket;          /* power of two >= max */
     size_t lru_head, lru_tail, free_head;
+    size_t fresh;            /* nodes [fresh, max) never used yet */
     uint64_t seed;
 };
 
@@ -79,9 +82,8 @@ struct throttle *throttle_new(const struct throttle_limits *l, size_t max_entrie
         t->seed = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ULL;
     for (i = 0; i < t->nbucket; i++)
         t->bucket[i] = NIL;
-    for (i = 0; i < t->max; i++)
-        t->nodes[i].next = i + 1 < t->max ? i + 1 : NIL;
-    t->free_head = 0;
+    t->free_head = NIL;
+    t->fresh = 0;
     t->lru_head = t->lru_tail = NIL;
     t->lim = *l;
     return t;
@@ -196,12 +198,16 @@ static struct node *lookup(struct throttle *t, const char *key, int create)
     }
     if (!create)
         return NULL;
-    if (t->free_head == NIL) {
-        node_remove(t, t->lru_head);
-        p = chain_find(t, key);   /* the chain may have changed */
+    if (t->free_head == NIL && t->fresh < t->max) {
+        i = t->fresh++;
+    } else {
+        if (t->free_head == NIL) {
+            node_remove(t, t->lru_head);
+            p = chain_find(t, key);   /* the chain may have changed */
+        }
+        i = t->free_head;
+        t->free_head = t->nodes[i].next;
     }
-    i = t->free_head;
-    t->free_head = t->nodes[i].next;
     memset(&t->nodes[i], 0, sizeof(t->nodes[i]));
     snprintf(t->nodes[i].e.key, sizeof(t->nodes[i].e.key), "%s", key);
     t->nodes[i].used = 1;

@@ -232,6 +232,37 @@ static void test_fail2ban(void)
         }
 }
 
+/* Resident memory of this process, KiB (statm's second field). */
+static long rss_kib(void)
+{
+    long size = 0, res = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f == NULL)
+        return -1;
+    if (fscanf(f, "%ld %ld", &size, &res) != 2)
+        res = -1;
+    fclose(f);
+    return res < 0 ? -1 : res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* A daemon's table (65,536 clients, 7.5 MiB of nodes) costs memory only
+ * for the clients it has seen: nodes are handed out from the low end. */
+static void test_untouched(void)
+{
+    struct throttle_limits l = small();
+    int locked;
+    long before = rss_kib();
+    struct throttle *t = throttle_new(&l, 65536);
+    long after = rss_kib();
+
+    ok(t != NULL && before > 0 && after - before < 2048,
+       "a new 65,536-client table adds under 2 MiB resident (added %ld KiB)", after - before);
+    for (int i = 0; i < 3; i++)
+        throttle_failure(t, ip("198.51.100.7"), 0, &locked);
+    ok(throttle_locked(t, ip("198.51.100.7"), 1) > 0, "and it locks out as before");
+    throttle_free(t);
+}
+
 int main(void)
 {
     test_limits();
@@ -239,5 +270,6 @@ int main(void)
     test_ipv6();
     test_bounded();
     test_fail2ban();
+    test_untouched();
     return tap_done();
 }
