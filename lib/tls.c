@@ -48,6 +48,7 @@ const char tls_intermediate_ciphers[] =
  * 20480); a full cache drops the oldest. */
 #define TLS_SESSION_CACHE_SIZE 10240
 #define TLS_SID_CTX "hato"
+#define TLS_TICKETS 1
 #define SNI_MAP_MAX (16 * 1024 * 1024)
 #define TLS_WARN_MAX 32
 
@@ -264,6 +265,17 @@ static int apply_settings(SSL_CTX *ctx, const struct ctx_settings *s, int server
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
         SSL_CTX_sess_set_cache_size(ctx, TLS_SESSION_CACHE_SIZE);
         SSL_CTX_set_timeout(ctx, TLS_SESSION_TIMEOUT);
+        /* TLS 1.3: one ticket per handshake, not OpenSSL's two: a client
+         * resumes its next connection with it and gets a new one there;
+         * each ticket is a sealed session, a record and a write */
+        if (!SSL_CTX_set_num_tickets(ctx, TLS_TICKETS)) {
+            ssl_err(err, errlen, "cannot set the number of session tickets");
+            return -1;
+        }
+        /* the chain is what tls_cert_file holds: without this OpenSSL runs
+         * a certificate verification per handshake looking for more in an
+         * empty store whenever the file holds the leaf alone */
+        SSL_CTX_set_mode(ctx, SSL_MODE_NO_AUTO_CHAIN);
         if (!SSL_CTX_set_session_id_context(ctx, (const unsigned char *)TLS_SID_CTX,
                                             sizeof TLS_SID_CTX - 1)) {
             ssl_err(err, errlen, "cannot set the session id context");

@@ -453,6 +453,41 @@ static void test_resumption(void)
     tls_conf_unref(&c);
 }
 
+static int tickets_seen;
+
+static int count_ticket(SSL *ssl, SSL_SESSION *sess)
+{
+    (void)ssl;
+    (void)sess;
+    tickets_seen++;
+    return 0;                    /* not kept */
+}
+
+/* TLS 1.3: one session ticket per handshake (OpenSSL sends two unless
+ * told): each is a sealed session, a record and a write per connection. */
+static void test_tickets(void)
+{
+    struct tls_conf *c = server("def", NULL, 0, NULL, NULL);
+    ok(c != NULL, "server for tickets (%s)", err);
+    if (!c)
+        return;
+    SSL_CTX *cc = client(TLS1_3_VERSION, TLS1_3_VERSION);
+    SSL_CTX_set_session_cache_mode(cc, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(cc, count_ticket);
+    SSL *s = SSL_new(tls_conf_ctx(c)), *cl = SSL_new(cc);
+    struct hs r;
+    tickets_seen = 0;
+    handshake(s, cl, &r);
+    char b;
+    int rc = SSL_read(cl, &b, 1);                /* takes the tickets, then wants more */
+    ok(r.ok && rc <= 0 && SSL_get_error(cl, rc) == SSL_ERROR_WANT_READ, "TLS 1.3 handshake");
+    is_int(tickets_seen, 1, "the server sent one session ticket");
+    SSL_free(s);
+    SSL_free(cl);
+    SSL_CTX_free(cc);
+    tls_conf_unref(&c);
+}
+
 static void test_selfsigned(void)
 {
     char *key, *cert;
@@ -492,6 +527,7 @@ int main(void)
     test_permissions();
     test_client();
     test_resumption();
+    test_tickets();
     test_selfsigned();
     cleanup();
     return tap_done();
