@@ -36,7 +36,16 @@
 #include "lib/work.h"
 #include "proto/conn.h"
 
-#define CONN_READ_STEP  (64 * 1024)   /* octets per read call */
+/* Octets asked of one read call: 2^k - CONN_CHAIN_SLACK, k from
+ * CONN_READ_MIN_K to CONN_READ_MAX_K, per conn.  libevent rounds a new
+ * buffer chain (its header included) up to a power of two, so a step of
+ * exactly 64 KiB would take 128 KiB of heap per read; and a session that
+ * reads 30-octet replies needs no 64 KiB at all.  The step doubles after a
+ * read that filled it (a DATA stream, a RETR) and halves after one that
+ * did not fill half of it. */
+#define CONN_CHAIN_SLACK 128
+#define CONN_READ_MIN_K  12
+#define CONN_READ_MAX_K  16
 #define CONN_TLS_WRITE  (16 * 1024)   /* one TLS record's worth per SSL_write */
 
 enum tls_state {
@@ -76,6 +85,9 @@ struct conn {
     unsigned rd_wants_wr : 1;   /* SSL_read needs the socket writable */
     unsigned hs_busy : 1;       /* a handshake step runs in the pool */
     unsigned wr_wants_rd : 1;   /* SSL_write needs the socket readable */
+    unsigned rd_k : 5;          /* read step: 2^rd_k - CONN_CHAIN_SLACK */
+    unsigned rd_starved : 1;    /* the last SSL_read wanted the socket: what
+                                 * OpenSSL holds is part of a record at most */
     char err[160];
 };
 
@@ -196,6 +208,17 @@ static void timer_update(struct conn *c, int progress)
     }
 }
 
+/* Does OpenSSL hold input that only another SSL_read will hand over?
+ * Decrypted octets (SSL_pending), or, with read-ahead, whole records read
+ * from the socket but not yet opened (SSL_has_pending) — unless the last
+ * SSL_read already asked the socket for more: then what is held is the
+ * start of a record whose rest the fd event will announce, and kicking a
+ * read for it would spin. */
+static int tls_input_held(const struct conn *c)
+{
+    return SSL_pending(c->ssl) > 0 || (!c->rd_starved && SSL_has_pending(c->ssl));
+}
+
 /* Arm exactly the events the current state needs. */
 static void update_io(struct conn *c)
 {
@@ -205,9 +228,8 @@ static void update_io(struct conn *c)
     else if (!rd && c->rd_on)
         event_del(&c->ev_rd);
     c->rd_on = rd;
-    /* OpenSSL may hold decrypted octets no fd event will announce (without
-     * read-ahead it holds at most the rest of one record: SSL_pending) */
-    if (rd && c->tls == TLS_UP && !c->wr_wants_rd && SSL_pending(c->ssl) > 0) {
+    /* OpenSSL may hold octets no fd event will announce */
+    if (rd && c->tls == TLS_UP && !c->wr_wants_rd && tls_input_held(c)) {
         c->kick_read = 1;
         event_active(&c->ev_kick, 0, 0);
     }
@@ -264,6 +286,7 @@ static int read_tls(struct conn *c, size_t room)
     ERR_clear_error();
     errno = 0;
     int r = SSL_read(c->ssl, v.iov_base, (int)want);
+    c->rd_starved = 0;
     if (r > 0) {
         v.iov_len = (size_t)r;
         evbuffer_commit_space(c->in, &v, 1);
@@ -272,6 +295,7 @@ static int read_tls(struct conn *c, size_t room)
     evbuffer_commit_space(c->in, &v, 0);
     switch (SSL_get_error(c->ssl, r)) {
     case SSL_ERROR_WANT_READ:
+        c->rd_starved = 1;
         return 0;
     case SSL_ERROR_WANT_WRITE:
         c->rd_wants_wr = 1;
@@ -289,6 +313,21 @@ static int read_tls(struct conn *c, size_t room)
     }
 }
 
+static size_t read_step(const struct conn *c)
+{
+    return ((size_t)1 << c->rd_k) - CONN_CHAIN_SLACK;
+}
+
+/* After a read asked for a whole step and got n. */
+static void read_step_adapt(struct conn *c, size_t n)
+{
+    size_t step = read_step(c);
+    if (n == step && c->rd_k < CONN_READ_MAX_K)
+        c->rd_k++;
+    else if (n < step / 2 && c->rd_k > CONN_READ_MIN_K)
+        c->rd_k--;
+}
+
 static void do_read(struct conn *c)
 {
     size_t total = 0;
@@ -297,11 +336,14 @@ static void do_read(struct conn *c)
         size_t room = c->lim.input_max - evbuffer_get_length(c->in);
         if (room > c->lim.read_max - total)
             room = c->lim.read_max - total;
-        if (room > CONN_READ_STEP)
-            room = CONN_READ_STEP;
+        size_t step = read_step(c);
+        if (room > step)
+            room = step;
         int n = c->tls == TLS_UP ? read_tls(c, room) : read_plain(c, room);
         if (n > 0) {
             total += (size_t)n;
+            if (room == step)
+                read_step_adapt(c, (size_t)n);
             /* a short plaintext read means the socket is empty: no extra
              * call just to hear EAGAIN */
             if (c->tls != TLS_UP && (size_t)n < room)
@@ -550,6 +592,9 @@ int conn_starttls(struct conn *c, SSL_CTX *ctx, int server, const char *sni)
         return -1;
     }
     SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* one read call takes every record waiting, not a header and then a
+     * body per record (tls_input_held says when OpenSSL holds some) */
+    SSL_set_read_ahead(ssl, 1);
     if (server)
         SSL_set_accept_state(ssl);
     else
@@ -645,7 +690,7 @@ static void kicked(struct conn *c)
     if (c->dead || c->failed || !c->kick_read)
         return;
     c->kick_read = 0;
-    if (c->tls == TLS_UP && SSL_pending(c->ssl) > 0 && reading_wanted(c))
+    if (c->tls == TLS_UP && tls_input_held(c) && reading_wanted(c))
         do_read(c);
     else if (c->user_read && evbuffer_get_length(c->in) > 0 &&
              (c->tls == TLS_NONE || c->tls == TLS_UP))
@@ -701,6 +746,7 @@ struct conn *conn_new(struct event_base *base, int fd, const struct conn_limits 
     c->cb = cb;
     c->arg = arg;
     c->lim = *lim;
+    c->rd_k = CONN_READ_MIN_K;
     if (c->lim.input_max == 0)
         c->lim.input_max = 64 * 1024;
     if (c->lim.read_max == 0)

@@ -6,10 +6,14 @@
  * discarded, a big transfer through a small input cap (octets OpenSSL holds
  * decrypted must still be read), a handshake that fails, and handshakes
  * whose steps run in the worker pool (off the loop; a conn freed while one
- * waits there).
+ * waits there); what a read costs: the read step follows the traffic (a
+ * conn reading short lines takes a few KiB of heap, not the 128 KiB a
+ * 64 KiB libevent chain is), and a TLS conn holding the start of a record
+ * (read-ahead) waits for the fd instead of spinning.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <signal.h>
@@ -143,6 +147,42 @@ static void test_read_and_cap(void)
     s.got = 16;
     ok(run_until(got_at_least_10, &s, 500) && (spin(50), s.got == 100),
        "draining the input resumes reading: all 100 octets arrive (%zu)", s.got);
+    conn_free(s.c);
+    close(fds[1]);
+}
+
+/* Heap in use while a conn holds a short line it has read: the read
+ * step starts small.  A fixed 64 KiB step made libevent allocate a
+ * 128 KiB chain for every read (its header rounds the chain up). */
+static int got_any(void *arg) { return evbuffer_get_length(conn_input(((struct side *)arg)->c)) > 0; }
+
+static void test_read_step(void)
+{
+    int fds[2];
+    pair(fds);
+    struct side s = { 0 };
+    struct conn_limits l = limits(64 * 1024, 1024, 0);
+    s.c = conn_new(base, fds[0], &l, on_event, &s);
+    size_t before = mallinfo2().uordblks;
+    ok(write(fds[1], "250 2.0.0 Ok: queued\r\n", 22) == 22, "peer wrote a 22-octet reply");
+    ok(run_until(got_any, &s, 500), "the conn read it");
+    size_t held = mallinfo2().uordblks - before;
+    ok(held <= 8 * 1024, "a short read holds %zu octets of heap (at most 8 KiB)", held);
+    /* a stream that fills its reads (the step grows to 64 KiB) arrives whole */
+    s.consume = 1;
+    s.textlen = sizeof s.text;       /* keep no copy */
+    evbuffer_drain(conn_input(s.c), 22);
+    static char big[1 << 20];
+    memset(big, 'x', sizeof big);
+    size_t off = 0;
+    while (off < sizeof big) {
+        ssize_t n = write(fds[1], big + off, sizeof big - off);
+        if (n > 0)
+            off += (size_t)n;
+        spin(1);
+    }
+    spin(50);
+    ok(s.got == sizeof big, "then 1 MiB arrived (%zu)", s.got);
     conn_free(s.c);
     close(fds[1]);
 }
@@ -430,6 +470,50 @@ static void test_tls_bulk_small_input(void)
 
 static int errored(void *arg) { return ((struct side *)arg)->events[CONN_ERROR] > 0; }
 
+static int both_up(void *arg)
+{
+    struct two *t = arg;
+    return conn_is_tls(t->a->c) && conn_is_tls(t->b->c);
+}
+
+static double cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* With read-ahead OpenSSL holds what it read past a record; when that is
+ * the start of a record only (its header and a few octets), the conn
+ * must wait for the fd: kicking another read for it spins the loop. */
+static void test_tls_partial_record_waits(void)
+{
+    int fds[2];
+    pair(fds);
+    struct side sv = { 0 }, cl = { 0 };
+    sv.consume = cl.consume = 1;
+    struct conn_limits l = limits(4096, 65536, 5000);
+    sv.c = conn_new(base, fds[0], &l, on_event, &sv);
+    cl.c = conn_new(base, fds[1], &l, on_event, &cl);
+    ok(conn_starttls(sv.c, server_ctx, 1, NULL) == 0 &&
+       conn_starttls(cl.c, client_ctx, 0, NULL) == 0, "implicit TLS on both sides");
+    struct two t = { &sv, &cl, 0 };
+    ok(run_until(both_up, &t, 3000), "handshake done");
+    evbuffer_add(conn_output(cl.c), "NOOP\r\n", 6);
+    t.want = 6;
+    ok(run_until(got_all, &t, 2000), "a line through TLS");
+    /* the start of an application-data record: header (length 100) and 10 octets */
+    static const unsigned char part[15] = { 0x17, 0x03, 0x03, 0x00, 0x64 };
+    ok(write(fds[1], part, sizeof part) == (ssize_t)sizeof part, "peer sent part of a record");
+    double c0 = cpu_ms();
+    spin(200);
+    double used = cpu_ms() - c0;
+    ok(used < 100, "waiting 200 ms for the rest took %.0f ms of CPU (no spinning)", used);
+    ok(sv.events[CONN_ERROR] == 0, "no error yet: the record is incomplete");
+    conn_free(sv.c);
+    conn_free(cl.c);
+}
+
 static void test_handshake_failure(void)
 {
     int fds[2];
@@ -554,6 +638,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     base = event_base_new();
     test_read_and_cap();
+    test_read_step();
     test_backpressure();
     test_half_close();
     test_timeout();
@@ -563,6 +648,7 @@ int main(void)
     make_ctxs();
     test_starttls();
     test_tls_bulk_small_input();
+    test_tls_partial_record_waits();
     test_handshake_failure();
     test_handshake_in_pool();
     test_free_during_pooled_step();
