@@ -203,8 +203,12 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&p->mu);
         p->running[j->cls]--;
         p->busy--;
+        /* the loop is told once per batch: a list that was not empty has
+         * been announced, and its reap will take this job too */
+        int announce = p->finished.head == NULL;
         list_push(&p->finished, j);
-        signal_loop(p);
+        if (announce)
+            signal_loop(p);
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
