@@ -51,7 +51,8 @@ struct read_job {
     long long off;
     ssize_t n;
     int err;
-    char buf[SMTP_CLIENT_CHUNK];
+    size_t cap;                     /* of buf: the message's size, at most SMTP_CLIENT_CHUNK */
+    char buf[];
 };
 
 struct smtp_client {
@@ -401,7 +402,7 @@ static void read_chunk(struct read_job *j)
 {
     if (j->fd < 0)
         j->fd = open(j->path, O_RDONLY | O_CLOEXEC);
-    j->n = j->fd < 0 ? -1 : pread(j->fd, j->buf, sizeof j->buf, (off_t)j->off);
+    j->n = j->fd < 0 ? -1 : pread(j->fd, j->buf, j->cap, (off_t)j->off);
     j->err = j->n < 0 ? errno : 0;
 }
 
@@ -448,7 +449,7 @@ static void got_chunk(struct smtp_client *cl)
     }
     /* a short read of a regular file is its end (queue files never grow):
      * no second read just to see 0 (one pool round trip per small message) */
-    if ((size_t)j->n < sizeof j->buf)
+    if ((size_t)j->n < j->cap)
         end_body(cl);
 }
 
@@ -504,11 +505,30 @@ static void content_step(struct smtp_client *cl)
     }
 }
 
+/* The chunk buffer for this message: its size and one octet more, so
+ * that a small message is one read whose shortness says it is all (4 KiB
+ * pages; at most SMTP_CLIENT_CHUNK).  A session keeps the largest it had. */
+static struct read_job *chunk_buffer(struct smtp_client *cl)
+{
+    size_t want = SMTP_CLIENT_CHUNK;
+    if (cl->msg->size > 0 && (unsigned long long)cl->msg->size < SMTP_CLIENT_CHUNK)
+        want = ((size_t)cl->msg->size + 1 + 4095) / 4096 * 4096;
+    if (want > SMTP_CLIENT_CHUNK)
+        want = SMTP_CLIENT_CHUNK;
+    if (cl->job && cl->job->cap >= want)
+        return cl->job;
+    if (cl->job_out)                /* a read of an earlier body is still out */
+        return NULL;
+    free(cl->job);
+    cl->job = malloc(sizeof *cl->job + want);
+    if (cl->job)
+        cl->job->cap = want;
+    return cl->job;
+}
+
 static void start_body(struct smtp_client *cl)
 {
-    if (!cl->job)
-        cl->job = malloc(sizeof *cl->job);
-    if (!cl->job) {
+    if (!chunk_buffer(cl)) {
         local_fail(cl, "%s", "out of memory");
         return;
     }
