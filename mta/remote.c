@@ -15,6 +15,7 @@
  * MX lookup never after mx_cancel(), so the pointers they carry are safe.
  */
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,7 +79,7 @@ struct job {
     unsigned char *decided;      /* per recipient: sent or bounced */
     struct smtp_rcpt *rc;        /* the transaction's recipients (undecided ones) */
     char **dsnp;                 /* per recipient: its DSN parameters (RFC 3461), or NULL */
-    char mail_dsn[ENV_DSN_PARAMS_MAX];
+    char *mail_dsn;              /* the MAIL parameters (RFC 3461), or NULL */
     size_t *rk;                  /* rc[i] is recipient rk[i] */
     struct smtp_msg msg;
     uint64_t mx_id;
@@ -88,7 +89,8 @@ struct job {
     int delivered;               /* a session ended a transaction */
     int site_failures, throttled;
     int plaintext;               /* the next session goes without TLS (fallback) */
-    char last[700];              /* the last site failure, for deferrals */
+    char *last;                  /* the last site failure, for deferrals, or NULL
+                                  * (heap: up to 512 jobs are out at once) */
     struct session *s;
     struct job *wait_next;       /* in the destination's queue */
     struct job *all_next, *all_prev;
@@ -265,7 +267,27 @@ static void job_free_mem(struct job *j)
     free(j->rc);
     free(j->rk);
     free(j->mxr);
+    free(j->mail_dsn);
+    free(j->last);
     free(j);
+}
+
+/* Remember the last site failure (its text goes into the deferrals). */
+static const char *job_set_last(struct job *j, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static const char *job_set_last(struct job *j, const char *fmt, ...)
+{
+    char buf[700];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    char *t = strdup(buf);
+    if (t) {
+        free(j->last);
+        j->last = t;
+    }
+    return j->last ? j->last : "out of memory";
 }
 
 static void job_free(struct job *j)
@@ -300,8 +322,9 @@ static void job_end(struct job *j)
         if (j->throttled)
             dest_throttle(d);
     } else if (j->site_failures) {
-        if (dest_site_failed(ra->dests, d, j->last, now))
-            log_warn("smtp: %s: destination dead for now (%s)", d->nexthop, j->last);
+        const char *why = j->last ? j->last : "site failure";
+        if (dest_site_failed(ra->dests, d, why, now))
+            log_warn("smtp: %s: destination dead for now (%s)", d->nexthop, why);
     } else if (j->throttled) {
         dest_throttle(d);
     }
@@ -573,9 +596,9 @@ static void on_failed(struct session *s, struct job *j)
         j->site_failures++;
     if (st->code == 421 || !strncmp(st->enh, "4.7.", 4))
         j->throttled = 1;
-    snprintf(j->last, sizeof j->last, "%s[%s]:%d: %s", smtp_client_host(s->cl),
-             smtp_client_ip(s->cl), smtp_client_port(s->cl), st->text);
-    job_set_all(j, RCPT_PENDING, st->enh[0] ? st->enh : "4.4.2", j->last);
+    const char *last = job_set_last(j, "%s[%s]:%d: %s", smtp_client_host(s->cl),
+                                    smtp_client_ip(s->cl), smtp_client_port(s->cl), st->text);
+    job_set_all(j, RCPT_PENDING, st->enh[0] ? st->enh : "4.4.2", last);
     for (size_t i = 0; i < j->n; i++)
         if (!j->decided[i])
             set_remote(res_of(j, i), s->cl);
@@ -628,7 +651,7 @@ static void connect_addr(struct job *j, const struct mx_addr *a)
 {
     struct session *s = session_new(j->ra, j);
     if (!s) {
-        snprintf(j->last, sizeof j->last, "out of memory");
+        job_set_last(j, "out of memory");
         job_set_all(j, RCPT_PENDING, "4.3.0", "out of memory");
         job_end(j);
         return;
@@ -820,7 +843,8 @@ static struct job *job_new(struct remote_agent *ra, struct delivery *dv, struct 
     j->msg.content_path = dv->sd->msg_path;
     j->msg.size = e->size;
     j->msg.smtputf8 = (e->flags & ENV_F_SMTPUTF8) != 0;
-    if (env_dsn_mail_params(e, j->mail_dsn, sizeof j->mail_dsn) == 0 && j->mail_dsn[0])
+    char dsn[ENV_DSN_PARAMS_MAX];
+    if (env_dsn_mail_params(e, dsn, sizeof dsn) == 0 && dsn[0] && (j->mail_dsn = strdup(dsn)))
         j->msg.mail_dsn_params = j->mail_dsn;
     j->all_next = ra->all_jobs;
     if (j->all_next)

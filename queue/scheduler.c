@@ -55,8 +55,6 @@ struct smsg {
     long long due;               /* unix seconds */
     size_t heap_pos;
     long long started_us;
-    struct sched_result *res;    /* per recipient, only while an attempt runs */
-    unsigned char *touched;
     struct smsg *hnext;
     struct smsg *ready_next;     /* on the ready list (attempt finished) */
     int outstanding;             /* agent deliveries not yet done */
@@ -227,8 +225,6 @@ static void arm_timer(struct scheduler *s)
 static void smsg_free(struct smsg *m)
 {
     env_clear(&m->env);
-    free(m->res);
-    free(m->touched);
     free(m);
 }
 
@@ -401,48 +397,37 @@ int sched_add(struct scheduler *s, const struct envelope *env)
 
 /* ------------------------------------------------------------ attempts */
 
-static int prepare_results(struct smsg *m)
-{
-    free(m->res);
-    free(m->touched);
-    m->res = calloc(m->env.nrcpt ? m->env.nrcpt : 1, sizeof *m->res);
-    m->touched = calloc(m->env.nrcpt ? m->env.nrcpt : 1, 1);
-    return m->res && m->touched ? 0 : -1;
-}
+static void apply_result(struct scheduler *s, struct smsg *m, size_t i,
+                         const struct sched_result *res);
 
-/* The attempt's results are in the envelope: the arrays (about 1 KiB per
- * recipient) are not kept while the message waits. */
-static void drop_results(struct smsg *m)
+/* A recipient this attempt does not send: its result goes straight into
+ * the envelope, like an agent's (no per-attempt result array is kept:
+ * up to SCHED_MAX_ACTIVE messages are out at once). */
+static void defer_rcpt(struct scheduler *s, struct smsg *m, size_t i, const char *dsn,
+                       const char *text)
 {
-    free(m->res);
-    free(m->touched);
-    m->res = NULL;
-    m->touched = NULL;
-}
-
-static void defer_rcpt(struct smsg *m, size_t i, const char *dsn, const char *text)
-{
-    m->touched[i] = 1;
-    m->res[i].state = RCPT_PENDING;
-    snprintf(m->res[i].dsn, sizeof m->res[i].dsn, "%s", dsn);
-    snprintf(m->res[i].text, sizeof m->res[i].text, "%s", text);
+    struct sched_result r = { .state = RCPT_PENDING };
+    snprintf(r.dsn, sizeof r.dsn, "%s", dsn);
+    snprintf(r.text, sizeof r.text, "%s", text);
+    apply_result(s, m, i, &r);
 }
 
 static void launch(struct scheduler *s, struct smsg *m, int a, size_t *idx, size_t n)
 {
+    char pbuf[PATH_MAX];
+    queue_msg_path(s->q, m->env.id, pbuf, sizeof pbuf);
     struct sched_delivery *dl = calloc(1, sizeof *dl);
-    char *path = malloc(PATH_MAX);
+    char *path = strdup(pbuf);   /* exact: up to SCHED_MAX_ACTIVE are out at once */
     struct sched_result *res = calloc(n, sizeof *res);
     if (!dl || !path || !res) {
         for (size_t k = 0; k < n; k++)
-            defer_rcpt(m, idx[k], "4.3.0", "out of memory");
+            defer_rcpt(s, m, idx[k], "4.3.0", "out of memory");
         free(dl);
         free(path);
         free(res);
         free(idx);
         return;
     }
-    queue_msg_path(s->q, m->env.id, path, PATH_MAX);
     for (size_t k = 0; k < n; k++) {
         res[k].state = RCPT_PENDING;
         snprintf(res[k].dsn, sizeof res[k].dsn, "4.3.0");
@@ -461,10 +446,6 @@ static void launch(struct scheduler *s, struct smsg *m, int a, size_t *idx, size
 
 static void start_message(struct scheduler *s, struct smsg *m)
 {
-    if (prepare_results(m) < 0) {
-        schedule(s, m, time_now_us() / 1000000 + s->cfg.minimal_backoff);
-        return;
-    }
     m->phase = PH_DELIVERING;
     m->started_us = time_now_us();
     s->active++;
@@ -482,7 +463,7 @@ static void start_message(struct scheduler *s, struct smsg *m)
             if (s->cfg.route(s->cfg.route_ctx, m->env.rcpts[i].addr) != a)
                 continue;
             if (!flush && is_deferred_transport(s, s->agents[a].name))
-                defer_rcpt(m, i, "4.3.2", "deferred transport");
+                defer_rcpt(s, m, i, "4.3.2", "deferred transport");
             else
                 idx[n++] = i;
         }
@@ -499,12 +480,9 @@ void sched_delivery_done(struct sched_delivery *dl)
 {
     struct scheduler *s = dl->sched;
     struct smsg *m = lookup(s, dl->env->id);
-    if (m) {
-        for (size_t k = 0; k < dl->n; k++) {
-            m->touched[dl->idx[k]] = 1;
-            m->res[dl->idx[k]] = dl->res[k];
-        }
-    }
+    if (m)
+        for (size_t k = 0; k < dl->n; k++)
+            apply_result(s, m, dl->idx[k], &dl->res[k]);
     free((char *)dl->msg_path);
     free(dl->idx);
     free(dl->res);
@@ -541,21 +519,21 @@ static void log_result(const struct scheduler *s, const struct smsg *m, size_t i
              status_word(r->state), r->text);
 }
 
-static void apply_results(struct scheduler *s, struct smsg *m)
+/* One recipient's result of this attempt, into the envelope (written
+ * once the attempt is finished) and the log.  Agents read only their own
+ * recipients' addresses and DSN fields, which this leaves alone. */
+static void apply_result(struct scheduler *s, struct smsg *m, size_t i,
+                         const struct sched_result *res)
 {
-    for (size_t i = 0; i < m->env.nrcpt; i++) {
-        if (!m->touched[i])
-            continue;
-        struct sched_result *res = &m->res[i];
-        env_rcpt_set(&m->env.rcpts[i], res->state, res->dsn, res->text);
-        if (res->state == RCPT_SENT && res->dsn_passed)
-            m->env.rcpts[i].notify &= ~ENV_N_SUCCESS;   /* the next hop reports */
-        if (env_rcpt_set_remote(&m->env.rcpts[i], res->remote, res->tls,
-                                m->started_us / 1000000) < 0)
-            log_err("%s: out of memory recording the remote host", m->env.id);
-        int a = s->cfg.route(s->cfg.route_ctx, m->env.rcpts[i].addr);
-        log_result(s, m, i, a >= 0 && a < s->nagents ? s->agents[a].name : "none");
-    }
+    if (env_rcpt_set(&m->env.rcpts[i], res->state, res->dsn, res->text) < 0)
+        log_err("%s: out of memory recording a result", m->env.id);
+    if (res->state == RCPT_SENT && res->dsn_passed)
+        m->env.rcpts[i].notify &= ~ENV_N_SUCCESS;   /* the next hop reports */
+    if (env_rcpt_set_remote(&m->env.rcpts[i], res->remote, res->tls,
+                            m->started_us / 1000000) < 0)
+        log_err("%s: out of memory recording the remote host", m->env.id);
+    int a = s->cfg.route(s->cfg.route_ctx, m->env.rcpts[i].addr);
+    log_result(s, m, i, a >= 0 && a < s->nagents ? s->agents[a].name : "none");
 }
 
 /* Pending recipients of a message past its lifetime bounce now. */
@@ -820,8 +798,6 @@ static void finish_attempt(struct scheduler *s, struct smsg *m)
     long long now = time_now_us() / 1000000;
     m->phase = PH_BOUNCING;
     m->env.attempts++;
-    apply_results(s, m);
-    drop_results(m);
     expire(s, m, now);
     m->bounces_pending = 1;      /* held while the jobs start */
     report_failures(s, m);
