@@ -8,7 +8,11 @@
  *     message (struct smsg, the copy, its table and heap slots) QUEUED_MAX;
  *   - an attempt that defers N messages leaves at most LEFT_MAX octets
  *     each behind (the new reason strings; the per-attempt result arrays,
- *     about 1 KiB a recipient, are not kept while the message waits).
+ *     about 1 KiB a recipient, are not kept while the message waits);
+ *   - a message out in an attempt (the agent holds its delivery) costs at
+ *     most INFLIGHT_MAX octets more: up to 512 are out at once in a drain
+ *     (no result array per message beside the delivery's, a content path
+ *     of its own size, not PATH_MAX).
  * Heap figures come from glibc's mallinfo2 (the loop's arena); under a
  * sanitizer (its own allocator) they are skipped, the attempts still run.
  * bench/sched-mem measures the whole process (PSS per queued message).
@@ -47,12 +51,19 @@
 #define QUEUED_MAX    470       /* octets per message the scheduler holds
                                    (smsg + envelope copy + table and heap slots) */
 #define LEFT_MAX      200       /* octets an attempt leaves per waiting message */
+#define INFLIGHT_MAX  1536      /* octets per message out in an attempt (about
+                                   1,100 now: the delivery and its 952-octet
+                                   result; 6 KiB with a message result array
+                                   and a PATH_MAX path) */
 #define SPIN_MAX      2000      /* loop passes of at most 10 ms each */
 #define BAIL_OUT(...) do { printf("Bail out! " __VA_ARGS__); printf("\n"); exit(1); } while (0)
 
 static struct event_base *base;
 static char dir[256];
 static size_t attempts;
+static int holding;                         /* fake_deliver keeps the deliveries */
+static struct sched_delivery *out[N];
+static size_t nheld;
 
 static long long heap_used(void)
 {
@@ -68,6 +79,10 @@ static void fake_deliver(void *ctx, struct sched_delivery *dl)
 {
     (void)ctx;
     attempts++;
+    if (holding && nheld < N) {
+        out[nheld++] = dl;
+        return;
+    }
     for (size_t k = 0; k < dl->n; k++) {
         dl->res[k].state = RCPT_PENDING;
         snprintf(dl->res[k].dsn, sizeof dl->res[k].dsn, "4.4.1");
@@ -186,6 +201,31 @@ int main(void)
     } else {
         ok(1, "# SKIP attempt left-overs: no heap figures under a sanitizer");
     }
+
+    /* every message out at once, held by the agent: what each costs */
+    for (int i = 0; i < 20; i++)
+        event_base_loop(base, EVLOOP_NONBLOCK);
+    heap0 = heap_used();
+    holding = 1;
+    attempts = 0;
+    sched_flush(s);
+    for (int i = 0; i < SPIN_MAX && nheld < N; i++)
+        event_base_loop(base, EVLOOP_ONCE);
+    is_int((long long)nheld, N, "every message out in an attempt at once");
+    per = (heap_used() - heap0) / N;
+    if (HEAP_FIGURES) {
+        printf("# a message out in an attempt: %lld octets\n", per);
+        ok(per <= INFLIGHT_MAX, "a message out in an attempt costs %lld <= %d octets", per,
+           INFLIGHT_MAX);
+    } else {
+        ok(1, "# SKIP in-flight message: no heap figures under a sanitizer");
+    }
+    holding = 0;
+    for (size_t k = 0; k < nheld; k++)
+        fake_deliver(NULL, out[k]);
+    for (int i = 0; i < SPIN_MAX && sched_active(s) > 0; i++)
+        event_base_loop(base, EVLOOP_ONCE);
+    is_int((long long)sched_active(s), 0, "all held attempts finished");
 
     sched_free(s);
     queue_close(q);
