@@ -470,6 +470,23 @@ static void test_tls_bulk_small_input(void)
 
 static int errored(void *arg) { return ((struct side *)arg)->events[CONN_ERROR] > 0; }
 
+/* Two consuming conns over a socketpair, both starting implicit TLS (the
+ * server's handshake steps in pool, if one is given). */
+static int tls_conns(struct side *sv, struct side *cl, size_t input_max, SSL_CTX *sctx,
+                     SSL_CTX *cctx, struct work_pool *pool)
+{
+    int fds[2];
+    pair(fds);
+    sv->consume = cl->consume = 1;
+    struct conn_limits l = limits(input_max, 65536, 5000);
+    sv->c = conn_new(base, fds[0], &l, on_event, sv);
+    cl->c = conn_new(base, fds[1], &l, on_event, cl);
+    sv->peer = fds[1];
+    if (pool)
+        conn_set_work_pool(sv->c, pool);
+    return conn_starttls(sv->c, sctx, 1, NULL) == 0 && conn_starttls(cl->c, cctx, 0, NULL) == 0;
+}
+
 static int both_up(void *arg)
 {
     struct two *t = arg;
@@ -488,15 +505,8 @@ static double cpu_ms(void)
  * must wait for the fd: kicking another read for it spins the loop. */
 static void test_tls_partial_record_waits(void)
 {
-    int fds[2];
-    pair(fds);
     struct side sv = { 0 }, cl = { 0 };
-    sv.consume = cl.consume = 1;
-    struct conn_limits l = limits(4096, 65536, 5000);
-    sv.c = conn_new(base, fds[0], &l, on_event, &sv);
-    cl.c = conn_new(base, fds[1], &l, on_event, &cl);
-    ok(conn_starttls(sv.c, server_ctx, 1, NULL) == 0 &&
-       conn_starttls(cl.c, client_ctx, 0, NULL) == 0, "implicit TLS on both sides");
+    ok(tls_conns(&sv, &cl, 4096, server_ctx, client_ctx, NULL), "implicit TLS on both sides");
     struct two t = { &sv, &cl, 0 };
     ok(run_until(both_up, &t, 3000), "handshake done");
     evbuffer_add(conn_output(cl.c), "NOOP\r\n", 6);
@@ -504,7 +514,7 @@ static void test_tls_partial_record_waits(void)
     ok(run_until(got_all, &t, 2000), "a line through TLS");
     /* the start of an application-data record: header (length 100) and 10 octets */
     static const unsigned char part[15] = { 0x17, 0x03, 0x03, 0x00, 0x64 };
-    ok(write(fds[1], part, sizeof part) == (ssize_t)sizeof part, "peer sent part of a record");
+    ok(write(sv.peer, part, sizeof part) == (ssize_t)sizeof part, "peer sent part of a record");
     double c0 = cpu_ms();
     spin(200);
     double used = cpu_ms() - c0;
@@ -554,15 +564,8 @@ static void test_handshake_in_pool(void)
     SSL_CTX_set_info_callback(sctx, count_thread);
     loop_thread = pthread_self();
     struct work_pool *pool = work_pool_new(base, 2);
-    int fds[2];
-    pair(fds);
     struct side sv = { 0 }, cl = { 0 };
-    sv.consume = cl.consume = 1;
-    struct conn_limits l = limits(65536, 65536, 5000);
-    sv.c = conn_new(base, fds[0], &l, on_event, &sv);
-    cl.c = conn_new(base, fds[1], &l, on_event, &cl);
-    conn_set_work_pool(sv.c, pool);
-    ok(conn_starttls(sv.c, sctx, 1, NULL) == 0 && conn_starttls(cl.c, cctx, 0, NULL) == 0,
+    ok(tls_conns(&sv, &cl, 65536, sctx, cctx, pool),
        "implicit TLS, the server's handshake in the pool");
     static char data[256 * 1024];
     memset(data, 'x', sizeof data);
@@ -578,7 +581,9 @@ static void test_handshake_in_pool(void)
     conn_free(sv.c);
     conn_free(cl.c);
     /* a failing handshake reports its error from the pool's step */
+    int fds[2];
     pair(fds);
+    struct conn_limits l = limits(65536, 65536, 5000);
     struct side bad = { 0 };
     bad.c = conn_new(base, fds[0], &l, on_event, &bad);
     conn_set_work_pool(bad.c, pool);
