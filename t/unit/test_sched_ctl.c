@@ -20,35 +20,22 @@
 #include "lib/work.h"
 #include "queue/queue.h"
 #include "queue/scheduler.h"
+#include "t/unit/sched_fixture.h"
 #include "t/unit/tap.h"
 
 #define SPIN_MAX 400            /* loop passes of at most 10 ms each */
-#define BAIL_OUT(...) do { printf("Bail out! " __VA_ARGS__); printf("\n"); exit(1); } while (0)
 
+static struct sched_fixture fx;
 static struct event_base *base;
 static struct sched_delivery *pending;   /* the fake agent's current delivery */
 static int calls;
-static char dir[256];
+static const char *dir = fx.dir;
 
 static void fake_deliver(void *ctx, struct sched_delivery *dl)
 {
     (void)ctx;
     pending = dl;
     calls++;
-}
-
-static int route0(void *ctx, const char *rcpt)
-{
-    (void)ctx;
-    (void)rcpt;
-    return 0;
-}
-
-static void tick(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
 }
 
 /* Run the loop until cond() or SPIN_MAX passes; returns cond(). */
@@ -125,18 +112,10 @@ static void answer_deferred(void)
     sched_delivery_done(dl);
 }
 
-static struct scheduler *new_sched(struct queue *q, struct work_pool *pool)
+static struct scheduler *new_sched(void)
 {
-    struct sched_config cfg = {
-        .myhostname = "mx.example.test", .mail_name = "hato",
-        .minimal_backoff = 3600, .maximal_backoff = 3600,
-        .max_lifetime = 86400, .bounce_lifetime = 86400, .route = route0,
-    };
     struct sched_agent agent = { "fake", fake_deliver, NULL };
-    struct scheduler *s = sched_new(base, q, pool, &cfg);
-    if (!s || sched_add_agent(s, &agent) < 0)
-        BAIL_OUT("sched_new");
-    return s;
+    return fixture_sched(&fx, &agent);
 }
 
 static int recovered;
@@ -150,18 +129,11 @@ int main(void)
     int state;
     long long due;
 
-    snprintf(dir, sizeof dir, "/tmp/hato-test-schedctl-XXXXXX");
-    if (!mkdtemp(dir))
-        BAIL_OUT("mkdtemp");
-    base = event_base_new();
-    struct event *t = event_new(base, -1, EV_PERSIST, tick, NULL);
-    struct timeval ten_ms = { 0, 10000 };
-    event_add(t, &ten_ms);
-    struct work_pool *pool = work_pool_new(base, 1);
-    struct queue *q = queue_open(dir, pool, 1, err, sizeof err);
-    if (!q)
-        BAIL_OUT("queue_open: %s", err);
-    struct scheduler *s = new_sched(q, pool);
+    fixture_open(&fx, "schedctl");
+    base = fx.base;
+    struct work_pool *pool = fx.pool;
+    struct queue *q = fx.q;
+    struct scheduler *s = new_sched();
 
     /* hold asked during an attempt: applied when it ends */
     add_message(q, s, a);
@@ -201,8 +173,10 @@ int main(void)
     /* restart: still held, content kept */
     sched_free(s);
     queue_close(q);
-    q = queue_open(dir, pool, 1, err, sizeof err);
-    s = new_sched(q, pool);
+    q = fx.q = queue_open(dir, pool, 1, err, sizeof err);
+    if (!q)
+        BAIL_OUT("queue_open: %s", err);
+    s = new_sched();
     recover_into = s;
     recovered = 0;
     ok(queue_recover(q, found, NULL) == 0 && queue_recover_held(q, found_held, NULL) == 1,
@@ -246,13 +220,6 @@ int main(void)
     is_int(sched_requeue(s, "0000000000000001"), -1, "requeue: no such message");
 
     sched_free(s);
-    queue_close(q);
-    work_pool_free(pool);
-    event_free(t);
-    event_base_free(base);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        printf("# could not remove %s\n", dir);
+    fixture_close(&fx);
     return tap_done();
 }

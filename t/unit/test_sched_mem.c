@@ -27,6 +27,7 @@
 #include "lib/work.h"
 #include "queue/queue.h"
 #include "queue/scheduler.h"
+#include "t/unit/sched_fixture.h"
 #include "t/unit/tap.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -56,10 +57,9 @@
                                    result; 6 KiB with a message result array
                                    and a PATH_MAX path) */
 #define SPIN_MAX      2000      /* loop passes of at most 10 ms each */
-#define BAIL_OUT(...) do { printf("Bail out! " __VA_ARGS__); printf("\n"); exit(1); } while (0)
 
+static struct sched_fixture fx;
 static struct event_base *base;
-static char dir[256];
 static size_t attempts;
 static int holding;                         /* fake_deliver keeps the deliveries */
 static struct sched_delivery *out[N];
@@ -91,20 +91,6 @@ static void fake_deliver(void *ctx, struct sched_delivery *dl)
     sched_delivery_done(dl);
 }
 
-static int route0(void *ctx, const char *rcpt)
-{
-    (void)ctx;
-    (void)rcpt;
-    return 0;
-}
-
-static void tick(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-}
-
 static void one_envelope(struct envelope *e, int i)
 {
     char addr[64];
@@ -119,19 +105,8 @@ static void one_envelope(struct envelope *e, int i)
 
 int main(void)
 {
-    char err[256];
-
-    snprintf(dir, sizeof dir, "/tmp/hato-test-schedmem-XXXXXX");
-    if (!mkdtemp(dir))
-        BAIL_OUT("mkdtemp");
-    base = event_base_new();
-    struct event *t = event_new(base, -1, EV_PERSIST, tick, NULL);
-    struct timeval ten_ms = { 0, 10000 };
-    event_add(t, &ten_ms);
-    struct work_pool *pool = work_pool_new(base, 1);
-    struct queue *q = queue_open(dir, pool, 1, err, sizeof err);
-    if (!q)
-        BAIL_OUT("queue_open: %s", err);
+    fixture_open(&fx, "schedmem");
+    base = fx.base;
 
     /* one envelope copy */
     {
@@ -155,15 +130,8 @@ int main(void)
         env_clear(&e);
     }
 
-    struct sched_config cfg = {
-        .myhostname = "mx.example.test", .mail_name = "hato",
-        .minimal_backoff = 3600, .maximal_backoff = 3600,
-        .max_lifetime = 86400, .bounce_lifetime = 86400, .route = route0,
-    };
     struct sched_agent agent = { "fake", fake_deliver, NULL };
-    struct scheduler *s = sched_new(base, q, pool, &cfg);
-    if (!s || sched_add_agent(s, &agent) < 0)
-        BAIL_OUT("sched_new");
+    struct scheduler *s = fixture_sched(&fx, &agent);
 
     /* N messages known to the scheduler only (no files: each rewrite
      * fails and is logged, the message waits all the same) */
@@ -228,13 +196,6 @@ int main(void)
     is_int((long long)sched_active(s), 0, "all held attempts finished");
 
     sched_free(s);
-    queue_close(q);
-    work_pool_free(pool);
-    event_free(t);
-    event_base_free(base);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        printf("# could not remove %s\n", dir);
+    fixture_close(&fx);
     return tap_done();
 }
