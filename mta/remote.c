@@ -844,8 +844,13 @@ static struct job *job_new(struct remote_agent *ra, struct delivery *dv, struct 
     j->msg.size = e->size;
     j->msg.smtputf8 = (e->flags & ENV_F_SMTPUTF8) != 0;
     char dsn[ENV_DSN_PARAMS_MAX];
-    if (env_dsn_mail_params(e, dsn, sizeof dsn) == 0 && dsn[0] && (j->mail_dsn = strdup(dsn)))
+    if (env_dsn_mail_params(e, dsn, sizeof dsn) == 0 && dsn[0]) {
+        if ((j->mail_dsn = strdup(dsn)) == NULL) {
+            job_free_mem(j);                /* nothing linked yet, n == 0 */
+            return NULL;
+        }
         j->msg.mail_dsn_params = j->mail_dsn;
+    }
     j->all_next = ra->all_jobs;
     if (j->all_next)
         j->all_next->all_prev = j;

@@ -46,6 +46,11 @@
 #define CONN_CHAIN_SLACK 128
 #define CONN_READ_MIN_K  12
 #define CONN_READ_MAX_K  16
+/* An SSL_read hands over one record at most (16 KiB): a TLS step stops at
+ * the first that holds a whole one, and a whole record counts as full
+ * (else a 16 KiB - 128 step would take each record in two reads). */
+#define CONN_READ_MAX_K_TLS 15
+#define CONN_TLS_RECORD     16384
 #define CONN_TLS_WRITE  (16 * 1024)   /* one TLS record's worth per SSL_write */
 
 enum tls_state {
@@ -229,7 +234,7 @@ static void update_io(struct conn *c)
         event_del(&c->ev_rd);
     c->rd_on = rd;
     /* OpenSSL may hold octets no fd event will announce */
-    if (rd && c->tls == TLS_UP && !c->wr_wants_rd && tls_input_held(c)) {
+    if (rd && c->tls == TLS_UP && !c->wr_wants_rd && !c->rd_wants_wr && tls_input_held(c)) {
         c->kick_read = 1;
         event_active(&c->ev_kick, 0, 0);
     }
@@ -321,10 +326,13 @@ static size_t read_step(const struct conn *c)
 /* After a read asked for a whole step and got n. */
 static void read_step_adapt(struct conn *c, size_t n)
 {
+    int tls = c->tls == TLS_UP;
+    unsigned max_k = tls ? CONN_READ_MAX_K_TLS : CONN_READ_MAX_K;
     size_t step = read_step(c);
-    if (n == step && c->rd_k < CONN_READ_MAX_K)
+    size_t full = tls && step > CONN_TLS_RECORD ? CONN_TLS_RECORD : step;
+    if (n >= full && c->rd_k < max_k)
         c->rd_k++;
-    else if (n < step / 2 && c->rd_k > CONN_READ_MIN_K)
+    else if (n < full / 2 && c->rd_k > CONN_READ_MIN_K)
         c->rd_k--;
 }
 
@@ -595,6 +603,8 @@ int conn_starttls(struct conn *c, SSL_CTX *ctx, int server, const char *sni)
     /* one read call takes every record waiting, not a header and then a
      * body per record (tls_input_held says when OpenSSL holds some) */
     SSL_set_read_ahead(ssl, 1);
+    if (c->rd_k > CONN_READ_MAX_K_TLS)
+        c->rd_k = CONN_READ_MAX_K_TLS;   /* grown on plaintext before */
     if (server)
         SSL_set_accept_state(ssl);
     else
@@ -690,7 +700,7 @@ static void kicked(struct conn *c)
     if (c->dead || c->failed || !c->kick_read)
         return;
     c->kick_read = 0;
-    if (c->tls == TLS_UP && tls_input_held(c) && reading_wanted(c))
+    if (c->tls == TLS_UP && !c->rd_wants_wr && tls_input_held(c) && reading_wanted(c))
         do_read(c);
     else if (c->user_read && evbuffer_get_length(c->in) > 0 &&
              (c->tls == TLS_NONE || c->tls == TLS_UP))
