@@ -4,8 +4,8 @@
  * Owns: a fixed-size table of clients (allocated once: max_entries nodes,
  * handed out from the low end on first use so the untouched rest stays
  * zero pages the kernel never backs — 65,536 nodes are 7.5 MiB of address
- * space, not of memory; chained hash buckets seeded per table so an attacker cannot aim keys at
- * one chain, and a least-recently-touched list for eviction).  Knows
+ * space, not of memory; chained hash buckets seeded per table so an
+ * attacker cannot aim keys at one chain, and a least-recently-touched list for eviction).  Knows
  * nothing of sessions or logging: the caller logs with the formats in
  * throttle.h.
  */

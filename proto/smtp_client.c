@@ -507,7 +507,9 @@ static void content_step(struct smtp_client *cl)
 
 /* The chunk buffer for this message: its size and one octet more, so
  * that a small message is one read whose shortness says it is all (4 KiB
- * pages; at most SMTP_CLIENT_CHUNK).  A session keeps the largest it had. */
+ * pages; at most SMTP_CLIENT_CHUNK).  A session keeps the largest it had.
+ * No read of an earlier body is out here: S_BODY is left only by end_body
+ * (no read out) or for S_FAILED, which no transaction leaves. */
 static struct read_job *chunk_buffer(struct smtp_client *cl)
 {
     size_t want = SMTP_CLIENT_CHUNK;
@@ -517,8 +519,6 @@ static struct read_job *chunk_buffer(struct smtp_client *cl)
         want = SMTP_CLIENT_CHUNK;
     if (cl->job && cl->job->cap >= want)
         return cl->job;
-    if (cl->job_out)                /* a read of an earlier body is still out */
-        return NULL;
     free(cl->job);
     cl->job = malloc(sizeof *cl->job + want);
     if (cl->job)
